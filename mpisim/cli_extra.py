@@ -1,0 +1,1 @@
+"""Sub-commands beyond simulate/info (system matrices, reconstruction, demo, ...)."""

@@ -1,0 +1,32 @@
+"""The one exception type that means "the user asked for something invalid".
+
+The command line turns an :class:`MPISimError` into a one-line message and exit status 2; any
+other exception is a bug and keeps its traceback.
+"""
+
+
+class MPISimError(ValueError):
+    """A user mistake or unusable input: bad parameter, malformed file, impossible request."""
+
+
+def check_finite(name, value):
+    """Raise :class:`MPISimError` if ``value`` (scalar or array) holds NaN or Inf."""
+    import numpy as np
+
+    arr = np.asarray(value)
+    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+        raise MPISimError(f"{name} must be finite, got {value if arr.ndim == 0 else 'an array with NaN/Inf'}")
+    return value
+
+
+def check_positive(name, value, allow_zero=False):
+    """Raise :class:`MPISimError` unless ``value`` is a finite number > 0 (or >= 0)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise MPISimError(f"{name} must be a number, got {value!r}") from None
+    if v != v or v in (float("inf"), float("-inf")):
+        raise MPISimError(f"{name} must be finite, got {value!r}")
+    if v < 0 or (v == 0 and not allow_zero):
+        raise MPISimError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return v

@@ -1,0 +1,1 @@
+"""File input/output: MDF (HDF5) and atomic writes."""

@@ -1,0 +1,86 @@
+"""In-memory MPI data: a measurement (time or frequency domain) with the metadata that made it."""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import MPISimError
+
+
+@dataclass(eq=False)
+class Measurement:
+    """MPI receive data and its acquisition parameters.
+
+    data : (N, J, C, V) float time samples in V, or (N, J, C, K) complex spectra when
+        ``frequency_domain`` (unnormalised rfft of one period).
+    is_background : (N,) bool, frames recorded without a sample.
+    bandwidth : receiver bandwidth in Hz (sampling rate = 2 · bandwidth).
+    num_samples : samples per period V.
+    drive_frequencies : (D,) Hz; drive_strengths : (D,) T/µ0; gradient : (3, 3) T/m/µ0.
+    transfer_function : (C, K) complex or None: the chain the data still contains.
+    frequency_selection : (K',) 0-based bins kept, or None for all K = V/2 + 1 bins.
+    scanner, tracer : the mpisim objects when known (simulated data), else None.
+    meta : free-form metadata (study, experiment, tracer concentration, settings, source file).
+    """
+
+    data: np.ndarray
+    is_background: np.ndarray
+    bandwidth: float
+    num_samples: int
+    drive_frequencies: np.ndarray
+    drive_strengths: np.ndarray
+    gradient: np.ndarray
+    frequency_domain: bool = False
+    transfer_function: np.ndarray | None = None
+    frequency_selection: np.ndarray | None = None
+    num_averages: int = 1
+    scanner: object = None
+    tracer: object = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.is_background = np.asarray(self.is_background, dtype=bool)
+        if self.data.ndim != 4:
+            raise MPISimError(f"measurement data must be 4-D (frames, periods, channels, samples), got {self.data.shape}")
+        if self.is_background.shape != (self.data.shape[0],):
+            raise MPISimError(f"isBackgroundFrame has {self.is_background.size} entries for "
+                              f"{self.data.shape[0]} frames")
+
+    @property
+    def num_frames(self):
+        return self.data.shape[0]
+
+    @property
+    def num_channels(self):
+        return self.data.shape[2]
+
+    @property
+    def sampling_rate(self):
+        return 2.0 * self.bandwidth
+
+    @property
+    def all_frequencies(self):
+        """Full rfft frequency axis (K,) in Hz."""
+        return np.fft.rfftfreq(self.num_samples, 1.0 / self.sampling_rate)
+
+    @property
+    def frequencies(self):
+        """Frequencies (Hz) of the bins in the spectra (after any frequency selection)."""
+        f = self.all_frequencies
+        return f if self.frequency_selection is None else f[self.frequency_selection]
+
+    def spectra(self):
+        """(N, J, C, K) complex spectra (rfft along the sample axis when the data are time samples)."""
+        if self.frequency_domain:
+            return self.data
+        from .backend import rfft
+
+        return rfft(self.data, axis=-1)
+
+    @property
+    def foreground_frames(self):
+        return np.flatnonzero(~self.is_background)
+
+    @property
+    def background_frames(self):
+        return np.flatnonzero(self.is_background)

@@ -1,0 +1,280 @@
+"""The forward model: drive/selection fields → Langevin magnetisation → coil voltage → spectrum.
+
+One code path serves both the measurement simulation (:func:`simulate`) and the system-matrix
+builder (:mod:`mpisim.systemmatrix`): :func:`unit_moments` gives the per-voxel mean-moment time
+series, :func:`response` turns a moment spectrum into receive-voltage spectra. A phantom's signal
+is the concentration-weighted sum over voxels of exactly what a system-matrix column holds.
+
+Conventions (see docs/conventions.md): H(r, t) = G r + H_D(t) in T/µ0; a voxel of iron
+concentration c (mol Fe/L) and volume ΔV (m³) holds the moment
+m(t) = c ΔV/(1 L) · M_Fe · κ · Σ_i q_i L(β_i|H|) Ĥ with κ the saturated moment per iron mass;
+the coil voltage is u_l(t) = −s_l · dm/dt (s_l the coil sensitivity in T/A); spectra are the
+unnormalised rfft of one period, û_k = Σ_t u(t) e^{−2πi k t / V}; relaxation multiplies the moment
+spectrum by 1/(1 + i ω τ).
+"""
+
+from dataclasses import dataclass, fields, asdict
+import math
+
+import numpy as np
+
+from . import backend as B
+from . import constants as C
+from .errors import MPISimError, check_positive
+from .measurement import Measurement
+from .particles import langevin_over_xi
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass(frozen=True)
+class SimulationSettings:
+    """Everything besides scanner, tracer and phantom that changes a simulated measurement.
+
+    frames : foreground frames N_O. background_frames : empty-scanner frames E (stored first).
+    averages : acquisitions averaged per frame (noise σ/√averages).
+    noise_density : white noise in V/√Hz (0 = none). background_level : V, static scanner
+    background harmonics (0 = none). feedthrough : add the drive feed-through and the band-stop
+    filter. transfer_function : path of a transfer-function file ("" = flat).
+    seed : noise seed (-1 = random). dtype : "float64" | "float32".
+    """
+
+    frames: int = 1
+    background_frames: int = 0
+    averages: int = 1
+    noise_density: float = 0.0
+    background_level: float = 0.0
+    feedthrough: bool = False
+    transfer_function: str = ""
+    seed: int = 0
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        for name in ("frames", "background_frames", "averages"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < (0 if name == "background_frames" else 1):
+                raise MPISimError(f"{name} must be a {'non-negative' if name == 'background_frames' else 'positive'} "
+                                  f"integer, got {v!r}")
+            object.__setattr__(self, name, int(v))
+        check_positive("noise level (V/√Hz)", self.noise_density, allow_zero=True)
+        check_positive("background level (V)", self.background_level, allow_zero=True)
+        if self.dtype not in DTYPES:
+            raise MPISimError(f"dtype must be float64 or float32, got {self.dtype!r}")
+
+    def to_dict(self):
+        return asdict(self)
+
+    @classmethod
+    def realistic(cls, scanner, **kw):
+        """Settings with the scanner's documented noise, background and feed-through."""
+        rx = scanner.receiver
+        kw.setdefault("noise_density", rx.noise_density)
+        kw.setdefault("background_level", rx.background_level)
+        kw.setdefault("feedthrough", True)
+        kw.setdefault("transfer_function", rx.transfer_function)
+        return cls(**kw)
+
+
+# --- the physics shared with the system-matrix builder ---------------------------------------------
+
+def field_offsets(scanner, positions):
+    """Selection field G r at ``positions`` (P, 3) m → (P, 3) in T/µ0."""
+    return np.asarray(positions, dtype=float) @ scanner.gradient.T
+
+
+def moment_per_concentration(tracer, voxel_volume):
+    """Saturated moment (A·m²) of a voxel of ``voxel_volume`` (m³) at 1 mol Fe/L."""
+    iron_mass = voxel_volume / C.LITRE * C.FE_MOLAR_MASS
+    return iron_mass * tracer.moment_per_iron_mass
+
+
+def unit_moments(scanner, tracer, offsets, xp=np, dtype=np.float64, weights=None):
+    """Mean-moment time series per saturated moment, from the field offsets (P, 3) in T/µ0.
+
+    Returns (P, 3, V) per voxel, or the ``weights``-weighted sum over voxels (3, V) when
+    ``weights`` (P,) is given. Uses the compiled numba kernel on the CPU when available, the
+    numpy/cupy twin :func:`unit_moments_xp` otherwise.
+    """
+    hd = scanner.drive_field_at(scanner.times)
+    betas, q = tracer.betas_and_weights()
+    if xp is np and B.numba_available():
+        from . import cpu_kernels as K
+
+        off = np.ascontiguousarray(offsets, dtype=np.float64)
+        if weights is None:
+            out = np.empty((off.shape[0], 3, hd.shape[1]), dtype=dtype)
+            K.unit_moments(hd, off, betas, q, out)
+        else:
+            out = np.zeros((3, hd.shape[1]), dtype=np.float64)
+            K.weighted_unit_moment_sum(hd, off, np.ascontiguousarray(weights, dtype=np.float64), betas, q, out)
+            out = out.astype(dtype, copy=False)
+        return out
+    return unit_moments_xp(hd, offsets, betas, q, xp=xp, dtype=dtype, weights=weights)
+
+
+def unit_moments_xp(hd, offsets, betas, q, xp=np, dtype=np.float64, weights=None, block=16):
+    """Array-module twin of the numba kernels (numpy or cupy), computed in voxel blocks."""
+    hd = xp.asarray(hd, dtype=np.float64)
+    offsets = xp.asarray(offsets, dtype=np.float64)
+    P, V = offsets.shape[0], hd.shape[1]
+    out = xp.zeros((3, V), np.float64) if weights is not None else xp.empty((P, 3, V), dtype)
+    w = None if weights is None else xp.asarray(weights, dtype=np.float64)
+    for a in range(0, P, block):
+        h = offsets[a:a + block, :, None] + hd[None]              # (b, 3, V)
+        hn = xp.sqrt(xp.sum(h * h, axis=1))                      # (b, V)
+        s = 0.0
+        for bi, qi in zip(betas, q):
+            s = s + qi * bi * langevin_over_xi(bi * hn, xp=xp)
+        if w is None:
+            out[a:a + block] = (s[:, None, :] * h).astype(dtype, copy=False)
+        else:
+            out += xp.einsum("p,pcv->cv", w[a:a + block], s[:, None, :] * h)
+    return out if w is None else out.astype(dtype, copy=False)
+
+
+def receive_chain(scanner, frequencies, transfer_function=None, bandstop=False):
+    """(C, K) complex factor of the analog chain: transfer function × feed-through band-stop."""
+    f = np.asarray(frequencies, dtype=float)
+    chain = np.ones((scanner.num_rx_channels, f.size), complex)
+    if transfer_function is not None:
+        chain *= transfer_function.at(f, scanner.num_rx_channels)
+    if bandstop:
+        rx = scanner.receiver
+        for fd in scanner.drive_field.frequencies:
+            chain[:, np.abs(f - fd) <= rx.bandstop_width / 2] *= rx.bandstop_attenuation
+    return chain
+
+
+def response(scanner, tracer, frequencies, chain=None):
+    """(C, 3, K) complex: receive-voltage spectrum per unit moment spectrum (V per A·m²).
+
+    R[l, c, k] = −s_{l,c} · 2πi f_k · 1/(1 + 2πi f_k τ) · chain[l, k]. The Nyquist bin of an even
+    period is zeroed (the derivative of a real signal has no well-defined Nyquist component).
+    """
+    f = np.asarray(frequencies, dtype=float)
+    d = 2j * np.pi * f * tracer.debye_factor(f)
+    if scanner.num_samples % 2 == 0:
+        d = np.where(np.isclose(f, scanner.receiver.bandwidth), 0.0, d)
+    r = -scanner.receiver.sensitivities[:, :, None] * d[None, None, :]
+    if chain is not None:
+        r = r * chain[:, None, :]
+    return r
+
+
+def load_transfer_function(path):
+    if not path:
+        return None
+    from .transfer import TransferFunction
+
+    return TransferFunction.load(path)
+
+
+# --- measurement simulation ------------------------------------------------------------------------
+
+def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progress=False,
+             chunk_voxels=4096, **kw):
+    """Simulate an MPI measurement of ``phantom`` (concentrations in mol Fe/L on its grid).
+
+    Parameters
+    ----------
+    scanner : :class:`mpisim.scanner.Scanner` or preset name.
+    tracer : :class:`mpisim.particles.Tracer`.
+    phantom : :class:`mpisim.phantoms.Phantom` (grid + concentration in mol Fe/L).
+    settings : :class:`SimulationSettings`; keyword arguments override its fields
+        (``frames``, ``noise_density``, ...). Default: one ideal, noise-free frame.
+    backend : "auto" | "numpy" | "cupy".
+
+    Returns
+    -------
+    :class:`mpisim.measurement.Measurement` with time data (N, 1, C, V) in V, background frames
+    first, and the scanner, tracer, phantom and settings attached.
+    """
+    from .scanner import get_scanner
+
+    scanner = get_scanner(scanner)
+    settings = settings or SimulationSettings()
+    if kw:
+        settings = SimulationSettings(**{**settings.to_dict(), **kw})
+    xp = B.xp_of(backend)
+    dtype = DTYPES[settings.dtype]
+    V, freqs = scanner.num_samples, scanner.frequencies
+
+    conc = phantom.concentration_vector()
+    nz = np.flatnonzero(conc)
+    pos = phantom.grid.positions()[nz]
+    weights = conc[nz] * moment_per_concentration(tracer, phantom.grid.voxel_volume)
+    offsets = field_offsets(scanner, pos)
+
+    moment = xp.zeros((3, V), np.float64)
+    bar = _progress(progress, len(nz), "simulate")
+    for a in range(0, len(nz), chunk_voxels):
+        b = min(a + chunk_voxels, len(nz))
+        moment += xp.asarray(unit_moments(scanner, tracer, offsets[a:b], xp=xp, weights=weights[a:b]))
+        bar.update(b - a)
+    bar.close()
+    moment_spec = B.to_numpy(B.rfft(moment, xp=xp))                       # (3, K) A·m²
+
+    tf = load_transfer_function(settings.transfer_function)
+    chain = receive_chain(scanner, freqs, tf, bandstop=settings.feedthrough)
+    particle = np.einsum("lck,ck->lk", response(scanner, tracer, freqs, chain), moment_spec)
+    empty = np.zeros_like(particle)
+    if settings.feedthrough:
+        empty += feedthrough_spectrum(scanner) * chain
+    u_fg = B.irfft(particle + empty, V)                                    # (C, V)
+    u_bg = B.irfft(empty, V)
+    if settings.background_level > 0:
+        bg = background_signal(scanner, settings.background_level)
+        u_fg, u_bg = u_fg + bg, u_bg + bg
+
+    E, N = settings.background_frames, settings.background_frames + settings.frames
+    data = np.empty((N, 1, scanner.num_rx_channels, V), dtype)
+    data[:E, 0] = u_bg
+    data[E:, 0] = u_fg
+    sigma = settings.noise_density * math.sqrt(scanner.receiver.bandwidth) / math.sqrt(settings.averages)
+    if sigma > 0:
+        rng = np.random.default_rng(None if settings.seed < 0 else settings.seed)
+        for n in range(N):
+            data[n] += (sigma * rng.standard_normal(data.shape[1:])).astype(dtype)
+    is_bg = np.arange(N) < E
+    return Measurement(
+        data=data, is_background=is_bg, bandwidth=scanner.receiver.bandwidth, num_samples=V,
+        drive_frequencies=scanner.drive_field.frequencies,
+        drive_strengths=np.array([c.amplitude for c in scanner.drive_field.channels]),
+        gradient=scanner.gradient, transfer_function=None if tf is None else tf.at(freqs, scanner.num_rx_channels),
+        num_averages=settings.averages, scanner=scanner, tracer=tracer,
+        meta={"phantom": phantom, "settings": settings, "is_simulation": True,
+              "noise_sigma": sigma, "backend": B.resolve(backend)})
+
+
+def feedthrough_spectrum(scanner):
+    """(C, K) spectrum of the direct drive-field pick-up: ``feedthrough_level`` V at each drive
+    frequency, in every coil with a sensitivity component along the driven axis."""
+    K, V = scanner.num_frequencies, scanner.num_samples
+    out = np.zeros((scanner.num_rx_channels, K), complex)
+    sens = scanner.receiver.sensitivities
+    for ch in scanner.drive_field.channels:
+        ax = "xyz".index(ch.axis)
+        k = int(round(V * scanner.drive_field.base_frequency / ch.divider / scanner.receiver.sampling_rate))
+        norm = sens[:, ax] / np.abs(sens).max()
+        out[:, k] += scanner.receiver.feedthrough_level * norm * V / 2 * np.exp(1j * ch.phase)
+    return out
+
+
+def background_signal(scanner, level, seed=20240101):
+    """(C, V) static background of the empty scanner: harmonics 1–5 of each drive frequency with
+    amplitudes ``level``/n and fixed pseudo-random phases (the same every frame and every run)."""
+    rng = np.random.default_rng(seed)
+    V, t = scanner.num_samples, scanner.times
+    out = np.zeros((scanner.num_rx_channels, V))
+    for f in scanner.drive_field.frequencies:
+        for n in range(1, 6):
+            if n * f < scanner.receiver.bandwidth:
+                ph = rng.uniform(0, 2 * np.pi, scanner.num_rx_channels)
+                out += level / n * np.cos(2 * np.pi * n * f * t[None, :] + ph[:, None])
+    return out
+
+
+def _progress(enabled, total, label):
+    from .progress import Progress
+
+    return Progress(total, label, enabled=enabled)

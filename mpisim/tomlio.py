@@ -1,0 +1,71 @@
+"""Minimal TOML writing (reading uses the standard library's ``tomllib``).
+
+Writes the subset mpisim needs: nested tables, arrays of tables, strings, booleans, numbers and
+(nested) lists of numbers. Floats are written with ``repr`` so they round-trip exactly.
+"""
+
+import math
+import tomllib
+
+from .errors import MPISimError
+
+
+def _value(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            raise MPISimError(f"cannot write non-finite number {v} to TOML")
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if hasattr(v, "tolist"):
+        return _value(v.tolist())
+    raise MPISimError(f"cannot write {type(v).__name__} to TOML")
+
+
+def dumps(data, _prefix=""):
+    """Serialise a nested dict to a TOML string."""
+    lines, tables = [], []
+    for k, v in data.items():
+        if v is None:
+            continue
+        if isinstance(v, dict):
+            tables.append((k, v, False))
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, dict) for x in v):
+            tables.append((k, v, True))
+        else:
+            lines.append(f"{k} = {_value(v)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for k, v, is_array in tables:
+        name = f"{_prefix}{k}"
+        if is_array:
+            for item in v:
+                out += f"\n[[{name}]]\n" + dumps(item, name + ".")
+        else:
+            out += f"\n[{name}]\n" + dumps(v, name + ".")
+    return out
+
+
+def loads(text, source="TOML"):
+    """Parse TOML text, turning syntax errors into a one-line :class:`MPISimError`."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise MPISimError(f"{source}: malformed TOML: {e}") from None
+
+
+def load(path):
+    """Read and parse a TOML file (clear error if missing or malformed)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except FileNotFoundError:
+        raise MPISimError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise MPISimError(f"{path}: cannot read: {e}") from None
+    return loads(text, source=str(path))
