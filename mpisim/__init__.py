@@ -12,7 +12,7 @@ _LAZY = {
     "langevin_derivative": "particles",
     "Scanner": "scanner", "get_scanner": "scanner", "PRESETS": "scanner",
     "Grid": "grid",
-    "simulate": "simulate", "SimulationSettings": "simulate",
+    "simulate": "forward", "SimulationSettings": "forward",
     "Measurement": "measurement",
     "Phantom": "phantoms", "get_phantom": "phantoms",
     "read_mdf": "io.mdf", "write_mdf": "io.mdf",

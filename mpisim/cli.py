@@ -64,7 +64,7 @@ def cmd_simulate(args):
     from .io.mdf import write_mdf
     from .phantoms import get_phantom
     from .scanner import get_scanner
-    from .simulate import SimulationSettings, simulate
+    from .forward import SimulationSettings, simulate
 
     check_output_path(args.out, args.overwrite)
     scanner = get_scanner(args.scanner)

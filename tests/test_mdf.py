@@ -5,7 +5,7 @@ import pytest
 import mpisim
 from mpisim.io.mdf import format_info, read_header, read_mdf, write_mdf
 from mpisim.phantoms import get_phantom
-from mpisim.simulate import SimulationSettings, simulate
+from mpisim.forward import SimulationSettings, simulate
 
 
 @pytest.fixture(scope="module")

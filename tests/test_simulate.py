@@ -10,7 +10,7 @@ from mpisim.grid import Grid
 from mpisim.particles import Tracer, langevin_derivative, LANGEVIN_DERIVATIVE_FWHM
 from mpisim.phantoms import Phantom, point
 from mpisim.scanner import DriveChannel, DriveField, Receiver, Scanner, get_scanner
-from mpisim.simulate import simulate, unit_moments, unit_moments_xp, field_offsets
+from mpisim.forward import simulate, unit_moments, unit_moments_xp, field_offsets
 
 from helpers import fwhm, ncc
 

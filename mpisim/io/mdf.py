@@ -522,7 +522,7 @@ def format_info(info):
     if "drive" in info:
         d = info["drive"]
         fr = ", ".join(f"{f / 1e3:.3f} kHz" for f in d["frequencies"])
-        st = ", ".join(f"{x * 1e3:.3g} mT" for x in d["strengths"])
+        st = ", ".join(f"{x * 1e3:.3g}" for x in d["strengths"]) + " mT"
         lines.append(f"sequence:    {len(d['dividers'])} drive channel(s): {fr}; strength {st}/µ0; "
                      f"base {d['base_frequency'] / 1e6:g} MHz, dividers {', '.join(str(int(x)) for x in d['dividers'])}")
         g = info["gradient"]

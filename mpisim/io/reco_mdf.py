@@ -1,0 +1,106 @@
+"""MDF files holding reconstructions (``/reconstruction``), with every parameter recorded."""
+
+import numpy as np
+
+from .. import __version__
+from ..errors import MPISimError
+from .atomic import atomic_path
+from .h5 import open_h5
+from .mdf import _Reader, _str, _write_acquisition, _write_extension, _write_header, _write_tracer
+
+
+def write_reconstruction(path, reco, overwrite=False):
+    """Write a :class:`~mpisim.reco.reconstruct.Reconstruction` as MDF: /reconstruction/data
+    (Q, P, 1) float32 in ``reco.unit``; size, fieldOfView, fieldOfViewCenter, order, positions,
+    isOverscanRegion; parameters in ``/_mpisim/recoParams`` (TOML) and ``/_mpisim/recoInfo``."""
+    import h5py
+
+    from .. import tomlio
+
+    meas = reco.meta.get("measurement")
+    with atomic_path(path, overwrite) as tmp:
+        with h5py.File(tmp, "w") as h:
+            sc = getattr(meas, "scanner", None)
+            scanner_meta = ({"facility": sc.facility, "manufacturer": sc.manufacturer, "name": sc.name,
+                             "operator": "mpisim", "topology": sc.topology} if sc is not None else
+                            (meas.meta.get("scanner_meta", {"topology": "FFP"}) if meas is not None else {}))
+            _write_header(h, name="mpisim reconstruction", description=f"reconstructed by mpisim {__version__}",
+                          scanner_meta=scanner_meta,
+                          is_simulation=bool(meas.meta.get("is_simulation", False)) if meas is not None else False)
+            if meas is not None:
+                if getattr(meas, "tracer", None) is not None:
+                    _write_tracer(h, meas.tracer, meas.meta.get("tracer_concentration", 0.0) or 0.0)
+                _write_acquisition(h, meas, meas.num_frames, meas.num_averages)
+            g = reco.grid
+            h["reconstruction/data"] = reco.image.astype(np.float32)[:, :, None]
+            h["reconstruction/size"] = np.array(g.shape, np.int64)
+            h["reconstruction/fieldOfView"] = np.array(g.fov)
+            h["reconstruction/fieldOfViewCenter"] = np.array(g.center)
+            _str(h, "reconstruction/order", "xyz")
+            h["reconstruction/positions"] = g.positions()
+            h["reconstruction/isOverscanRegion"] = np.zeros(g.size, np.int8)
+            info = {k: v for k, v in reco.info.items() if isinstance(v, (int, float, str, bool, list))}
+            _write_extension(h, extra={"recoParams": tomlio.dumps(reco.params.to_dict()),
+                                       "recoInfo": tomlio.dumps(info), "unit": reco.unit})
+            truth = getattr(meas, "meta", {}).get("truth") if meas is not None else None
+            phantom = getattr(meas, "meta", {}).get("phantom") if meas is not None else None
+            if phantom is not None:
+                _write_extension_truth(h, phantom.concentration, phantom.grid.shape, phantom.grid.fov,
+                                       phantom.grid.center, phantom.name)
+            elif truth is not None:
+                _write_extension_truth(h, truth["concentration"], truth["size"], truth["fieldOfView"],
+                                       truth["fieldOfViewCenter"], truth["name"])
+    return path
+
+
+def _write_extension_truth(h, conc, size, fov, center, name):
+    g = h.require_group("_mpisim/phantom")
+    _str(g, "name", name)
+    g["concentration"] = np.asarray(conc, float)
+    g["shape"] = np.asarray(size, np.int64)
+    g["fieldOfView"] = np.asarray(fov, float)
+    g["fieldOfViewCenter"] = np.asarray(center, float)
+
+
+def read_reconstruction(path):
+    """Read an MDF reconstruction → :class:`~mpisim.reco.reconstruct.Reconstruction` (frame 0..Q)."""
+    from .. import tomlio
+    from ..grid import Grid
+    from ..reco.preprocess import RecoParams
+    from ..reco.reconstruct import Reconstruction
+
+    with open_h5(path) as h:
+        r = _Reader(h, path)
+        if "reconstruction/data" not in h:
+            raise MPISimError(f"{path}: no /reconstruction/data (not a reconstruction file)")
+        data = np.asarray(r.array("reconstruction/data"), float)
+        if data.ndim == 2:
+            data = data[:, :, None]
+        if data.ndim != 3:
+            raise MPISimError(f"{path}: /reconstruction/data must be (frames, voxels, channels), got {data.shape}")
+        if not np.all(np.isfinite(data)):
+            raise MPISimError(f"{path}: /reconstruction/data contains NaN or Inf")
+        size = r.array("reconstruction/size")
+        fov = r.array("reconstruction/fieldOfView")
+        center = r.array("reconstruction/fieldOfViewCenter", required=False)
+        try:
+            grid = Grid(tuple(int(s) for s in np.ravel(size)), tuple(float(x) for x in np.ravel(fov)),
+                        tuple(float(x) for x in np.ravel(center)) if center is not None else (0.0, 0.0, 0.0))
+        except MPISimError as e:
+            raise MPISimError(f"{path}: /reconstruction/size or fieldOfView: {e}") from None
+        if grid.size != data.shape[1]:
+            raise MPISimError(f"{path}: /reconstruction/size {grid.shape} does not match {data.shape[1]} voxels")
+        unit = r.string("_mpisim/unit", default="")
+        params = RecoParams()
+        if "_mpisim/recoParams" in h:
+            try:
+                d = tomlio.loads(r.string("_mpisim/recoParams"))
+                params = RecoParams(**d)
+            except (MPISimError, TypeError):
+                pass
+        truth = None
+        if "_mpisim/phantom" in h:
+            from .mdf import _truth
+
+            truth = _truth(r)
+        return Reconstruction(data[:, :, 0], grid, params, unit, {"source": str(path)}, {"truth": truth})

@@ -1,0 +1,80 @@
+"""Figures (matplotlib, Agg backend): axes in mm, concentrations in mmol/L."""
+
+import numpy as np
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _extent(grid, a, b):
+    (x0, x1), (y0, y1) = grid.extent(a), grid.extent(b)
+    return [x0 * 1e3, x1 * 1e3, y0 * 1e3, y1 * 1e3]
+
+
+def image_panels(grid, volume):
+    """2D image(s) to show for a (nx, ny, nz) volume: one slice when one axis has size 1,
+    else maximum-intensity projections along z, y and x. Returns [(title, image, extent, labels)]."""
+    names = "xyz"
+    shape = volume.shape
+    flat = [i for i in range(3) if shape[i] == 1]
+    if len(flat) >= 1:
+        keep = [i for i in range(3) if i != flat[0]][:2]
+        img = volume.squeeze(axis=flat[0]) if len(flat) == 1 else volume.reshape(shape[keep[0]], -1)
+        if len(flat) > 1:
+            keep = [i for i in range(3) if shape[i] > 1] or [0]
+            img = volume.reshape(-1, 1)
+            keep = [keep[0], flat[-1] if flat[-1] != keep[0] else 1]
+        return [(f"slice {names[flat[0]]} = {grid.center[flat[0]] * 1e3:g} mm", img,
+                 _extent(grid, keep[0], keep[1]), (names[keep[0]], names[keep[1]]))]
+    out = []
+    for ax, (a, b) in ((2, (0, 1)), (1, (0, 2)), (0, (1, 2))):
+        out.append((f"MIP along {names[ax]}", volume.max(axis=ax), _extent(grid, a, b), (names[a], names[b])))
+    return out
+
+
+def show_volume(ax_list, grid, volume, unit_scale=1e3, unit="mmol/L", vmax=None, cmap="inferno", fig=None,
+                title_prefix=""):
+    panels = image_panels(grid, volume)
+    vmax = vmax if vmax is not None else max(float(np.max(volume)) * unit_scale, 1e-30)
+    im = None
+    for ax, (title, img, ext, (la, lb)) in zip(ax_list, panels):
+        im = ax.imshow(img.T * unit_scale, origin="lower", extent=ext, cmap=cmap, vmin=0, vmax=vmax,
+                       interpolation="nearest", aspect="equal")
+        ax.set_xlabel(f"{la} / mm")
+        ax.set_ylabel(f"{lb} / mm")
+        ax.set_title(f"{title_prefix}{title}", fontsize=9)
+    if fig is not None and im is not None:
+        fig.colorbar(im, ax=list(ax_list)[: len(panels)], label=unit, shrink=0.8)
+    return im
+
+
+def plot_reconstruction(reco, path, frame=0, title=None):
+    """PNG of one reconstructed frame (slice or MIPs), colour bar in mmol/L (or the file's unit)."""
+    plt = _plt()
+    vol = reco.volume(frame)
+    n = len(image_panels(reco.grid, vol))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 1, 4), squeeze=False)
+    scale, unit = (1e3, "c / mmol/L") if reco.unit == "mol/L" else (1.0, reco.unit or "a.u.")
+    show_volume(axes[0], reco.grid, vol, scale, unit, fig=fig)
+    fig.suptitle(title or f"reconstruction, frame {frame}", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def save_figure_atomic(fig_writer, path, overwrite=True):
+    """Call ``fig_writer(tmp_path)`` and move the PNG into place atomically."""
+    from .io.atomic import atomic_path
+
+    with atomic_path(path, overwrite) as tmp:
+        fig_writer(tmp + ".png")
+        import os
+
+        os.replace(tmp + ".png", tmp)
+    return path

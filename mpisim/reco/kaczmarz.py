@@ -1,0 +1,183 @@
+"""Regularised Kaczmarz (ART) with the MPI field's semantics (PHYSICS.md §6).
+
+Solves min ‖A c − b‖² + λ‖c‖² through the extended system [A, √λ I][c; v] = b:
+
+    c = 0, v = 0
+    each sweep, for each row k with ‖a_k‖ > 0 in the chosen order:
+        α   = (b_k − a_k·c − √λ v_k) / (‖a_k‖² + λ)        (a_k·c: plain, non-conjugated)
+        c  += α conj(a_k);  v_k += α √λ
+    after each sweep: c = Re(c) (enforce_real), c[c < 0] = 0 (enforce_positive)
+
+λ is relative by default: λ = lam · ‖A‖_F² / N. Implementations: ``numba`` (compiled CPU sweep),
+``numpy`` (the reference/fallback: numpy per row), ``cuda`` (fused CUDA kernels in
+``kernels/kaczmarz.cu``, one launch per sweep) and ``cupy-loop`` (a per-row cupy loop, the way the
+reference tool's GPU path works; for comparison only).
+"""
+
+import numpy as np
+
+from .. import backend as B
+from ..errors import MPISimError, check_positive
+
+ORDERS = ("cyclic", "shuffle", "random")
+IMPLS = ("auto", "numba", "numpy", "cuda", "cupy-loop")
+
+
+def absolute_lambda(A, lam, relative=True):
+    """λ used in the update: ``lam · ‖A‖_F² / N`` when relative, else ``lam``."""
+    check_positive("lambda", lam, allow_zero=True)
+    if not relative:
+        return float(lam)
+    return float(lam) * float(np.sum(np.abs(np.asarray(A)) ** 2)) / A.shape[1]
+
+
+def row_orders(M, iterations, order="cyclic", seed=0):
+    """Row sequence of every sweep: list of int64 arrays."""
+    if order not in ORDERS:
+        raise MPISimError(f"row order must be one of {', '.join(ORDERS)}, got {order!r}")
+    rng = np.random.default_rng(seed)
+    if order == "cyclic":
+        o = np.arange(M, dtype=np.int64)
+        return [o] * iterations
+    if order == "shuffle":
+        o = rng.permutation(M).astype(np.int64)
+        return [o] * iterations
+    return [rng.permutation(M).astype(np.int64) for _ in range(iterations)]
+
+
+def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=True, enforce_positive=True,
+             order="cyclic", seed=0, row_weights=None, backend="auto", impl="auto", groups=None, callback=None):
+    """Regularised Kaczmarz for a dense complex matrix.
+
+    Parameters
+    ----------
+    A : (M, N) complex array (numpy or cupy): rows = frequency × channel, columns = voxels.
+    b : (M,) or (M, F) complex: one or F right-hand sides (frames), solved together.
+    iterations : sweeps over all rows.
+    lam : Tikhonov λ, relative to ‖A‖_F²/N unless ``relative_lambda=False``.
+    enforce_real, enforce_positive : projections after each sweep.
+    order : "cyclic" | "shuffle" (one seeded permutation for all sweeps) | "random" (a new seeded
+        permutation every sweep).
+    row_weights : (M,) weights w_k; rows and b are scaled by w_k.
+    backend, impl : see module docstring; "auto" = cuda on cupy arrays/backend, numba on the CPU
+        when available, numpy otherwise.
+    groups : CPU threads used for many frames (default: all numba threads).
+    callback : f(sweep, c) after each sweep (numpy/numba implementations).
+
+    Returns
+    -------
+    c : (N,) or (N, F), real when ``enforce_real`` else complex; same array module as used.
+    """
+    if impl not in IMPLS:
+        raise MPISimError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    if int(iterations) != iterations or iterations < 0:
+        raise MPISimError(f"iterations must be a non-negative integer, got {iterations!r}")
+    xp = B.get_array_module(A)
+    use_gpu = impl in ("cuda", "cupy-loop") or (impl == "auto" and (xp is not np or B.resolve(backend) == "cupy"))
+    if use_gpu:
+        xp = B.xp_of("cupy")
+    if A.ndim != 2:
+        raise MPISimError(f"A must be a 2-D matrix (rows × voxels), got shape {A.shape}")
+    single = b.ndim == 1
+    if b.shape[0] != A.shape[0] or b.ndim not in (1, 2):
+        raise MPISimError(f"b must have shape ({A.shape[0]},) or ({A.shape[0]}, F), got {b.shape}")
+    if not bool(xp.all(xp.isfinite(xp.asarray(b)))):
+        raise MPISimError("measurement contains NaN or Inf in the selected rows")
+    A = xp.asarray(A)
+    if A.dtype.kind != "c":
+        A = A.astype(np.complex128 if A.dtype == np.float64 else np.complex64)
+    b2 = xp.asarray(b).reshape(A.shape[0], -1).astype(np.complex128)
+    if row_weights is not None:
+        w = xp.asarray(row_weights, dtype=A.real.dtype)
+        A = A * w[:, None]
+        b2 = b2 * w[:, None]
+    check_positive("lambda", lam, allow_zero=True)
+    if xp is np and B.numba_available():
+        from .kaczmarz_cpu import row_norms2
+
+        A = np.ascontiguousarray(A)
+        norms2 = row_norms2(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1]))
+    else:
+        norms2 = xp.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
+    lam_abs = float(lam) * float(norms2.sum()) / A.shape[1] if relative_lambda else float(lam)
+    inv_den = xp.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
+    orders = row_orders(A.shape[0], int(iterations), order, seed)
+    if use_gpu:
+        from . import kaczmarz_gpu
+
+        c = kaczmarz_gpu.solve(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive,
+                               loop=(impl == "cupy-loop"))
+    elif impl == "numpy" or (impl == "auto" and not B.numba_available()):
+        c = _solve_numpy(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback)
+    else:
+        c = _solve_numba(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, groups)
+    return c[:, 0] if single else c
+
+
+def _project(c, enforce_real, enforce_positive):
+    if enforce_real:
+        c.imag[...] = 0
+        if enforce_positive:
+            np.maximum(c.real, 0, out=c.real)
+    elif enforce_positive:
+        np.maximum(c.real, 0, out=c.real)
+
+
+def sweep_numpy(A, b, order, inv_den, sqrt_lam, c, v):
+    """numpy twin of the compiled/CUDA sweeps: one pass over ``order``; c (N, F), v (M, F) in place."""
+    for k in order:
+        if inv_den[k] == 0:
+            continue
+        s = A[k]
+        alpha = (b[k] - s @ c - sqrt_lam * v[k]) * inv_den[k]
+        c += np.multiply.outer(s.conj(), alpha)
+        v[k] += sqrt_lam * alpha
+
+
+def _solve_numpy(A, b, orders, inv_den, lam, er, ep, callback):
+    M, N = A.shape
+    c = np.zeros((N, b.shape[1]), np.complex128)
+    v = np.zeros((M, b.shape[1]), np.complex128)
+    sq = np.sqrt(lam)
+    for it, order in enumerate(orders):
+        sweep_numpy(A, b, order, inv_den, sq, c, v)
+        _project(c, er, ep)
+        if callback:
+            callback(it, c.real if er else c)
+    return c.real.copy() if er else c
+
+
+def _solve_numba(A, b, orders, inv_den, lam, er, ep, callback, groups):
+    import numba
+
+    from . import kaczmarz_cpu as K
+
+    A = np.ascontiguousarray(A)
+    Af = A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1])
+    M, N = A.shape
+    F = b.shape[1]
+    br, bi = np.ascontiguousarray(b.real.T), np.ascontiguousarray(b.imag.T)      # (F, M)
+    cr, ci = np.zeros((F, N)), np.zeros((F, N))
+    vr, vi = np.zeros((F, M)), np.zeros((F, M))
+    sq = float(np.sqrt(lam))
+    inv = np.ascontiguousarray(inv_den, dtype=np.float64)
+    groups = int(groups or numba.get_num_threads())
+    for it, order in enumerate(orders):
+        if F == 1:
+            K.sweep_single(Af, br[0], bi[0], order, inv, sq, cr[0], ci[0], vr[0], vi[0])
+        else:
+            K.sweep_multi(Af, br, bi, order, inv, sq, cr, ci, vr, vi, min(groups, F))
+        if er:
+            ci[...] = 0
+        if ep:
+            np.maximum(cr, 0, out=cr)
+        if callback:
+            callback(it, cr.T if er else (cr + 1j * ci).T)
+    return np.ascontiguousarray(cr.T) if er else (cr + 1j * ci).T
+
+
+def tikhonov_direct(A, b, lam_abs):
+    """Direct solution (AᴴA + λI)⁻¹ Aᴴ b (the fixed point of unprojected Kaczmarz)."""
+    A = np.asarray(A, np.complex128)
+    N = A.shape[1]
+    return np.linalg.solve(A.conj().T @ A + lam_abs * np.eye(N), A.conj().T @ b)

@@ -1,0 +1,182 @@
+"""Preprocessing for reconstruction: spectra, background, averaging, frequency selection, weights.
+
+All frequency indices are 0-based rfft bins of one period (V samples, sampling rate 2·bandwidth).
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import MPISimError
+
+
+@dataclass(frozen=True)
+class RecoParams:
+    """Every parameter of a reconstruction (written into the output file).
+
+    Frequency selection: bins with min_freq ≤ f ≤ max_freq (Hz; max 0 = bandwidth), receive
+    ``channels`` (0-based; empty = all), system-matrix SNR ≥ ``snr_threshold`` and, if
+    ``top_k`` > 0, only the ``top_k`` rows of highest SNR. ``weighting``: "none", "row-norm"
+    (1/‖s_k‖) or "whitening" (σ_min/σ_k from the background frames' spread).
+    ``frames``: foreground frame indices (empty = all); ``average``: average blocks of this many
+    frames into one. ``background``: "auto" (subtract the mean of the measurement's background
+    frames when it has any), "none", or a path to an empty-scanner measurement.
+    Solver: "kaczmarz" or "cgnr"; ``lam`` relative to ‖S‖_F²/N; projections after each sweep.
+    """
+
+    snr_threshold: float = 2.0
+    min_freq: float = 80e3
+    max_freq: float = 0.0
+    channels: tuple = ()
+    top_k: int = 0
+    weighting: str = "none"
+    frames: tuple = ()
+    average: int = 1
+    background: str = "auto"
+    solver: str = "kaczmarz"
+    iterations: int = 3
+    lam: float = 1e-2
+    enforce_real: bool = True
+    enforce_positive: bool = True
+    order: str = "cyclic"
+    seed: int = 0
+    transfer_function: str = ""
+
+    def __post_init__(self):
+        from ..errors import check_positive
+
+        check_positive("SNR threshold", self.snr_threshold, allow_zero=True)
+        check_positive("min frequency (Hz)", self.min_freq, allow_zero=True)
+        check_positive("max frequency (Hz)", self.max_freq, allow_zero=True)
+        check_positive("lambda", self.lam, allow_zero=True)
+        if self.weighting not in ("none", "row-norm", "whitening"):
+            raise MPISimError(f"weighting must be none, row-norm or whitening, got {self.weighting!r}")
+        if self.solver not in ("kaczmarz", "cgnr"):
+            raise MPISimError(f"solver must be kaczmarz or cgnr, got {self.solver!r}")
+        for name in ("iterations", "average", "top_k"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < (1 if name == "average" else 0):
+                raise MPISimError(f"{name} must be a {'positive' if name == 'average' else 'non-negative'} "
+                                  f"integer, got {v!r}")
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        object.__setattr__(self, "frames", tuple(int(f) for f in self.frames))
+
+    def to_dict(self):
+        from dataclasses import asdict
+
+        d = asdict(self)
+        d["channels"], d["frames"] = list(self.channels), list(self.frames)
+        return d
+
+
+def check_compatible(meas, sm):
+    """Raise a clear error when measurement and system matrix cannot be combined."""
+    src = sm.meta.get("source", "system matrix")
+    if meas.num_samples != sm.meta["num_samples"]:
+        raise MPISimError(f"measurement has {meas.num_samples} samples per period, system matrix {src} has "
+                          f"{sm.meta['num_samples']}: different sequences")
+    if not np.isclose(meas.bandwidth, sm.meta["bandwidth"], rtol=1e-6):
+        raise MPISimError(f"receiver bandwidth differs: measurement {meas.bandwidth:g} Hz, system matrix "
+                          f"{sm.meta['bandwidth']:g} Hz")
+    fm, fs = np.sort(meas.drive_frequencies), np.sort(sm.meta["drive_frequencies"])
+    if fm.shape != fs.shape or not np.allclose(fm, fs, rtol=1e-6):
+        raise MPISimError(f"drive frequencies differ: measurement {np.round(fm, 1).tolist()} Hz, system matrix "
+                          f"{np.round(fs, 1).tolist()} Hz: different scanners or sequences")
+    gm, gs = np.asarray(meas.gradient, float), np.asarray(sm.meta["gradient"], float)
+    if np.all(np.isfinite(gm)) and np.all(np.isfinite(gs)) and np.any(gm) and np.any(gs) and \
+            not np.allclose(gm, gs, rtol=1e-3, atol=1e-6):
+        raise MPISimError(f"selection-field gradients differ: measurement diag {np.diag(gm).tolist()}, system "
+                          f"matrix diag {np.diag(gs).tolist()} T/m/µ0")
+    if meas.num_channels != sm.num_channels:
+        raise MPISimError(f"measurement has {meas.num_channels} receive channels, system matrix {sm.num_channels}")
+
+
+def measurement_spectra(meas, transfer_function=None):
+    """(N, C, K_all) spectra of period-averaged frames, corrected for the transfer function the
+    data contain (``meas.transfer_function``, or ``transfer_function`` (C, K) when given)."""
+    spec = meas.spectra()
+    if not np.all(np.isfinite(spec)):
+        raise MPISimError(f"{meas.meta.get('source', 'measurement')}: data contain NaN or Inf")
+    spec = spec.mean(axis=1)                                    # average periods → (N, C, K)
+    if meas.frequency_selection is not None:
+        full = np.zeros(spec.shape[:2] + (meas.num_samples // 2 + 1,), spec.dtype)
+        full[..., meas.frequency_selection] = spec
+        spec = full
+    tf = transfer_function if transfer_function is not None else meas.transfer_function
+    if tf is not None:
+        tf = np.asarray(tf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            spec = np.where(np.abs(tf) > 0, spec / np.where(tf == 0, 1, tf), 0)
+    return spec
+
+
+def select_frames(spec, meas, params, background=None):
+    """Background-subtract, choose frames and block-average → (F, C, K)."""
+    fg, bg = meas.foreground_frames, meas.background_frames
+    if params.background == "none":
+        bgmean = None
+    elif background is not None:
+        bgmean = background
+    elif bg.size:
+        bgmean = spec[bg].mean(axis=0)
+    else:
+        bgmean = None
+    frames = fg if not params.frames else np.asarray(params.frames)
+    if frames.size == 0:
+        raise MPISimError("the measurement has no foreground frames to reconstruct")
+    if frames.min() < 0 or frames.max() >= spec.shape[0]:
+        raise MPISimError(f"frame index out of range 0..{spec.shape[0] - 1}")
+    x = spec[frames]
+    if bgmean is not None:
+        x = x - bgmean
+    a = params.average
+    if a > 1:
+        n = x.shape[0] // a
+        if n == 0:
+            raise MPISimError(f"cannot average blocks of {a} frames: only {x.shape[0]} selected")
+        x = x[: n * a].reshape(n, a, *x.shape[1:]).mean(axis=1)
+    return x, (bgmean is not None)
+
+
+def select_rows(sm, params, bandwidth):
+    """Choose system-matrix rows: returns (channel indices, mask (C, K') of kept bins)."""
+    C = sm.num_channels
+    ch = np.arange(C) if not params.channels else np.asarray(params.channels)
+    if ch.size and (ch.min() < 0 or ch.max() >= C):
+        raise MPISimError(f"receive channel out of range: got {list(params.channels)}, the data have {C} (0-based)")
+    f = sm.frequencies
+    fmax = params.max_freq or bandwidth
+    keep = (f >= params.min_freq) & (f <= fmax)
+    mask = np.zeros((C, f.size), bool)
+    mask[ch] = keep[None, :]
+    mask &= np.any(sm.data != 0, axis=-1)
+    if sm.snr is not None and params.snr_threshold > 0:
+        mask &= sm.snr >= params.snr_threshold
+    if params.top_k and mask.sum() > params.top_k:
+        if sm.snr is None:
+            raise MPISimError("top-K selection needs the system matrix's SNR (/calibration/snr)")
+        s = np.where(mask, sm.snr, -np.inf).ravel()
+        idx = np.argpartition(-s, params.top_k - 1)[: params.top_k]
+        m2 = np.zeros(mask.size, bool)
+        m2[idx] = True
+        mask &= m2.reshape(mask.shape)
+    if not mask.any():
+        raise MPISimError(f"empty frequency selection: no rows pass SNR ≥ {params.snr_threshold:g}, "
+                          f"{params.min_freq:g}–{fmax:g} Hz, channels {ch.tolist()}; lower --snr-threshold")
+    return ch, mask
+
+
+def row_weights(A, params, bg_spread=None):
+    """Row weights for the chosen rows (None for 'none')."""
+    if params.weighting == "none":
+        return None
+    if params.weighting == "row-norm":
+        n = np.linalg.norm(A, axis=1)
+        return np.where(n > 0, 1.0 / np.where(n > 0, n, 1), 0.0)
+    if bg_spread is None:
+        raise MPISimError("whitening needs background frames (in the system matrix or the measurement)")
+    s = np.asarray(bg_spread, float)
+    pos = s[s > 0]
+    if pos.size == 0:
+        raise MPISimError("whitening: the background frames show no noise")
+    return np.where(s > 0, pos.min() / np.where(s > 0, s, 1), 0.0)

@@ -1,0 +1,221 @@
+import numpy as np
+import pytest
+
+import mpisim
+from mpisim.errors import MPISimError
+from mpisim.reco.kaczmarz import absolute_lambda, kaczmarz, tikhonov_direct
+from mpisim.reco.cgnr import cgnr
+
+
+def reference_kaczmarz(A, b, iterations, lam_abs, enforce_real=True, enforce_positive=True, order=None):
+    """A plain per-row loop of PHYSICS.md §6, written independently of mpisim."""
+    M, N = A.shape
+    c = np.zeros(N, complex)
+    v = np.zeros(M, complex)
+    sq = np.sqrt(lam_abs)
+    order = range(M) if order is None else order
+    for _ in range(iterations):
+        for k in order:
+            s = A[k]
+            nrm = np.sum(np.abs(s) ** 2)
+            if nrm == 0:
+                continue
+            alpha = (b[k] - np.sum(s * c) - sq * v[k]) / (nrm + lam_abs)
+            c = c + alpha * np.conj(s)
+            v[k] = v[k] + alpha * sq
+        if enforce_real:
+            c = c.real.astype(complex)
+        if enforce_positive:
+            c = np.where(c.real < 0, 0, c)
+    return c.real if enforce_real else c
+
+
+def problem(M=80, N=40, seed=0, dtype=np.complex128):
+    rng = np.random.default_rng(seed)
+    A = (rng.standard_normal((M, N)) + 1j * rng.standard_normal((M, N))).astype(dtype)
+    A[5] = 0  # a zero row must be skipped
+    x = rng.random(N) * (rng.random(N) < 0.5)
+    b = A @ x + 0.05 * (rng.standard_normal(M) + 1j * rng.standard_normal(M))
+    return A, b, x
+
+
+@pytest.mark.parametrize("impl", ["numpy", "numba"])
+def test_converges_to_direct_tikhonov(impl):
+    A, b, _ = problem()
+    lam = 0.05
+    direct = tikhonov_direct(A, b, absolute_lambda(A, lam))
+    c = kaczmarz(A, b, iterations=3000, lam=lam, enforce_real=False, enforce_positive=False, impl=impl)
+    assert np.abs(c - direct).max() < 1e-8 * np.abs(direct).max()
+    # early stopping is part of the regularisation: after 2 sweeps it is still clearly away
+    c2 = kaczmarz(A, b, iterations=2, lam=lam, enforce_real=False, enforce_positive=False, impl=impl)
+    assert np.linalg.norm(c2 - direct) > 0.05 * np.linalg.norm(direct)
+
+
+@pytest.mark.parametrize("impl", ["numpy", "numba"])
+@pytest.mark.parametrize("dtype,tol", [(np.complex128, 1e-12), (np.complex64, 2e-5)])
+def test_projected_equals_reference_loop(impl, dtype, tol):
+    A, b, _ = problem(dtype=dtype)
+    lam = 0.1
+    ref = reference_kaczmarz(A.astype(np.complex128), b, 5, absolute_lambda(A.astype(np.complex128), lam))
+    c = kaczmarz(A, b, iterations=5, lam=lam, impl=impl)
+    assert c.dtype == np.float64 and np.all(c >= 0)
+    assert np.abs(c - ref).max() <= tol * np.abs(ref).max()
+
+
+def test_shuffled_order_and_many_frames():
+    A, b, _ = problem()
+    lam = 0.1
+    order = np.random.default_rng(7).permutation(A.shape[0])
+    ref = reference_kaczmarz(A, b, 4, absolute_lambda(A, lam), order=order)
+    c = kaczmarz(A, b, iterations=4, lam=lam, order="shuffle", seed=7)
+    assert np.abs(c - ref).max() < 1e-12 * np.abs(ref).max()
+    B = np.stack([b, 2 * b, 0.5j * b, b.conj()], axis=1)
+    many = kaczmarz(A, B, iterations=4, lam=lam, impl="numba", groups=2)
+    for f in range(4):
+        single = kaczmarz(A, B[:, f], iterations=4, lam=lam, impl="numpy")
+        assert np.abs(many[:, f] - single).max() < 1e-12 * max(np.abs(single).max(), 1)
+    r1 = kaczmarz(A, b, iterations=3, lam=lam, order="random", seed=1)
+    r2 = kaczmarz(A, b, iterations=3, lam=lam, order="random", seed=1)
+    np.testing.assert_array_equal(r1, r2)
+
+
+def test_cgnr_matches_direct_and_kaczmarz_limit():
+    A, b, _ = problem()
+    lam = 0.05
+    direct = tikhonov_direct(A, b, absolute_lambda(A, lam))
+    c = cgnr(A, b, iterations=200, lam=lam, enforce_real=False, enforce_positive=False)
+    assert np.abs(c - direct).max() < 1e-8 * np.abs(direct).max()
+
+
+def test_bad_solver_input():
+    A, b, _ = problem()
+    with pytest.raises(MPISimError, match="lambda"):
+        kaczmarz(A, b, lam=-1)
+    bad = b.copy()
+    bad[3] = np.nan
+    with pytest.raises(MPISimError, match="NaN"):
+        kaczmarz(A, bad)
+    with pytest.raises(MPISimError, match="shape"):
+        kaczmarz(A, b[:-1])
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    from mpisim.systemmatrix import CalibrationSettings, build_system_matrix, default_grid
+
+    sc = mpisim.get_scanner("bruker-2d")
+    tr = mpisim.Tracer()
+    d = tmp_path_factory.mktemp("reco")
+    S = build_system_matrix(sc, tr, default_grid(sc, (25, 25, 1)), CalibrationSettings(background_frames=10),
+                            out=d / "sm.mdf", use_cache=False)
+    ph = mpisim.get_phantom("shapes", sc)
+    meas = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, frames=2, background_frames=10, seed=3))
+    mpisim.write_mdf(d / "meas.mdf", meas)
+    return sc, tr, S, ph, meas, d
+
+
+def truth_on_grid(ph, grid, sub=6):
+    """Box-average of the fine phantom over each reconstruction voxel."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    f = RegularGridInterpolator((ph.grid.axis(0), ph.grid.axis(1)), ph.concentration[:, :, 0],
+                                bounds_error=False, fill_value=0)
+    X, Y = np.meshgrid(grid.axis(0), grid.axis(1), indexing="ij")
+    offs = (np.arange(sub) + 0.5) / sub - 0.5
+    return sum(f(np.stack([X + ox * grid.spacing[0], Y + oy * grid.spacing[1]], -1))
+               for ox in offs for oy in offs) / sub**2
+
+
+def test_end_to_end_2d_recovers_phantom(scene):
+    from mpisim.reco import reconstruct
+
+    sc, tr, S, ph, meas, d = scene
+    reco = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=100)
+    truth = truth_on_grid(ph, S.grid)
+    img = reco.volume(0)[:, :, 0]
+    corr = np.sum(img * truth) / (np.linalg.norm(img) * np.linalg.norm(truth))
+    assert corr >= 0.9
+    assert reco.iron_mass[0] == pytest.approx(ph.iron_mass, rel=0.10)
+    assert reco.info["background_subtracted"]
+
+
+def test_reco_cli_writes_parameters_and_png(scene, capsys):
+    import h5py
+
+    from mpisim import tomlio
+    from mpisim.cli import main
+    from mpisim.io.reco_mdf import read_reconstruction
+
+    sc, tr, S, ph, meas, d = scene
+    out, png = d / "r.mdf", d / "r.png"
+    assert main(["reco", str(d / "meas.mdf"), "--sm", str(d / "sm.mdf"), "--out", str(out), "--png", str(png),
+                 "--iterations", "20", "--lambda", "1e-3", "--min-freq", "30e3", "--channels", "1,2"]) == 0
+    assert png.stat().st_size > 10_000
+    with h5py.File(out, "r") as h:
+        assert h["reconstruction/data"].shape == (2, 625, 1)
+        assert h["reconstruction/size"][()].tolist() == [25, 25, 1]
+        params = tomlio.loads(h["_mpisim/recoParams"][()].decode())
+        assert params["iterations"] == 20 and params["channels"] == [0, 1] and params["min_freq"] == 30e3
+        assert h["_mpisim/unit"][()] == b"mol/L"
+    r = read_reconstruction(out)
+    assert r.image.shape == (2, 625) and r.params.lam == 1e-3
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--snr-threshold", "1e12"], "empty frequency selection"),
+    (["--lambda", "-1"], "lambda"),
+    (["--channels", "7"], "receive channel out of range"),
+    (["--frames", "40"], "frame index out of range"),
+])
+def test_reco_bad_input(scene, tmp_path, capsys, extra, needle):
+    from mpisim.cli import main
+
+    sc, tr, S, ph, meas, d = scene
+    out = tmp_path / "r.mdf"
+    assert main(["reco", str(d / "meas.mdf"), "--sm", str(d / "sm.mdf"), "--out", str(out), *extra]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_reco_refuses_mismatched_scanner(scene, tmp_path, capsys):
+    from mpisim.cli import main
+
+    sc, tr, S, ph, meas, d = scene
+    m1 = tmp_path / "m1.mdf"
+    assert main(["simulate", "--scanner", "bruker-1d", "--out", str(m1)]) == 0
+    assert main(["reco", str(m1), "--sm", str(d / "sm.mdf"), "--out", str(tmp_path / "r.mdf")]) == 2
+    assert "samples per period" in capsys.readouterr().err
+
+
+def test_nan_measurement_is_refused(scene, tmp_path):
+    from mpisim.reco import reconstruct
+
+    sc, tr, S, ph, meas, d = scene
+    bad = mpisim.Measurement(**{**meas.__dict__, "data": meas.data.copy()})
+    bad.data[11, 0, 0, 5] = np.nan
+    with pytest.raises(MPISimError, match="NaN"):
+        reconstruct(bad, S)
+
+
+def test_gpu_kaczmarz_matches_numpy_twin(gpu):
+    A, b, _ = problem(M=300, N=2000, dtype=np.complex64)
+    B = np.stack([b, 0.5 * b, 1j * b, b.conj(), 2 * b], axis=1)
+    for rhs in (b, B):
+        ref = kaczmarz(A, rhs, iterations=3, lam=0.1, impl="numpy")
+        for impl in ("cuda", "cupy-loop"):
+            got = gpu.asnumpy(kaczmarz(gpu.asarray(A), gpu.asarray(rhs), iterations=3, lam=0.1, impl=impl))
+            assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max(), impl
+
+
+def test_gpu_cgnr_and_reconstruct(gpu, scene):
+    from mpisim.reco import reconstruct
+
+    A, b, _ = problem()
+    ref = cgnr(A, b, iterations=30, lam=0.05)
+    got = gpu.asnumpy(cgnr(gpu.asarray(A), gpu.asarray(b), iterations=30, lam=0.05))
+    assert np.abs(got - ref).max() < 1e-9 * np.abs(ref).max()
+    sc, tr, S, ph, meas, d = scene
+    cpu = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=10, backend="numpy")
+    gpu_r = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=10, backend="cupy")
+    assert np.abs(cpu.image - gpu_r.image).max() <= 1e-4 * cpu.image.max()
