@@ -57,10 +57,13 @@ def cmd_sysmat(args):
         delta_concentration=_float_or_si(args.delta_concentration, "--delta-concentration", "mol/L"),
         background_frames=args.background_frames, noise_density=nd, averages=args.averages, noisy=args.noisy,
         min_freq=_freq(args.min_freq, "--min-freq"), max_freq=_freq(args.max_freq, "--max-freq"), dtype=args.dtype)
-    sm = build_system_matrix(scanner, tracer, grid, settings, out=args.out, overwrite=args.overwrite,
-                             backend=args.backend, use_cache=not args.no_cache, cache_dir=args.cache_dir,
-                             progress=True, compression=args.compression)
-    C, K, N = sm.data.shape
+    build_system_matrix(scanner, tracer, grid, settings, out=args.out, overwrite=args.overwrite,
+                        backend=args.backend, use_cache=not args.no_cache, cache_dir=args.cache_dir,
+                        progress=True, compression=args.compression, load=False)
+    from .io.mdf import read_header
+
+    _, C, K, N = read_header(args.out)["data_shape"]
+    N -= settings.background_frames
     print(f"wrote {args.out}: system matrix {C} channels × {K} frequencies × {N} voxels "
           f"(grid {'x'.join(map(str, grid.shape))}, FOV {', '.join(f'{f * 1e3:.3g}' for f in grid.fov)} mm, "
           f"{settings.background_frames} background frames)")

@@ -118,25 +118,29 @@ def compute_columns(scanner, tracer, positions, bins, response_kc, scale, xp=np,
     """
     um = unit_moments(scanner, tracer, field_offsets(scanner, positions), xp=xp, dtype=real_dtype)
     um = xp.asarray(um)
-    spec = B.rfft(um, axis=-1, xp=xp)[:, :, bins]                 # (P, 3, K')
-    R = xp.asarray(response_kc)                                     # (C, 3, K')
-    out = None
-    for c in range(3):                                              # skip zero sensitivity components
-        if not bool(xp.any(R[:, c] != 0)):
-            continue
-        term = R[:, c, :, None] * spec[:, c, :].T[None]             # (C, K', P)
-        out = term if out is None else out + term
-    return out * scale
+    spec = B.rfft(um, axis=-1, xp=xp)                               # (P, 3, K)
+    cdtype = spec.dtype
+    specT = xp.ascontiguousarray(spec[:, :, bins].transpose(1, 2, 0))  # (3, K', P)
+    R = xp.asarray(response_kc * scale).astype(cdtype)              # (C, 3, K')
+    Rh = B.to_numpy(R)
+    C = R.shape[0]
+    out = xp.zeros((C,) + specT.shape[1:], cdtype)
+    for l in range(C):
+        for c in range(3):                                          # skip zero sensitivity components
+            if np.any(Rh[l, c] != 0):
+                out[l] += R[l, c][:, None] * specT[c]
+    return out
 
 
 def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overwrite=False, backend="auto",
                         use_cache=True, cache_dir=None, chunk_voxels=None, progress=False, compression=None,
-                        log=None):
+                        log=None, load=True):
     """Build (or fetch from the cache) the system matrix of ``scanner`` and ``tracer`` on ``grid``.
 
-    Returns a :class:`SystemMatrix` (backed by the cache entry or ``out``). ``out``: also write
-    the MDF calibration file there (copied from the cache when cached). ``log``: a callable for
-    one-line status messages (default: stderr when ``progress``).
+    Returns a :class:`SystemMatrix` read from the cache entry or ``out`` (or, with
+    ``load=False``, just that file's path, so a huge matrix is never held in memory).
+    ``out``: also write the MDF calibration file there (copied from the cache when cached).
+    ``log``: a callable for one-line status messages (default: stderr when ``progress``).
     """
     from .scanner import get_scanner
 
@@ -157,7 +161,7 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
                 say(f"system matrix served from cache: {entry}")
                 if out is not None:
                     _copy_atomic(entry, out, overwrite)
-                return load_system_matrix(out or entry)
+                return load_system_matrix(out or entry) if load else (out or entry)
             say(f"cache entry {entry} is damaged ({why}); rebuilding")
             try:
                 entry.unlink()
@@ -175,7 +179,8 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
     say(f"built {grid.size} voxel system matrix in {time.perf_counter() - t0:.1f} s")
     if use_cache and out is not None:
         _copy_atomic(target, out, overwrite)
-    return load_system_matrix(out if out is not None else target)
+    final = out if out is not None else target
+    return load_system_matrix(final) if load else final
 
 
 def _copy_atomic(src, dst, overwrite):
@@ -349,6 +354,14 @@ class SystemMatrix:
         return SystemMatrix(d, self.bins[b], self.frequencies[b], self.grid, snr, bg, self.meta, self.unit)
 
 
+def _scaled(a, factor, owned):
+    """a · factor, in place when the array is ours (avoids a second copy of a big matrix)."""
+    if owned and a.flags.writeable:
+        a *= np.asarray(factor, dtype=a.real.dtype)
+        return a
+    return a * np.asarray(factor, dtype=a.real.dtype)
+
+
 def load_system_matrix(path, measurement=None):
     """Read an MDF calibration file (ours or another tool's) into a :class:`SystemMatrix`."""
     from .io.mdf import read_mdf
@@ -383,7 +396,7 @@ def load_system_matrix(path, measurement=None):
     conc = meas.meta.get("tracer_concentration")
     unit = "mol/L"
     if conc and conc > 0:
-        data = data / np.asarray(conc, dtype=data.real.dtype)
+        data = _scaled(data, 1.0 / conc, owned=measurement is None)
         bg = None if bg is None else bg / np.asarray(conc, dtype=bg.real.dtype)
     else:
         unit = "delta-sample concentration"

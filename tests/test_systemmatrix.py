@@ -100,7 +100,7 @@ def test_cache_hit_miss_and_corruption(tmp_path, capsys):
     raw = bytearray(entry.read_bytes())
     with h5py.File(entry, "r") as h:
         off = h["measurement/data"].id.get_chunk_info(0).byte_offset
-    raw[off + 100: off + 140] = bytes(40)
+    raw[off + 100: off + 140] = bytes([0xA5]) * 40
     entry.write_bytes(raw)
     S3 = build_system_matrix(sc, tr, grid, cache_dir=cd, log=msgs.append)
     assert any("damaged" in m for m in msgs[-2:]) and "built" in msgs[-1]

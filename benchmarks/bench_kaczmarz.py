@@ -1,0 +1,130 @@
+"""Kaczmarz speed on the CPU (numba sweep vs a BLAS pass and vs the per-row numpy loop) and on
+the GPU (fused cooperative CUDA kernel vs CGNR on cupy vs the per-row cupy loop).
+
+Usage: python benchmarks/bench_kaczmarz.py [--gpu] [--frames 64]
+Random complex64 matrices of MPI sizes; times are medians of repeats in this one run.
+"""
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+
+from mpisim.backend import gpu_available
+from mpisim.reco.kaczmarz import kaczmarz
+
+
+def med(fn, repeat=5):
+    fn()
+    ts = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def problem(M, N, F=1, seed=0, xp=np):
+    rng = np.random.default_rng(seed)
+    A = (rng.standard_normal((M, N)) + 1j * rng.standard_normal((M, N))).astype(np.complex64)
+    x = rng.random((N, F)).astype(np.complex64)
+    b = A @ x
+    return xp.asarray(A), xp.asarray(b[:, 0] if F == 1 else b)
+
+
+def cpu(frames):
+    from mpisim.reco import kaczmarz_cpu as K
+
+    print("CPU (numba), complex64, one frame")
+    print(f"{'problem':22} {'BLAS pass/ms':>12} {'sweep/ms':>9} {'ratio':>6} {'numpy loop/ms':>13} {'speed-up':>8} {'max diff':>9}")
+    for (M, N, label) in ((400, 19**3, "3D 19^3 x 400 rows"), (1000, 41 * 41, "2D 41^2 x 1000 rows")):
+        A, b = problem(M, N)
+        flat = A.ravel()
+        t_blas = med(lambda: np.vdot(flat, flat), 20)
+        Af = A.view(np.float32).reshape(M, 2 * N)
+        inv = 1.0 / K.row_norms2(Af)
+        br, bi = b.real.astype(float), b.imag.astype(float)
+        cr, ci, vr, vi = np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)
+        order = np.arange(M)
+        t_sweep = med(lambda: K.sweep_single(Af, br, bi, order, inv, 0.1, cr, ci, vr, vi), 20)
+        t_np = med(lambda: kaczmarz(A, b, iterations=1, lam=1e-2, impl="numpy"), 3)
+        t_nb = med(lambda: kaczmarz(A, b, iterations=1, lam=1e-2, impl="numba"), 5)
+        d = np.abs(kaczmarz(A, b, 1, 1e-2, impl="numpy") - kaczmarz(A, b, 1, 1e-2, impl="numba")).max()
+        print(f"{label:22} {t_blas * 1e3:12.3f} {t_sweep * 1e3:9.3f} {t_sweep / t_blas:6.2f} {t_np * 1e3:13.2f} "
+              f"{t_np / t_nb:8.1f} {d:9.1e}")
+    print("  (speed-up: whole kaczmarz() call, numba vs the per-row numpy loop, 1 sweep incl. set-up)")
+    print(f"\nCPU (numba), many frames: 3 sweeps, 3D 19^3 x 400 rows")
+    print(f"{'frames':>6} {'time/s':>8} {'frames/s':>9} {'per frame vs single':>20}")
+    A, b1 = problem(400, 19**3)
+    t1 = med(lambda: kaczmarz(A, b1, 3, 1e-2), 3)
+    print(f"{1:6d} {t1:8.4f} {1 / t1:9.1f} {1.0:20.2f}")
+    for F in (8, frames):
+        _, B = problem(400, 19**3, F)
+        tF = med(lambda: kaczmarz(A, B, 3, 1e-2), 2)
+        print(f"{F:6d} {tF:8.4f} {F / tF:9.1f} {tF / F / t1:20.2f}")
+
+
+def gpu(frames):
+    from mpisim.backend import xp_of
+    from mpisim.reco.cgnr import cgnr
+
+    cp = xp_of("cupy")
+    dev = cp.cuda.Device()
+    props = cp.cuda.runtime.getDeviceProperties(dev.id)
+    bw = 2 * props["memoryClockRate"] * 1e3 * props["memoryBusWidth"] / 8
+    print(f"\nGPU: {props['name'].decode()}, nominal memory bandwidth {bw / 1e9:.0f} GB/s")
+    M, N = 2000, 37**3
+    A, b = problem(M, N, xp=cp)
+
+    def timed(fn, repeat=5):
+        fn()
+        cp.cuda.Device().synchronize()
+        ts = []
+        for _ in range(repeat):
+            cp.cuda.Device().synchronize()
+            t = time.perf_counter()
+            fn()
+            cp.cuda.Device().synchronize()
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+
+    bytes_per_sweep = A.nbytes
+    print(f"{'method (3D 37^3 x 2000 rows, 3 sweeps)':42} {'time/ms':>9} {'frames/s':>9} {'of BW bound':>11}")
+    t = timed(lambda: kaczmarz(A, b, 3, 1e-2, impl="cuda"))
+    print(f"{'fused cooperative kernel, 1 frame':42} {t * 1e3:9.2f} {1 / t:9.1f} {3 * bytes_per_sweep / bw / t:11.1%}")
+    for F in (4, 8, frames):
+        _, B = problem(M, N, F, xp=cp)
+        tF = timed(lambda: kaczmarz(A, B, 3, 1e-2, impl="cuda"), 3)
+        print(f"{f'fused cooperative kernel, {F} frames':42} {tF * 1e3:9.2f} {F / tF:9.1f} "
+              f"{3 * bytes_per_sweep * -(-F // 8) / bw / tF:11.1%}")
+    tc = timed(lambda: cgnr(A, b, 3, 1e-2))
+    print(f"{'CGNR on cupy, 3 iterations, 1 frame':42} {tc * 1e3:9.2f} {1 / tc:9.1f} {6 * bytes_per_sweep / bw / tc:11.1%}")
+    _, B = problem(M, N, frames, xp=cp)
+    tcb = timed(lambda: cgnr(A, B, 3, 1e-2), 3)
+    print(f"{f'CGNR on cupy, 3 iterations, {frames} frames':42} {tcb * 1e3:9.2f} {frames / tcb:9.1f} {'':>11}")
+    tl = timed(lambda: kaczmarz(A, b, 1, 1e-2, impl="cupy-loop"), 1) * 3
+    print(f"{'per-row cupy loop (1 sweep timed, x3)':42} {tl * 1e3:9.2f} {1 / tl:9.1f} {3 * bytes_per_sweep / bw / tl:11.1%}")
+    ref = kaczmarz(cp.asnumpy(A), cp.asnumpy(b), 3, 1e-2, impl="numpy")
+    got = cp.asnumpy(kaczmarz(A, b, 3, 1e-2, impl="cuda"))
+    print(f"fused kernel vs numpy twin: max |diff| / max = {np.abs(got - ref).max() / np.abs(ref).max():.2e}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--gpu", action="store_true", help="also run the GPU part (needs cupy and a GPU)")
+    ap.add_argument("--cpu", action="store_true", default=True)
+    ap.add_argument("--no-cpu", dest="cpu", action="store_false")
+    ap.add_argument("--frames", type=int, default=64)
+    a = ap.parse_args()
+    if a.cpu:
+        cpu(a.frames)
+    if a.gpu:
+        if not gpu_available():
+            print("GPU part skipped: no cupy/GPU")
+        else:
+            gpu(max(a.frames, 256))
+
+
+if __name__ == "__main__":
+    main()
