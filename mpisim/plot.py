@@ -59,7 +59,7 @@ def plot_reconstruction(reco, path, frame=0, title=None):
     plt = _plt()
     vol = reco.volume(frame)
     n = len(image_panels(reco.grid, vol))
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 1, 4), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 1, 4), squeeze=False, layout="constrained")
     scale, unit = (1e3, "c / mmol/L") if reco.unit == "mol/L" else (1.0, reco.unit or "a.u.")
     show_volume(axes[0], reco.grid, vol, scale, unit, fig=fig)
     fig.suptitle(title or f"reconstruction, frame {frame}", fontsize=10)
