@@ -203,3 +203,31 @@ def cmd_demo(args):
     from .demo import run_demo
 
     run_demo(args.out, overwrite=args.overwrite, backend=args.backend)
+
+
+@register
+def _convert(sub):
+    p = sub.add_parser("convert", help="convert an MDF measurement between time and frequency domain",
+                       description="Write a copy of an MDF measurement as spectra (optionally only a frequency "
+                                   "band, to shrink a large recording before reconstruction) or back as time "
+                                   "samples. The input file is only read.")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--to", default="frequency", choices=["frequency", "time"])
+    p.add_argument("--min-freq", default="0", help="keep bins from this frequency in Hz")
+    p.add_argument("--max-freq", default="0", help="keep bins up to this frequency in Hz (default: all)")
+    p.add_argument("--complex64", action="store_true", help="store spectra in single precision")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_convert)
+
+
+def cmd_convert(args):
+    from .io.atomic import check_output_path
+    from .io.convert import convert
+
+    check_output_path(args.output, args.overwrite)
+    shape, nbins = convert(args.input, args.output, args.to, _freq(args.min_freq, "--min-freq"),
+                           _freq(args.max_freq, "--max-freq"), args.overwrite,
+                           "complex64" if args.complex64 else None)
+    print(f"wrote {args.output}: {args.to}-domain data {tuple(shape)}" +
+          (f", {nbins} frequency bins" if args.to == "frequency" else ""))

@@ -6,7 +6,14 @@ other exception is a bug and keeps its traceback.
 
 
 class MPISimError(ValueError):
-    """A user mistake or unusable input: bad parameter, malformed file, impossible request."""
+    """A user mistake or unusable input: bad parameter, malformed file, impossible request.
+
+    Its message is always one line (line breaks from array reprs and the like are folded).
+    """
+
+    def __str__(self):
+        text = super().__str__()
+        return " ".join(text.split()) if "\n" in text else text
 
 
 def check_finite(name, value):

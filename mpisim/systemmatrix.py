@@ -356,13 +356,21 @@ class SystemMatrix:
 
 def _scaled(a, factor, owned):
     """a · factor, in place when the array is ours (avoids a second copy of a big matrix)."""
-    if owned and a.flags.writeable:
-        a *= np.asarray(factor, dtype=a.real.dtype)
-        return a
-    return a * np.asarray(factor, dtype=a.real.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if owned and a.flags.writeable:
+            a *= np.asarray(factor, dtype=a.real.dtype)
+        else:
+            a = a * np.asarray(factor, dtype=a.real.dtype)
+    return a
 
 
 def load_system_matrix(path, measurement=None):
+    from .io.mdf import _guarded
+
+    return _guarded(_load_system_matrix)(path, measurement)
+
+
+def _load_system_matrix(path, measurement=None):
     """Read an MDF calibration file (ours or another tool's) into a :class:`SystemMatrix`."""
     from .io.mdf import read_mdf
 
@@ -388,7 +396,7 @@ def load_system_matrix(path, measurement=None):
     bg = allf[..., bgi] if bgi.size else None
     size = cal.get("size")
     if size is None or int(np.prod(size)) != data.shape[-1]:
-        raise MPISimError(f"{path}: /calibration/size {None if size is None else list(size)} does not match "
+        raise MPISimError(f"{path}: /calibration/size {None if size is None else np.ravel(size).tolist()} does not match "
                           f"{data.shape[-1]} foreground frames")
     fov = cal.get("fieldOfView", np.ones(3))
     center = cal.get("fieldOfViewCenter", np.zeros(3))

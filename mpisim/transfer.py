@@ -68,6 +68,12 @@ class TransferFunction:
 
     @classmethod
     def load(cls, path):
+        from .io.mdf import _guarded
+
+        return _guarded(cls._load)(path)
+
+    @classmethod
+    def _load(cls, path):
         """Read a transfer function from an MDF or a transfer-function HDF5 file (read-only)."""
         from .io.h5 import open_h5
 

@@ -299,6 +299,25 @@ def _per_channel(r, name, D):
     return v
 
 
+def _guarded(fn):
+    """Turn any low-level failure on a damaged file into a one-line :class:`MPISimError`."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(path, *a, **kw):
+        try:
+            return fn(path, *a, **kw)
+        except MPISimError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError, AttributeError,
+                OverflowError, MemoryError, UnicodeDecodeError) as e:
+            msg = str(e).splitlines()[0][:100] if str(e) else ""
+            raise MPISimError(f"{path}: damaged or unsupported MDF file ({type(e).__name__}"
+                              f"{': ' + msg if msg else ''})") from None
+    return wrapper
+
+
+@_guarded
 def read_header(path):
     """Read the metadata of any MDF file into a dict (no bulk data)."""
     with open_h5(path) as h:
@@ -324,6 +343,10 @@ def _header(r):
         info["bandwidth"] = r.number("acquisition/receiver/bandwidth")
         info["num_samples"] = r.number("acquisition/receiver/numSamplingPoints", kind=int)
         info["num_rx_channels"] = r.number("acquisition/receiver/numChannels", kind=int)
+        for key, field, low in (("bandwidth", "receiver/bandwidth", 0), ("num_samples", "receiver/numSamplingPoints", 1),
+                                ("num_rx_channels", "receiver/numChannels", 0)):
+            if not info[key] > low:
+                raise MPISimError(f"{r.path}: /acquisition/{field} must be > {low}, got {info[key]}")
         info["num_frames"] = r.number("acquisition/numFrames", required=False, kind=int)
         info["num_periods"] = r.number("acquisition/numPeriodsPerFrame", "acquisition/numPeriods",
                                        required=False, kind=int, default=1)
@@ -351,6 +374,7 @@ def _header(r):
     return info
 
 
+@_guarded
 def read_mdf(path, frames=None):
     """Read an MDF measurement or calibration file into a :class:`Measurement`.
 
@@ -362,8 +386,9 @@ def read_mdf(path, frames=None):
     with open_h5(path) as h:
         r = _Reader(h, path)
         info = _header(r)
-        if "acquisition" not in info["groups"]:
-            raise MPISimError(f"{path}: missing mandatory group /acquisition")
+        for g in ("acquisition", "measurement"):
+            if g not in info["groups"]:
+                raise MPISimError(f"{path}: missing mandatory group /{g}")
         if "measurement/data" not in h:
             raise MPISimError(f"{path}: no /measurement/data (metadata-only MDF file)")
         ds = h["measurement/data"]
@@ -406,7 +431,8 @@ def read_mdf(path, frames=None):
             if fac is not None:
                 fac = np.asarray(fac, float)
                 if fac.size == 2 * a.shape[2]:
-                    fac = fac.reshape(-1, 2) if fac.shape != (2, a.shape[2]) else fac.T
+                    C_ = a.shape[2]
+                    fac = fac.T if (fac.shape == (2, C_) and C_ != 2) else fac.reshape(C_, 2)
                     a = a * fac[None, None, :, 0, None] + fac[None, None, :, 1, None]
                 elif fac.size == 2:
                     a = a * fac.ravel()[0] + fac.ravel()[1]
@@ -415,6 +441,10 @@ def read_mdf(path, frames=None):
                                       f"expected ({a.shape[2]}, 2)")
         if a.dtype.kind not in "fc":
             raise MPISimError(f"{path}: /measurement/data has unsupported type {a.dtype}")
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = np.argwhere(~finite)[0]
+            raise MPISimError(f"{path}: /measurement/data contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
         if a.dtype.kind == "f" and ft and not v1complex:
             raise MPISimError(f"{path}: isFourierTransformed is set but /measurement/data is real")
         bg = r.array("measurement/isBackgroundFrame", required=False)
@@ -443,7 +473,7 @@ def read_mdf(path, frames=None):
             raise MPISimError(f"{path}: /measurement/data has {a.shape[2]} channels, "
                               f"numChannels is {info['num_rx_channels']}")
         nf = info.get("num_frames")
-        if nf is not None and nf != N and "calibration" not in h:
+        if nf is not None and nf != N and not ("calibration" in h and nf == int((~bg).sum())):
             raise MPISimError(f"{path}: /acquisition/numFrames is {nf} but /measurement/data holds {N} frames")
         tf = None
         if "acquisition/receiver/transferFunction" in h:
@@ -501,7 +531,7 @@ def _calibration(r):
 
 def _truth(r):
     g = "_mpisim/phantom/"
-    return {"name": r.string(g + "name"), "concentration": np.asarray(r.raw(g + "concentration"), float),
+    return {"name": r.string(g + "name"), "concentration": np.asarray(r.array(g + "concentration", kinds="iuf"), float),
             "size": np.asarray(r.raw(g + "shape")), "fieldOfView": np.asarray(r.raw(g + "fieldOfView")),
             "fieldOfViewCenter": np.asarray(r.raw(g + "fieldOfViewCenter"))}
 

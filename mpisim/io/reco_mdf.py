@@ -6,7 +6,7 @@ from .. import __version__
 from ..errors import MPISimError
 from .atomic import atomic_path
 from .h5 import open_h5
-from .mdf import _Reader, _str, _write_acquisition, _write_extension, _write_header, _write_tracer
+from .mdf import _Reader, _guarded, _str, _write_acquisition, _write_extension, _write_header, _write_tracer
 
 
 def write_reconstruction(path, reco, overwrite=False):
@@ -62,6 +62,7 @@ def _write_extension_truth(h, conc, size, fov, center, name):
     g["fieldOfViewCenter"] = np.asarray(center, float)
 
 
+@_guarded
 def read_reconstruction(path):
     """Read an MDF reconstruction → :class:`~mpisim.reco.reconstruct.Reconstruction` (frame 0..Q)."""
     from .. import tomlio
