@@ -78,3 +78,18 @@ def save_figure_atomic(fig_writer, path, overwrite=True):
 
         os.replace(tmp + ".png", tmp)
     return path
+
+
+def plot_cells(reco, iron_per_cell, path, frame=0, scale=1.0):
+    """PNG of labelled cells per voxel (iron / iron per cell) for one frame."""
+    from .quant import cells_map
+
+    plt = _plt()
+    vol = cells_map(reco.volume(frame) * scale, reco.grid.voxel_volume, iron_per_cell)
+    n = len(image_panels(reco.grid, vol))
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 1, 4), squeeze=False, layout="constrained")
+    show_volume(axes[0], reco.grid, vol, 1.0, "cells / voxel", cmap="viridis", fig=fig)
+    fig.suptitle(f"labelled cells per voxel ({iron_per_cell * 1e15:g} pg Fe per cell), frame {frame}", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
