@@ -391,3 +391,46 @@ def cmd_track(args):
         print(f"{r['day']:5g} {r['live_cells']:11.4g} {r['iron_true_ng']:13.4g} {r['iron_measured_ng']:12.4g} "
               f"{r['apparent_cells']:15.4g}")
     print(res["limits"])
+
+
+@register
+def _plot(sub):
+    p = sub.add_parser("plot", help="a figure of any MDF file (measurement, system matrix or reconstruction)")
+    p.add_argument("file")
+    p.add_argument("--out", default=None, help="PNG path (default: FILE with .png)")
+    p.add_argument("--frame", type=int, default=None)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args):
+    from pathlib import Path
+
+    from .io.atomic import check_output_path
+    from .io.mdf import read_header
+    from .plot import plot_measurement, plot_reconstruction, plot_system_matrix, save_figure_atomic
+
+    out = args.out or str(Path(args.file).with_suffix(".png"))
+    check_output_path(out, args.overwrite)
+    info = read_header(args.file)
+    if "reconstruction" in info:
+        from .io.reco_mdf import read_reconstruction
+
+        reco = read_reconstruction(args.file)
+        save_figure_atomic(lambda p: plot_reconstruction(reco, p, args.frame or 0), out, overwrite=args.overwrite)
+        kind = "reconstruction"
+    elif "calibration" in info:
+        from .systemmatrix import load_system_matrix
+
+        sm = load_system_matrix(args.file)
+        save_figure_atomic(lambda p: plot_system_matrix(sm, p), out, overwrite=args.overwrite)
+        kind = "system matrix"
+    elif "data_shape" in info:
+        from .io.mdf import read_mdf
+
+        meas = read_mdf(args.file)
+        save_figure_atomic(lambda p: plot_measurement(meas, p, args.frame), out, overwrite=args.overwrite)
+        kind = "measurement"
+    else:
+        raise MPISimError(f"{args.file}: nothing to plot (no measurement, calibration or reconstruction data)")
+    print(f"wrote {out} ({kind})")

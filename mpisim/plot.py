@@ -93,3 +93,58 @@ def plot_cells(reco, iron_per_cell, path, frame=0, scale=1.0):
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_measurement(meas, path, frame=None):
+    """Signal of one foreground frame (all channels) and its spectrum."""
+    plt = _plt()
+    fg = meas.foreground_frames
+    f = int(fg[0] if frame is None and fg.size else (frame or 0))
+    spec = np.abs(meas.spectra()[f, 0])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    if not meas.frequency_domain:
+        t = np.arange(meas.num_samples) / meas.sampling_rate * 1e6
+        for c in range(meas.num_channels):
+            a.plot(t, meas.data[f, 0, c] * 1e6, lw=0.7, label=f"channel {c + 1}")
+        a.set_xlabel("t / µs")
+        a.set_ylabel("u / µV")
+        a.legend(fontsize=8)
+    else:
+        a.text(0.5, 0.5, "frequency-domain file", ha="center", transform=a.transAxes)
+    a.set_title(f"frame {f} (period 1)")
+    for c in range(meas.num_channels):
+        b.semilogy(meas.frequencies / 1e3, spec[c] + 1e-30, lw=0.6, label=f"channel {c + 1}")
+    b.set_xlabel("f / kHz")
+    b.set_ylabel("|û| (V, rfft)")
+    b.set_title("spectrum")
+    b.legend(fontsize=8)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_system_matrix(sm, path, count=8):
+    """System-function images of the ``count`` strongest rows (by SNR, else by energy)."""
+    plt = _plt()
+    score = sm.snr if sm.snr is not None else np.linalg.norm(sm.data, axis=-1)
+    score = np.where(sm.frequencies[None, :] > 0, score, -np.inf)
+    idx = np.argsort(score.ravel())[::-1][:count]
+    cols = min(4, len(idx))
+    rows = -(-len(idx) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.1 * rows), squeeze=False, layout="constrained")
+    g = sm.grid
+    flat = [i for i in range(3) if g.shape[i] > 1][:2] or [0, 1]
+    if len(flat) == 1:
+        flat = [flat[0], (flat[0] + 1) % 3]
+    for ax, i in zip(axes.ravel(), idx):
+        c, k = np.unravel_index(i, score.shape)
+        vol = g.unflatten(sm.data[c, k])
+        img = np.abs(vol).max(axis=tuple(a for a in range(3) if a not in flat))
+        ax.imshow(img.T, origin="lower", cmap="viridis", extent=_extent(g, flat[0], flat[1]), aspect="auto")
+        ax.set_title(f"ch {c + 1}, {sm.frequencies[k] / 1e3:.1f} kHz", fontsize=8)
+        ax.set_xlabel(f"{'xyz'[flat[0]]} / mm")
+        ax.set_ylabel(f"{'xyz'[flat[1]]} / mm")
+    for ax in axes.ravel()[len(idx):]:
+        ax.axis("off")
+    fig.suptitle("|system function| of the strongest rows", fontsize=10)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
