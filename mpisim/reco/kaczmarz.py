@@ -114,23 +114,26 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     return c[:, 0] if single else c
 
 
-def _project(c, enforce_real, enforce_positive):
+def project(c, enforce_real, enforce_positive):
+    """The per-sweep projections, in place, for numpy or cupy complex arrays."""
     if enforce_real:
         c.imag[...] = 0
-        if enforce_positive:
-            np.maximum(c.real, 0, out=c.real)
-    elif enforce_positive:
-        np.maximum(c.real, 0, out=c.real)
+    if enforce_positive:
+        c.real[...] = c.real * (c.real > 0)
 
 
 def sweep_numpy(A, b, order, inv_den, sqrt_lam, c, v):
-    """numpy twin of the compiled/CUDA sweeps: one pass over ``order``; c (N, F), v (M, F) in place."""
+    """numpy twin of the compiled/CUDA sweeps: one pass over ``order``; c (N, F), v (M, F) in place.
+
+    Array-module generic: with cupy arrays it is the per-row GPU loop (a few launches and a host
+    sync per row), the pattern of the reference tool. ``inv_den`` is a host (numpy) array.
+    """
     for k in order:
         if inv_den[k] == 0:
             continue
         s = A[k]
         alpha = (b[k] - s @ c - sqrt_lam * v[k]) * inv_den[k]
-        c += np.multiply.outer(s.conj(), alpha)
+        c += s.conj()[:, None] * alpha[None, :]
         v[k] += sqrt_lam * alpha
 
 
@@ -141,7 +144,7 @@ def _solve_numpy(A, b, orders, inv_den, lam, er, ep, callback):
     sq = np.sqrt(lam)
     for it, order in enumerate(orders):
         sweep_numpy(A, b, order, inv_den, sq, c, v)
-        _project(c, er, ep)
+        project(c, er, ep)
         if callback:
             callback(it, c.real if er else c)
     return c.real.copy() if er else c

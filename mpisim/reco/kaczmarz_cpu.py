@@ -27,6 +27,25 @@ def row_norms2(Af):
 
 
 @njit(cache=True, fastmath=True)
+def _dot_update(prow, pr, pi, row, cr, ci, N):
+    """c += conj(prow)·(pr + i pi), then return row · c (fused, one pass)."""
+    sr = 0.0
+    si = 0.0
+    for j in range(N):
+        qr = np.float64(prow[2 * j])
+        qi = np.float64(prow[2 * j + 1])
+        xr = cr[j] + qr * pr + qi * pi
+        xi = ci[j] + qr * pi - qi * pr
+        cr[j] = xr
+        ci[j] = xi
+        ar = np.float64(row[2 * j])
+        ai = np.float64(row[2 * j + 1])
+        sr += ar * xr - ai * xi
+        si += ar * xi + ai * xr
+    return sr, si
+
+
+@njit(cache=True, fastmath=True)
 def sweep_single(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
     """One sweep over ``order`` for a single right-hand side (c: (N,), v: (M,))."""
     N = cr.shape[0]
@@ -47,18 +66,7 @@ def sweep_single(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
                 sr += ar * cr[j] - ai * ci[j]
                 si += ar * ci[j] + ai * cr[j]
         else:
-            prow = Af[prev]
-            for j in range(N):
-                qr = np.float64(prow[2 * j])
-                qi = np.float64(prow[2 * j + 1])
-                xr = cr[j] + qr * pr + qi * pi
-                xi = ci[j] + qr * pi - qi * pr
-                cr[j] = xr
-                ci[j] = xi
-                ar = np.float64(row[2 * j])
-                ai = np.float64(row[2 * j + 1])
-                sr += ar * xr - ai * xi
-                si += ar * xi + ai * xr
+            sr, si = _dot_update(Af[prev], pr, pi, row, cr, ci, N)
         pr = (br[k] - sr - sqrt_lam * vr[k]) * inv_den[k]
         pi = (bi[k] - si - sqrt_lam * vi[k]) * inv_den[k]
         vr[k] += sqrt_lam * pr
@@ -71,25 +79,6 @@ def sweep_single(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
             qi = np.float64(prow[2 * j + 1])
             cr[j] += qr * pr + qi * pi
             ci[j] += qr * pi - qi * pr
-
-
-@njit(cache=True, fastmath=True)
-def _dot_update(prow, pr, pi, row, cr, ci, N):
-    """c += conj(prow)·(pr + i pi), then return row · c (fused, one pass)."""
-    sr = 0.0
-    si = 0.0
-    for j in range(N):
-        qr = np.float64(prow[2 * j])
-        qi = np.float64(prow[2 * j + 1])
-        xr = cr[j] + qr * pr + qi * pi
-        xi = ci[j] + qr * pi - qi * pr
-        cr[j] = xr
-        ci[j] = xi
-        ar = np.float64(row[2 * j])
-        ai = np.float64(row[2 * j + 1])
-        sr += ar * xr - ai * xi
-        si += ar * xi + ai * xr
-    return sr, si
 
 
 @njit(cache=True, fastmath=True)

@@ -76,18 +76,11 @@ def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False
 
 
 def _solve_loop(cp, A, b, orders, inv, sq, c, v, er, ep):
-    """Per-row cupy loop: several kernel launches and a host sync per row (the slow pattern)."""
+    """Per-row cupy loop (the numpy twin run on cupy arrays): the slow pattern, for comparison."""
+    from .kaczmarz import project, sweep_numpy
+
     inv_h = cp.asnumpy(inv)
     for order in orders:
-        for k in order:
-            if inv_h[k] == 0:
-                continue
-            s = A[k]
-            alpha = (b[k] - s @ c - sq * v[k]) * inv_h[k]
-            c += cp.multiply.outer(s.conj(), alpha)
-            v[k] += sq * alpha
-        if er:
-            c.imag[...] = 0
-        if ep:
-            c.real[...] = cp.maximum(c.real, 0)
+        sweep_numpy(A, b, order, inv_h, sq, c, v)
+        project(c, er, ep)
     return c.real.copy() if er else c
