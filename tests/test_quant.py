@@ -177,3 +177,16 @@ def test_parsers():
     assert parse_mass("2.5ug") == pytest.approx(2.5e-9)
     with pytest.raises(MPISimError):
         parse_mass("ten")
+
+
+def test_tumour_homing_series():
+    from mpisim.phantoms import tumour_series
+
+    sc = mpisim.get_scanner("bruker-2d")
+    series = tumour_series(sc, days=(0, 2, 7), max_cells=1e5, homing_time=2.0, iron_per_cell=5e-15)
+    cells = [p.meta["cells"] for _, p in series]
+    assert cells[0] == 0 and cells[1] == pytest.approx(1e5 * (1 - np.exp(-1)))
+    assert series[2][1].iron_mass == pytest.approx(cells[2] * 5e-15, rel=1e-6)
+    # the tumour sits at +x
+    c = series[2][1].concentration[:, :, 0]
+    assert c[c.shape[0] // 2:].sum() > 0.99 * c.sum()

@@ -219,3 +219,54 @@ def test_gpu_cgnr_and_reconstruct(gpu, scene):
     cpu = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=10, backend="numpy")
     gpu_r = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=10, backend="cupy")
     assert np.abs(cpu.image - gpu_r.image).max() <= 1e-4 * cpu.image.max()
+
+
+def test_pipeline_without_numba_matches(tmp_path):
+    """The pure-numpy fallback (no numba) gives the same simulation and reconstruction."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np, mpisim
+from mpisim.systemmatrix import build_system_matrix, default_grid
+sc = mpisim.get_scanner('bruker-2d'); tr = mpisim.Tracer()
+ph = mpisim.get_phantom('shapes', sc)
+m = mpisim.simulate(sc, tr, ph, noise_density=2e-9, background_frames=2)
+S = build_system_matrix(sc, tr, default_grid(sc, (12, 12, 1)), use_cache=False, out=r'OUT', overwrite=True)
+r = mpisim.reconstruct(m, S, iterations=5, min_freq=30e3)
+np.save(r'OUT.npy', np.concatenate([m.data.ravel()[:5000], r.image.ravel()]))
+"""
+    outs = []
+    for flag in ("0", "1"):
+        out = tmp_path / f"sm{flag}.mdf"
+        env = {**__import__("os").environ, "MPISIM_DISABLE_NUMBA": "1" if flag == "1" else ""}
+        r = subprocess.run([sys.executable, "-c", code.replace("OUT", str(out))], env=env, capture_output=True,
+                           text=True)
+        assert r.returncode == 0, r.stderr[-1500:]
+        outs.append(np.load(str(out) + ".npy"))
+    assert np.abs(outs[0] - outs[1]).max() <= 1e-5 * np.abs(outs[0]).max()
+
+
+def test_top_k_whitening_and_separate_background(scene, tmp_path):
+    from mpisim.reco import reconstruct
+
+    sc, tr, S, ph, meas, d = scene
+    r = reconstruct(meas, S, top_k=150, snr_threshold=0, min_freq=30e3)
+    assert r.info["rows"] == 150
+    # the kept rows are the 150 of highest SNR within the band
+    band = (S.frequencies >= 30e3)[None, :] & np.any(S.data != 0, axis=-1)
+    best = np.sort(np.where(band, S.snr, -np.inf).ravel())[::-1][:150]
+    assert best[-1] > np.min(S.snr[band])
+    w = reconstruct(meas, S, weighting="whitening", min_freq=30e3, lam=1e-3, iterations=50)
+    assert np.all(np.isfinite(w.image)) and w.iron_mass[0] == pytest.approx(ph.iron_mass, rel=0.2)
+    # background from a separate empty-scanner measurement instead of the background frames
+    empty = mpisim.simulate(sc, tr, mpisim.Phantom(ph.grid, np.zeros(ph.grid.shape)),
+                            mpisim.SimulationSettings.realistic(sc, frames=5, seed=9))
+    mpisim.write_mdf(tmp_path / "empty.mdf", empty)
+    fg_only = mpisim.Measurement(**{**meas.__dict__, "data": meas.data[10:], "is_background": meas.is_background[10:]})
+    a = reconstruct(fg_only, S, background=str(tmp_path / "empty.mdf"), min_freq=30e3, lam=1e-3, iterations=50)
+    b = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=50)
+    assert a.info["background_subtracted"]
+    assert np.corrcoef(a.image[0], b.image[0])[0, 1] > 0.99
+    none = reconstruct(fg_only, S, min_freq=30e3, lam=1e-3, iterations=50)
+    assert not none.info["background_subtracted"]
