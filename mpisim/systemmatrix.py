@@ -120,7 +120,7 @@ def compute_columns(scanner, tracer, positions, bins, response_kc, scale, xp=np,
     um = xp.asarray(um)
     spec = B.rfft(um, axis=-1, xp=xp)                               # (P, 3, K)
     cdtype = spec.dtype
-    specT = xp.ascontiguousarray(spec[:, :, bins].transpose(1, 2, 0))  # (3, K', P)
+    specT = xp.ascontiguousarray(spec[:, :, xp.asarray(bins)].transpose(1, 2, 0))  # (3, K', P)
     R = xp.asarray(response_kc * scale).astype(cdtype)              # (C, 3, K')
     Rh = B.to_numpy(R)
     C = R.shape[0]

@@ -28,13 +28,12 @@ def _module():
     return cp.RawModule(code=kernel_source(), options=("-std=c++17",), enable_cooperative_groups=True)
 
 
-def _grid_size(kernel, cp):
-    dev = cp.cuda.Device()
-    sms = dev.attributes["MultiProcessorCount"]
-    regs = max(int(kernel.num_regs), 1)
+def _blocks_per_sm(kernel, cp):
+    """Resident blocks per SM for a cooperative launch (register granularity of 8 per thread)."""
+    regs = -(-max(int(kernel.num_regs), 1) // 8) * 8
     by_regs = 65536 // (regs * BLOCK)
     by_threads = 2048 // BLOCK
-    return max(1, sms * max(1, min(by_regs, by_threads)))
+    return max(1, min(by_regs, by_threads))
 
 
 def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False):
@@ -52,27 +51,36 @@ def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False
         return _solve_loop(cp, A, b, orders, inv, sq, c, v, enforce_real, enforce_positive)
     fb = 1 if F == 1 else (4 if F <= 4 else 8)
     mod = _module()
-    grid = None
+    sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+    orders = [cp.asarray(o, dtype=cp.int64) for o in orders]
+    # A cooperative grid must fit on the GPU at once; if the occupancy estimate is too optimistic
+    # the launch is refused (nothing is modified) and we retry with fewer blocks per SM.
     for vpt in (1, 2, 4, 8):
         if (vpt, fb) not in VARIANTS:
             continue
         kern = mod.get_function(f"kaczmarz_sweep_v{vpt}_f{fb}")
-        g = _grid_size(kern, cp)
-        if vpt * g * BLOCK >= N:
-            grid = max(1, min(g, -(-N // (vpt * BLOCK))))
-            break
-    if grid is None:
-        raise MPISimError(f"too many voxels ({N}) for the fused GPU kernel; use impl='cupy-loop' or CGNR")
-    partial = cp.zeros((2, grid, fb), cp.complex128)
-    for order in orders:
-        o = cp.asarray(order, dtype=cp.int64)
+        for bps in range(_blocks_per_sm(kern, cp), 0, -1):
+            if vpt * sms * bps * BLOCK < N:
+                break                                # needs more voxels per thread
+            grid = max(1, min(sms * bps, -(-N // (vpt * BLOCK))))
+            partial = cp.zeros((2, grid, fb), cp.complex128)
+            try:
+                _sweeps(kern, grid, A, N, b, F, fb, orders, inv, sq, c, v, partial, enforce_real, enforce_positive)
+            except cp.cuda.driver.CUDADriverError as e:
+                if "TOO_LARGE" in str(e).upper() or "too large" in str(e):
+                    continue
+                raise
+            return c.real.copy() if enforce_real else c
+    raise MPISimError(f"too many voxels ({N}) for the fused GPU kernel; use impl='cupy-loop' or CGNR")
+
+
+def _sweeps(kern, grid, A, N, b, F, fb, orders, inv, sq, c, v, partial, er, ep):
+    for o in orders:
         for f0 in range(0, F, fb):
             nf = min(fb, F - f0)
             args = (A, np.int64(N), np.int32(N), b, np.int32(F), np.int32(f0), np.int32(nf), o,
-                    np.int32(o.size), inv, np.float64(sq), c, v, partial,
-                    np.int32(bool(enforce_real)), np.int32(bool(enforce_positive)))
+                    np.int32(o.size), inv, np.float64(sq), c, v, partial, np.int32(bool(er)), np.int32(bool(ep)))
             kern((grid,), (BLOCK,), args)
-    return c.real.copy() if enforce_real else c
 
 
 def _solve_loop(cp, A, b, orders, inv, sq, c, v, er, ep):
