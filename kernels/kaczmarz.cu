@@ -17,8 +17,6 @@
 #include <cooperative_groups.h>
 namespace cg = cooperative_groups;
 
-struct cd { double x, y; };
-
 __device__ __forceinline__ double warp_sum(double v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
     return v;

@@ -112,7 +112,8 @@ def build_parser():
                                    "background frames first).",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--scanner", default="bruker-2d", help="preset (bruker-1d, bruker-2d, bruker-3d) or a scanner .toml")
-    s.add_argument("--phantom", default="point", help="phantom name (point, shapes, ...)")
+    s.add_argument("--phantom", default="point",
+                   help="point, shapes, concentration, resolution, shape, graft, a phantom .toml or a .npy array")
     s.add_argument("--concentration", default=None, help="phantom concentration in mol Fe/L (or 50mmol/L)")
     _add_tracer_args(s)
     s.add_argument("--frames", type=int, default=1, help="foreground frames")

@@ -122,10 +122,13 @@ PHANTOMS = {"point": point, "shapes": shapes}
 
 
 def get_phantom(name, scanner, **kw):
-    """A phantom by name (or a .toml spec file) for ``scanner`` (keyword arguments go to the
-    generator)."""
+    """A phantom by name, a .toml spec file or a .npy concentration array (mol Fe/L, placed on the
+    scanner's default phantom FOV unless ``fov`` is given) for ``scanner`` (keyword arguments go
+    to the generator)."""
     if str(name).endswith(".toml"):
         return from_toml(name, scanner)
+    if str(name).endswith(".npy"):
+        return from_array(name, kw.get("fov") or phantom_grid(scanner).fov)
     if name not in PHANTOMS:
         raise MPISimError(f"unknown phantom {name!r}; choose one of {', '.join(sorted(PHANTOMS))}")
     return PHANTOMS[name](scanner, **kw)

@@ -190,3 +190,18 @@ def test_tumour_homing_series():
     # the tumour sits at +x
     c = series[2][1].concentration[:, :, 0]
     assert c[c.shape[0] // 2:].sum() > 0.99 * c.sum()
+
+
+def test_array_phantom_via_cli(tmp_path, capsys):
+    a = np.zeros((20, 20, 1))
+    a[8:12, 5:9, 0] = 0.05
+    np.save(tmp_path / "p.npy", a)
+    out = tmp_path / "m.mdf"
+    assert main(["simulate", "--scanner", "bruker-2d", "--phantom", str(tmp_path / "p.npy"), "--out", str(out)]) == 0
+    from mpisim.io.mdf import read_mdf
+
+    truth = read_mdf(out).meta["truth"]["concentration"]
+    np.testing.assert_array_equal(truth, a)
+    (tmp_path / "bad.npy").write_bytes(b"nope")
+    assert main(["simulate", "--phantom", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.mdf")]) == 2
+    assert "cannot read" in capsys.readouterr().err
