@@ -18,36 +18,39 @@ def _extent(grid, a, b):
 
 
 def image_panels(grid, volume):
-    """2D image(s) to show for a (nx, ny, nz) volume: one slice when one axis has size 1,
-    else maximum-intensity projections along z, y and x. Returns [(title, image, extent, labels)]."""
+    """What to show for a (nx, ny, nz) volume: a profile for a 1D grid, one image for a 2D grid,
+    maximum-intensity projections along z, y and x for a 3D grid. Returns
+    [(title, data, extent or axis coordinates in mm, axis labels)]."""
     names = "xyz"
-    shape = volume.shape
-    flat = [i for i in range(3) if shape[i] == 1]
-    if len(flat) >= 1:
-        keep = [i for i in range(3) if i != flat[0]][:2]
-        img = volume.squeeze(axis=flat[0]) if len(flat) == 1 else volume.reshape(shape[keep[0]], -1)
-        if len(flat) > 1:
-            keep = [i for i in range(3) if shape[i] > 1] or [0]
-            img = volume.reshape(-1, 1)
-            keep = [keep[0], flat[-1] if flat[-1] != keep[0] else 1]
-        return [(f"slice {names[flat[0]]} = {grid.center[flat[0]] * 1e3:g} mm", img,
-                 _extent(grid, keep[0], keep[1]), (names[keep[0]], names[keep[1]]))]
-    out = []
-    for ax, (a, b) in ((2, (0, 1)), (1, (0, 2)), (0, (1, 2))):
-        out.append((f"MIP along {names[ax]}", volume.max(axis=ax), _extent(grid, a, b), (names[a], names[b])))
-    return out
+    dims = [i for i in range(3) if volume.shape[i] > 1] or [0]
+    if len(dims) == 1:
+        i = dims[0]
+        return [(f"profile along {names[i]}", volume.reshape(-1), grid.axis(i) * 1e3, (names[i], ""))]
+    if len(dims) == 2:
+        a, b = dims
+        other = ({0, 1, 2} - {a, b}).pop()
+        return [(f"slice {names[other]} = {grid.center[other] * 1e3:g} mm", volume.squeeze(axis=other),
+                 _extent(grid, a, b), (names[a], names[b]))]
+    return [(f"MIP along {names[ax]}", volume.max(axis=ax), _extent(grid, a, b), (names[a], names[b]))
+            for ax, (a, b) in ((2, (0, 1)), (1, (0, 2)), (0, (1, 2)))]
 
 
 def show_volume(ax_list, grid, volume, unit_scale=1e3, unit="mmol/L", vmax=None, cmap="inferno", fig=None,
                 title_prefix=""):
+    """Draw :func:`image_panels` of ``volume`` × ``unit_scale`` into ``ax_list`` (colour bar in ``unit``)."""
     panels = image_panels(grid, volume)
     vmax = vmax if vmax is not None else max(float(np.max(volume)) * unit_scale, 1e-30)
     im = None
     for ax, (title, img, ext, (la, lb)) in zip(ax_list, panels):
-        im = ax.imshow(img.T * unit_scale, origin="lower", extent=ext, cmap=cmap, vmin=0, vmax=vmax,
-                       interpolation="nearest", aspect="equal")
-        ax.set_xlabel(f"{la} / mm")
-        ax.set_ylabel(f"{lb} / mm")
+        if img.ndim == 1:
+            ax.plot(ext, img * unit_scale)
+            ax.set_xlabel(f"{la} / mm")
+            ax.set_ylabel(unit)
+        else:
+            im = ax.imshow(img.T * unit_scale, origin="lower", extent=ext, cmap=cmap, vmin=0, vmax=vmax,
+                           interpolation="nearest", aspect="equal")
+            ax.set_xlabel(f"{la} / mm")
+            ax.set_ylabel(f"{lb} / mm")
         ax.set_title(f"{title_prefix}{title}", fontsize=9)
     if fig is not None and im is not None:
         fig.colorbar(im, ax=list(ax_list)[: len(panels)], label=unit, shrink=0.8)

@@ -375,13 +375,12 @@ def _header(r):
 
 
 @_guarded
-def read_mdf(path, frames=None):
+def read_mdf(path):
     """Read an MDF measurement or calibration file into a :class:`Measurement`.
 
     Data come back as (N, J, C, V) time samples in V, or (N, J, C, K) complex spectra when the
     file holds Fourier-transformed data; frames in stored order; ``is_background`` marks
     background frames; integer raw data are converted with ``dataConversionFactor``.
-    ``frames``: optional index array of stored frames to load (saves memory on big files).
     """
     with open_h5(path) as h:
         r = _Reader(h, path)
@@ -400,21 +399,8 @@ def read_mdf(path, frames=None):
         if ds.ndim != (5 if v1complex else 4):
             raise MPISimError(f"{path}: /measurement/data must be 4-D, got shape {shape}")
         N = shape[-1 - v1complex] if fast else shape[0]
-        sel = slice(None) if frames is None else np.asarray(frames)
         try:
-            if frames is None:
-                a = ds[()]
-            else:
-                idx = np.asarray(frames)
-                if idx.size and (idx.min() < 0 or idx.max() >= N):
-                    raise MPISimError(f"{path}: frame index out of range 0..{N - 1}")
-                order = np.argsort(idx)
-                a = ds[..., idx[order], :] if (fast and v1complex) else (ds[..., idx[order]] if fast else ds[idx[order]])
-                inv = np.empty_like(order)
-                inv[order] = np.arange(order.size)
-                a = np.take(a, inv, axis=(a.ndim - 1 - v1complex) if fast else 0)
-        except MPISimError:
-            raise
+            a = ds[()]
         except Exception as e:
             raise MPISimError(f"{path}: /measurement/data cannot be read ({str(e).splitlines()[0][:80]})") from None
         if v1complex:
@@ -451,8 +437,6 @@ def read_mdf(path, frames=None):
         bg = np.zeros(N, bool) if bg is None else np.asarray(bg).astype(bool).ravel()
         if bg.size != N:
             raise MPISimError(f"{path}: /measurement/isBackgroundFrame has {bg.size} entries, data has {N} frames")
-        if frames is not None:
-            bg = bg[sel]
         V = info["num_samples"]
         K = V // 2 + 1
         fsel = None
