@@ -232,3 +232,18 @@ def test_fuzz_no_unhandled_exception(files, tmp_path):
     print(f"\nfuzz: {tried} mutated inputs, {len(bad)} unhandled exceptions")
     assert tried >= 50
     assert bad == []
+
+
+def test_info_flags_problems_and_refuses_non_mdf(files, tmp_path, capsys):
+    p = tmp_path / "nf.mdf"
+    shutil.copy(files / "meas.mdf", p)
+    with h5py.File(p, "a") as h:
+        _replace(h, "acquisition/numFrames", np.int64(999))
+    assert main(["info", str(p)]) == 0
+    assert "PROBLEM:     /acquisition/numFrames is 999" in capsys.readouterr().out
+    q = tmp_path / "plain.h5"
+    with h5py.File(q, "w") as h:
+        h["x"] = np.arange(3)
+    assert main(["info", str(q)]) == 2
+    err = capsys.readouterr().err
+    assert "missing mandatory group(s) /study, /experiment, /scanner, /acquisition" in err

@@ -330,6 +330,10 @@ def _header(r):
     groups = [g for g in ("study", "experiment", "scanner", "acquisition", "tracer", "measurement",
                           "calibration", "reconstruction") if g in h]
     info["groups"] = groups
+    missing = [g for g in ("study", "experiment", "scanner", "acquisition") if g not in h]
+    if missing:
+        raise MPISimError(f"{r.path}: missing mandatory group(s) {', '.join('/' + g for g in missing)} "
+                          f"(not an MDF file?)")
     info["is_simulation"] = bool(r.number("experiment/isSimulation", required=False, default=0))
     info["scanner"] = {k: r.string(f"scanner/{k}") for k in ("name", "manufacturer", "facility", "topology")}
     if "tracer" in h:
@@ -363,6 +367,13 @@ def _header(r):
             ("isSparsityTransformed", ()))}
         bg = r.array("measurement/isBackgroundFrame", required=False)
         info["num_background_frames"] = int(np.count_nonzero(bg)) if bg is not None else 0
+        n_data = ds.shape[-1 - (ds.ndim == 5)] if info["flags"]["isFastFrameAxis"] else ds.shape[0]
+        problems = []
+        if info.get("num_frames") not in (None, n_data) and "calibration" not in h:
+            problems.append(f"/acquisition/numFrames is {info['num_frames']} but /measurement/data holds {n_data} frames")
+        if bg is not None and np.size(bg) != n_data:
+            problems.append(f"/measurement/isBackgroundFrame has {np.size(bg)} entries for {n_data} frames")
+        info["problems"] = problems
     if "calibration" in h:
         info["calibration"] = {"method": r.string("calibration/method"),
                                "size": r.array("calibration/size", required=False),
@@ -550,6 +561,8 @@ def format_info(info):
                      f"{info['num_background_frames']} background frame(s)")
         on = [k for k, v in info["flags"].items() if v]
         lines.append(f"flags:       {', '.join(on) if on else 'none set'}")
+        for p in info.get("problems", []):
+            lines.append(f"PROBLEM:     {p}")
     if "calibration" in info:
         c = info["calibration"]
         size = "x".join(str(int(x)) for x in c["size"]) if c["size"] is not None else "?"
