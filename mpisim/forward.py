@@ -227,6 +227,7 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
         u_fg, u_bg = u_fg + bg, u_bg + bg
 
     E, N = settings.background_frames, settings.background_frames + settings.frames
+    check_memory(N * scanner.num_rx_channels * V * np.dtype(dtype).itemsize, "the simulated measurement")
     data = np.empty((N, 1, scanner.num_rx_channels, V), dtype)
     data[:E, 0] = u_bg
     data[E:, 0] = u_fg
@@ -244,6 +245,19 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
         num_averages=settings.averages, scanner=scanner, tracer=tracer,
         meta={"phantom": phantom, "settings": settings, "is_simulation": True,
               "noise_sigma": sigma, "backend": B.resolve(backend)})
+
+
+def check_memory(nbytes, what):
+    """Refuse (one-line error) an allocation larger than 80 % of the memory available now."""
+    import os
+
+    try:
+        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if nbytes > 0.8 * avail:
+        raise MPISimError(f"{what} would need {nbytes / 2**30:.1f} GiB, but only {avail / 2**30:.1f} GiB of memory "
+                          f"is available; use fewer frames or float32")
 
 
 def feedthrough_spectrum(scanner):

@@ -215,6 +215,7 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
     if chunk_voxels is None:   # keep each chunk's time series near 64 MB (CPU) / 1 GB (GPU)
         budget = (1 << 30) if xp is not np else (64 << 20)
         chunk_voxels = int(max(1, min(N, budget // (3 * V * np.dtype(rdtype).itemsize))))
+    _check_disk(path, C * Kp * (N + E) * np.dtype(cdtype).itemsize)
     positions = grid.positions()
     rng = np.random.default_rng(settings.seed)
     sig_bin = _noise_sigma_bin(scanner, settings)
@@ -268,6 +269,21 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
                                                 f"{'x'.join(map(str, grid.shape))} K={Kp} {settings.dtype}",
                 "noiseSigmaBin": sig_bin, "physicsVersion": PHYSICS_VERSION})
             h["_mpisim/complete"] = np.int8(1)
+
+
+def _check_disk(path, nbytes):
+    """Refuse to start a build whose output cannot fit on the target disk."""
+    import os
+    import shutil
+
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return
+    if nbytes > free:
+        raise MPISimError(f"{path}: the system matrix needs {nbytes / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
+                          f"are free there; use --max-freq/--min-freq, a smaller grid or another folder")
 
 
 class _AcqView:
