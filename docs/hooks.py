@@ -96,5 +96,12 @@ def api_page():
 
 
 def _doc(obj):
-    d = inspect.getdoc(obj) or ""
-    return "\n".join(line.replace("<", "&lt;") for line in d.splitlines())
+    """Docstring as Markdown: numpydoc section underlines become bold titles, text is escaped."""
+    lines = (inspect.getdoc(obj) or "").splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if set(line.strip()) == {"-"} and i and lines[i - 1].strip():
+            out[-1] = f"**{out[-1].strip()}**\n"
+            continue
+        out.append(line.replace("<", "&lt;"))
+    return "\n".join(out)
