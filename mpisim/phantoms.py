@@ -92,7 +92,8 @@ def shapes(scanner, concentration=0.05, resolution=0.5e-3):
     """An extended 2D/3D test object: a ring, a bar and a dot inside the drive FOV.
 
     Ring: radius 6 mm, wall 1.5 mm, centre (−3, 2) mm; bar: 8 × 2 mm at (5, −5) mm; dot: radius
-    1.5 mm at (4, 5) mm (x, y), full slab thickness in z. Concentrations: ring ``concentration``,
+    1.5 mm at (4, 5) mm (x, y); 6 mm thick in z on a 3D grid, the whole slab on a 2D one.
+    Concentrations: ring ``concentration``,
     bar 0.6×, dot 1.5× (mol Fe/L).
     """
     grid = phantom_grid(scanner, resolution)
@@ -108,10 +109,10 @@ def shapes(scanner, concentration=0.05, resolution=0.5e-3):
     def dot(x, y, z):
         return np.hypot(x - 4 * mm, y - 5 * mm) < 1.5 * mm
 
-    slab = np.abs(np.array(grid.fov[2])) / 2 + 1e-12
+    half = 3 * mm if grid.shape[2] > 1 else grid.fov[2]   # 6 mm thick in 3D; the whole slab in 2D
 
     def thick(fn):
-        return lambda x, y, z: fn(x, y, z) & (np.abs(z - grid.center[2]) <= max(slab, 3 * mm))
+        return lambda x, y, z: fn(x, y, z) & (np.abs(z - grid.center[2]) <= half)
 
     c = concentration * (supersampled_fill(grid, thick(ring)) + 0.6 * supersampled_fill(grid, thick(bar))
                          + 1.5 * supersampled_fill(grid, thick(dot)))
