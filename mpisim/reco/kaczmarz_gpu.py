@@ -28,9 +28,20 @@ def _module():
     return cp.RawModule(code=kernel_source(), options=("-std=c++17",), enable_cooperative_groups=True)
 
 
+def _sm_count(cp):
+    dev = cp.cuda.Device()
+    try:
+        return int(dev.attributes["MultiProcessorCount"])
+    except (KeyError, AttributeError):
+        return int(cp.cuda.runtime.getDeviceProperties(dev.id)["multiProcessorCount"])
+
+
 def _blocks_per_sm(kernel, cp):
     """Resident blocks per SM for a cooperative launch (register granularity of 8 per thread)."""
-    regs = -(-max(int(kernel.num_regs), 1) // 8) * 8
+    n = getattr(kernel, "num_regs", None)
+    if n is None:
+        n = kernel.attributes.get("num_regs", 64)
+    regs = -(-max(int(n), 1) // 8) * 8
     by_regs = 65536 // (regs * BLOCK)
     by_threads = 2048 // BLOCK
     return max(1, min(by_regs, by_threads))
@@ -51,7 +62,7 @@ def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False
         return _solve_loop(cp, A, b, orders, inv, sq, c, v, enforce_real, enforce_positive)
     fb = 1 if F == 1 else (4 if F <= 4 else 8)
     mod = _module()
-    sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+    sms = _sm_count(cp)
     orders = [cp.asarray(o, dtype=cp.int64) for o in orders]
     # A cooperative grid must fit on the GPU at once; if the occupancy estimate is too optimistic
     # the launch is refused (nothing is modified) and we retry with fewer blocks per SM.
