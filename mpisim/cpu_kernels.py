@@ -79,3 +79,40 @@ def set_threads(n=None):
 
 
 __all__ = ["unit_moments", "weighted_unit_moment_sum", "set_threads", "np"]
+
+
+@njit(parallel=True, cache=True)
+def assemble_columns(spec, R, out, block):
+    """out[l, k, p] = Σ_c R[l, c, k] · spec[p, c, k] (the response applied and the voxel axis moved
+    last in one cache-blocked pass). spec (P, 3, K), R (C, 3, K), out (C, K, P), complex.
+    Components whose response is zero for every k are skipped."""
+    P, _, K = spec.shape
+    C = R.shape[0]
+    use = np.zeros((C, 3), np.bool_)
+    for l in range(C):
+        for c in range(3):
+            for k in range(K):
+                if R[l, c, k] != 0:
+                    use[l, c] = True
+                    break
+    nb = (K + block - 1) // block
+    for t in prange(C * nb):
+        l = t // nb
+        k0 = (t % nb) * block
+        k1 = min(K, k0 + block)
+        first = True
+        for c in range(3):
+            if not use[l, c]:
+                continue
+            for p in range(P):
+                if first:
+                    for k in range(k0, k1):
+                        out[l, k, p] = R[l, c, k] * spec[p, c, k]
+                else:
+                    for k in range(k0, k1):
+                        out[l, k, p] += R[l, c, k] * spec[p, c, k]
+            first = False
+        if first:
+            for p in range(P):
+                for k in range(k0, k1):
+                    out[l, k, p] = 0

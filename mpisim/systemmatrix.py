@@ -120,12 +120,24 @@ def compute_columns(scanner, tracer, positions, bins, response_kc, scale, xp=np,
     um = xp.asarray(um)
     spec = B.rfft(um, axis=-1, xp=xp)                               # (P, 3, K)
     cdtype = spec.dtype
-    specT = xp.ascontiguousarray(spec[:, :, xp.asarray(bins)].transpose(1, 2, 0))  # (3, K', P)
     R = xp.asarray(response_kc * scale).astype(cdtype)              # (C, 3, K')
+    if xp is np and B.numba_available():
+        from .cpu_kernels import assemble_columns
+
+        sel = spec if bins.size == spec.shape[-1] else np.ascontiguousarray(spec[:, :, bins])
+        out = np.empty((R.shape[0], bins.size, sel.shape[0]), cdtype)
+        assemble_columns(sel, R, out, 64)
+        return out
+    return assemble_columns_xp(spec[:, :, xp.asarray(bins)], R, xp)
+
+
+def assemble_columns_xp(spec, R, xp=np):
+    """Array-module twin of :func:`mpisim.cpu_kernels.assemble_columns`: (P, 3, K') spectra and
+    (C, 3, K') response → (C, K', P) columns."""
+    specT = xp.ascontiguousarray(spec.transpose(1, 2, 0))            # (3, K', P)
     Rh = B.to_numpy(R)
-    C = R.shape[0]
-    out = xp.zeros((C,) + specT.shape[1:], cdtype)
-    for l in range(C):
+    out = xp.zeros((R.shape[0],) + specT.shape[1:], spec.dtype)
+    for l in range(R.shape[0]):
         for c in range(3):                                          # skip zero sensitivity components
             if np.any(Rh[l, c] != 0):
                 out[l] += R[l, c][:, None] * specT[c]
