@@ -205,3 +205,13 @@ def test_array_phantom_via_cli(tmp_path, capsys):
     (tmp_path / "bad.npy").write_bytes(b"nope")
     assert main(["simulate", "--phantom", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.mdf")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("spec", sorted((__import__("pathlib").Path(__file__).parents[1] / "phantoms").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_shipped_phantom_specs_simulate(spec, tmp_path):
+    out = tmp_path / "m.mdf"
+    assert main(["simulate", "--scanner", "bruker-2d", "--phantom", str(spec), "--out", str(out)]) == 0
+    from mpisim.io.mdf import read_mdf
+
+    assert read_mdf(out).meta["truth"]["concentration"].max() > 0
