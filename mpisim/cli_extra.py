@@ -167,7 +167,7 @@ def cmd_reco(args):
         average=args.average, background=args.background, solver=args.solver, iterations=args.iterations, lam=lam,
         enforce_positive=not args.no_positive, order=args.order, seed=args.seed,
         transfer_function=args.transfer_function)
-    reco = reconstruct(args.measurement, args.sm, params, backend=args.backend)
+    reco = reconstruct(args.measurement, args.sm, params, backend=args.backend, progress=True)
     write_reconstruction(args.out, reco, overwrite=args.overwrite)
     if args.png:
         from .plot import plot_reconstruction, save_figure_atomic

@@ -54,7 +54,7 @@ def _load_sm(s):
     return s if isinstance(s, SystemMatrix) else load_system_matrix(s)
 
 
-def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl="auto", **kw):
+def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl="auto", progress=False, **kw):
     """Reconstruct concentration images from a measurement and a system matrix.
 
     Parameters
@@ -63,6 +63,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     system_matrix : :class:`~mpisim.systemmatrix.SystemMatrix` or MDF calibration path.
     params : :class:`RecoParams`; keyword arguments override its fields.
     backend : "auto" | "numpy" | "cupy" for the solver.
+    progress : show a progress bar over the sweeps (CPU Kaczmarz) on a terminal.
 
     Returns
     -------
@@ -118,9 +119,12 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
                            enforce_positive=params.enforce_positive, order=params.order, seed=params.seed,
                            row_weights=None if w is None else B.to_device(w, "cupy"), impl=impl)
         else:
-            img = kaczmarz(A, b, params.iterations, params.lam, enforce_real=params.enforce_real,
-                           enforce_positive=params.enforce_positive, order=params.order, seed=params.seed,
-                           row_weights=w, backend="numpy", impl=impl)
+            from ..progress import Progress
+
+            with Progress(params.iterations, "kaczmarz", enabled=progress) as bar:
+                img = kaczmarz(A, b, params.iterations, params.lam, enforce_real=params.enforce_real,
+                               enforce_positive=params.enforce_positive, order=params.order, seed=params.seed,
+                               row_weights=w, backend="numpy", impl=impl, callback=lambda i, c: bar.update())
     else:
         from .cgnr import cgnr
 
