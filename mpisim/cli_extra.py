@@ -308,33 +308,49 @@ def _titrate(sub):
     p.add_argument("--tracer-diameter", default="25e-9")
     p.add_argument("--averages", type=int, default=100, help="averaged acquisitions per frame (default 100)")
     p.add_argument("--seeds", type=int, default=3, help="noise realisations per cell number")
-    p.add_argument("--png", default=None)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--overwrite", action="store_true")
-    _backend_arg(p)
+    _study_output_args(p)
     p.set_defaults(func=cmd_titrate)
 
 
-def cmd_titrate(args):
+def _study_output_args(p):
+    p.add_argument("--png", default=None, help="write the study's figure")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--overwrite", action="store_true")
+    _backend_arg(p)
+
+
+def _study_start(args):
+    """Parse --iron-per-cell and check --png before a study runs."""
     from .io.atomic import check_output_path
     from .quant import parse_mass
-    from .studies import StudySetup, plot_titration, titrate
 
-    ipc = parse_mass(args.iron_per_cell, "--iron-per-cell")
     if args.png:
         check_output_path(args.png, args.overwrite)
+    return parse_mass(args.iron_per_cell, "--iron-per-cell")
+
+
+def _study_finish(args, res, plot):
+    """Write the figure; print JSON and return True when --json was asked for."""
+    if args.png:
+        from .plot import save_figure_atomic
+
+        save_figure_atomic(lambda p: plot(res, p), args.png, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(res, indent=1))
+    return args.json
+
+
+def cmd_titrate(args):
+    from .studies import StudySetup, plot_titration, titrate
+
+    ipc = _study_start(args)
     if args.seeds < 1 or args.averages < 1:
         raise MPISimError("--seeds and --averages must be >= 1")
     d = _float_or_si(args.tracer_diameter, "--tracer-diameter", "m")
     setup = StudySetup(scanner=args.scanner, core_diameter=d * 1e-9 if d > 1e-6 else d, averages=args.averages)
     res = titrate(_cells_list(args.cells), ipc, args.seeds, setup=setup, backend=args.backend,
                   progress=None if args.json else print)
-    if args.png:
-        from .plot import save_figure_atomic
-
-        save_figure_atomic(lambda p: plot_titration(res, p), args.png, overwrite=args.overwrite)
-    if args.json:
-        print(json.dumps(res, indent=1))
+    if _study_finish(args, res, plot_titration):
         return
     lim = res["detection_limit_cells"]
     print(f"blank ROI iron {res['blank_iron_ng_mean']:.3g} ± {res['blank_iron_ng_sd']:.2g} ng; threshold "
@@ -355,21 +371,14 @@ def _track(sub):
     p.add_argument("--proliferation-rate", type=float, default=0.0, help="per day")
     p.add_argument("--microglia-retention", type=float, default=0.5, help="fraction of dead cells' iron kept")
     p.add_argument("--scanner", default="bruker-2d")
-    p.add_argument("--png", default=None)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--overwrite", action="store_true")
-    _backend_arg(p)
+    _study_output_args(p)
     p.set_defaults(func=cmd_track)
 
 
 def cmd_track(args):
-    from .io.atomic import check_output_path
-    from .quant import parse_mass
     from .studies import StudySetup, plot_track, track
 
-    ipc = parse_mass(args.iron_per_cell, "--iron-per-cell")
-    if args.png:
-        check_output_path(args.png, args.overwrite)
+    ipc = _study_start(args)
     try:
         days = [float(x) for x in args.days.split(",")]
         cells = float(args.cells)
@@ -379,12 +388,7 @@ def cmd_track(args):
         raise MPISimError("--days must be >= 0 and --cells > 0")
     res = track(days, cells, ipc, args.death_rate, args.proliferation_rate, args.microglia_retention,
                 setup=StudySetup(scanner=args.scanner), backend=args.backend)
-    if args.png:
-        from .plot import save_figure_atomic
-
-        save_figure_atomic(lambda p: plot_track(res, p), args.png, overwrite=args.overwrite)
-    if args.json:
-        print(json.dumps(res, indent=1))
+    if _study_finish(args, res, plot_track):
         return
     print(f"{'day':>5} {'live cells':>11} {'iron true/ng':>13} {'iron MPI/ng':>12} {'apparent cells':>15}")
     for r in res["rows"]:
