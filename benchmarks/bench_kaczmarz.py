@@ -65,6 +65,18 @@ def cpu(frames):
         print(f"{F:6d} {tF:8.4f} {F / tF:9.1f} {tF / F / t1:20.2f}")
 
 
+def nominal_bandwidth(props, name):
+    """Peak DRAM bandwidth in B/s: from the clock and bus width when the runtime reports them
+    (removed from newer CUDA), else the vendor figure for known boards."""
+    clock, bus = props.get("memoryClockRate"), props.get("memoryBusWidth")
+    if clock and bus:
+        return 2 * clock * 1e3 * bus / 8
+    for key, val in (("H200", 4.8e12), ("H100 PCIe", 2.0e12), ("H100", 3.35e12), ("A100", 2.0e12)):
+        if key in name:
+            return val
+    return float("nan")
+
+
 def gpu(frames):
     from mpisim.backend import xp_of
     from mpisim.reco.cgnr import cgnr
@@ -72,8 +84,9 @@ def gpu(frames):
     cp = xp_of("cupy")
     dev = cp.cuda.Device()
     props = cp.cuda.runtime.getDeviceProperties(dev.id)
-    bw = 2 * props["memoryClockRate"] * 1e3 * props["memoryBusWidth"] / 8
-    print(f"\nGPU: {props['name'].decode()}, nominal memory bandwidth {bw / 1e9:.0f} GB/s")
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    bw = nominal_bandwidth(props, name)
+    print(f"\nGPU: {name}, nominal memory bandwidth {bw / 1e9:.0f} GB/s")
     M, N = 2000, 37**3
     A, b = problem(M, N, xp=cp)
 
