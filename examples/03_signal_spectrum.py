@@ -17,7 +17,10 @@ for row, name in enumerate(("bruker-1d", "bruker-2d")):
     axes[row, 0].set_ylabel("u_x / µV")
     axes[row, 0].set_title(f"{name}: x-coil voltage of a point sample")
     f = sc.frequencies / 1e3
-    axes[row, 1].semilogy(f, spec / spec.max() + 1e-12, lw=0.6)
+    if row == 0:   # 1D: only the harmonics carry signal; show them as points
+        axes[row, 1].semilogy(f[1:], spec[1:] / spec.max() + 1e-12, "o", ms=3)
+    else:
+        axes[row, 1].semilogy(f, spec / spec.max() + 1e-12, lw=0.6)
     axes[row, 1].set_xlim(0, 1250)
     axes[row, 1].set_ylim(1e-7, 2)
     axes[row, 1].set_xlabel("f / kHz")
