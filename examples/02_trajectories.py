@@ -27,5 +27,5 @@ for i, name in enumerate(("bruker-1d", "bruker-2d", "bruker-3d")):
         ax.set_xlabel("x / mm")
         ax.set_ylabel("y / mm")
     ax.set_title(f"{name}: {sc.num_samples} samples, {sc.drive_field.cycle * 1e3:.4g} ms"
-                 + (" (first 1/12 shown)" if name == "bruker-3d" else ""), fontsize=10)
+                 + ("\n(first 1/12 shown)" if name == "bruker-3d" else ""), fontsize=9)
 save(fig, "trajectories.png")
