@@ -1,7 +1,6 @@
 """Docs and examples that run: every example script, the docs build (strict), the demo, mpisim plot."""
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +24,10 @@ def test_example_runs(script, tmp_path):
 
 
 def test_docs_build_strict(tmp_path):
-    if shutil.which("mkdocs") is None:
-        pytest.skip("mkdocs not installed (pip install -e '.[test]')")
+    pytest.importorskip("mkdocs", reason="mkdocs not installed (pip install -e '.[test]')")
     site = tmp_path / "site"
     env = dict(os.environ, MPISIM_CACHE_DIR=str(tmp_path / "cache"))
-    r = subprocess.run(["mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=ROOT, env=env,
+    r = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "WARNING" not in r.stderr
