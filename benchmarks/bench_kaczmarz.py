@@ -54,7 +54,7 @@ def cpu(frames):
         print(f"{label:22} {t_blas * 1e3:12.3f} {t_sweep * 1e3:9.3f} {t_sweep / t_blas:6.2f} {t_np * 1e3:13.2f} "
               f"{t_np / t_nb:8.1f} {d:9.1e}")
     print("  (speed-up: whole kaczmarz() call, numba vs the per-row numpy loop, 1 sweep incl. set-up)")
-    print(f"\nCPU (numba), many frames: 3 sweeps, 3D 19^3 x 400 rows")
+    print("\nCPU (numba), many frames: 3 sweeps, 3D 19^3 x 400 rows")
     print(f"{'frames':>6} {'time/s':>8} {'frames/s':>9} {'per frame vs single':>20}")
     A, b1 = problem(400, 19**3)
     t1 = med(lambda: kaczmarz(A, b1, 3, 1e-2), 3)

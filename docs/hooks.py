@@ -6,7 +6,6 @@ import importlib
 import inspect
 import json
 import os
-import pkgutil
 import subprocess
 import sys
 from pathlib import Path

@@ -1,6 +1,5 @@
 """Field-free-point trajectories of the three Bruker presets (1D line, 2D and 3D Lissajous)."""
 
-import numpy as np
 
 from _common import plt, save
 import mpisim

@@ -1,6 +1,5 @@
 """Reconstruction against Kaczmarz sweeps and λ: early stopping and Tikhonov trade noise for blur."""
 
-import numpy as np
 
 from _common import plt, save
 import mpisim

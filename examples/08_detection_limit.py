@@ -2,7 +2,7 @@
 
 import json
 
-from _common import FIGURES, save  # noqa: F401
+from _common import FIGURES
 from mpisim.studies import plot_titration, titrate
 
 res = titrate([1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5, 1e6], 10e-15, seeds=3)

@@ -71,15 +71,6 @@ def to_numpy(x):
     return np.asarray(x)
 
 
-def fft_module(xp):
-    """``scipy.fft`` for numpy (multi-threaded), ``cupy.fft`` for cupy."""
-    if xp is np:
-        import scipy.fft
-
-        return scipy.fft
-    return xp.fft
-
-
 def rfft(x, axis=-1, xp=np):
     """Real FFT along ``axis``, unnormalised (numpy's convention), using all CPU cores."""
     if xp is np:

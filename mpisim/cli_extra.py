@@ -1,7 +1,6 @@
 """Sub-commands beyond simulate/info: sysmat, cache, reco (registered into :mod:`mpisim.cli`)."""
 
 import json
-import sys
 
 from .cli import _add_tracer_args, _backend_arg, _float_or_si, _tracer_from_args, register
 from .errors import MPISimError

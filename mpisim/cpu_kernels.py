@@ -6,7 +6,6 @@ them. When numba is missing (or ``MPISIM_DISABLE_NUMBA=1``), the numpy twins are
 
 import math
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -73,12 +72,6 @@ def weighted_unit_moment_sum(hd, offsets, weights, betas, q, out):
         out[2, t] += az
 
 
-def set_threads(n=None):
-    """Use ``n`` threads (default: all cores) for the parallel kernels."""
-    numba.set_num_threads(n or numba.config.NUMBA_NUM_THREADS)
-
-
-__all__ = ["unit_moments", "weighted_unit_moment_sum", "set_threads", "np"]
 
 
 @njit(parallel=True, cache=True)

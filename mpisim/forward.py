@@ -13,7 +13,7 @@ unnormalised rfft of one period, û_k = Σ_t u(t) e^{−2πi k t / V}; relaxatio
 spectrum by 1/(1 + i ω τ).
 """
 
-from dataclasses import dataclass, fields, asdict
+from dataclasses import dataclass, asdict
 import math
 
 import numpy as np
@@ -23,6 +23,7 @@ from . import constants as C
 from .errors import MPISimError, check_positive
 from .measurement import Measurement
 from .particles import langevin_over_xi
+from .progress import Progress
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -206,7 +207,7 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     offsets = field_offsets(scanner, pos)
 
     moment = xp.zeros((3, V), np.float64)
-    bar = _progress(progress, len(nz), "simulate")
+    bar = Progress(len(nz), "simulate", enabled=progress)
     for a in range(0, len(nz), chunk_voxels):
         b = min(a + chunk_voxels, len(nz))
         moment += xp.asarray(unit_moments(scanner, tracer, offsets[a:b], xp=xp, weights=weights[a:b]))
@@ -286,9 +287,3 @@ def background_signal(scanner, level, seed=20240101):
                 ph = rng.uniform(0, 2 * np.pi, scanner.num_rx_channels)
                 out += level / n * np.cos(2 * np.pi * n * f * t[None, :] + ph[:, None])
     return out
-
-
-def _progress(enabled, total, label):
-    from .progress import Progress
-
-    return Progress(total, label, enabled=enabled)

@@ -60,7 +60,7 @@ def supersampled_fill(grid, inside, samples=3):
     X, Y, Z = np.meshgrid(*(grid.axis(i) for i in range(3)), indexing="ij")
     frac = np.zeros(grid.shape)
     for ox in offs:
-        for oy in offs if grid.shape[1] > 1 or True else [0]:
+        for oy in offs:
             for oz in offs:
                 frac += inside(X + ox * sp[0], Y + oy * sp[1], Z + oz * sp[2])
     return frac / samples**3
@@ -141,10 +141,6 @@ CONCENTRATION_PHANTOM_MMOL = (100.0, 66.6, 44.4, 29.6, 19.7, 13.1, 8.77, 5.85)
 """The eight chamber concentrations (mmol Fe/L) of the OpenMPIData concentration phantom."""
 
 
-def _grid_for(scanner, resolution):
-    return phantom_grid(scanner, resolution)
-
-
 def concentration(scanner, resolution=0.25e-3, spacing=6e-3, size=2e-3):
     """OpenMPIData concentration phantom: eight 2 mm cubes at 100 … 5.85 mmol/L.
 
@@ -152,7 +148,7 @@ def concentration(scanner, resolution=0.25e-3, spacing=6e-3, size=2e-3):
     (x = ±0.5, ±1.5 spacing; y = ±0.7 spacing), so each chamber is resolved by a 2D sequence; in a 2D (thin-slab) grid each cube is cut to the slab. ``meta["chambers"]`` lists
     centres (m) and concentrations (mol/L).
     """
-    grid = _grid_for(scanner, resolution)
+    grid = phantom_grid(scanner, resolution)
     xs = (np.arange(4) - 1.5) * spacing
     ys = (np.array([0.5, -0.5])) * spacing * 1.4
     c = np.zeros(grid.shape)
@@ -174,7 +170,7 @@ def resolution(scanner, resolution=0.25e-3, concentration=0.05, diameter=1e-3, l
     """OpenMPIData resolution phantom: five Ø1 mm tubes from one origin (−10 mm, 0, 0), along +x
     and opened by 20° and 30° in the xy plane (both sides: 20° up, 30° down) and 10° and 15° out of
     it (towards +z), ``concentration`` mol/L. Out-of-plane tubes mostly leave a 2D slab."""
-    grid = _grid_for(scanner, resolution)
+    grid = phantom_grid(scanner, resolution)
     origin = np.array([-length / 2, 0.0, grid.center[2]])
     dirs = []
     for a_xy, a_z in ((0, 0), (20, 0), (-30, 0), (0, 10), (0, 15)):
@@ -197,7 +193,7 @@ def resolution(scanner, resolution=0.25e-3, concentration=0.05, diameter=1e-3, l
 def shape(scanner, resolution=0.25e-3, concentration=0.05):
     """OpenMPIData shape phantom: a cone frustum along x, tip radius 1 mm, apex angle 10°, 22 mm
     long (683.9 µL in full), centred on the FOV; ``concentration`` mol/L."""
-    grid = _grid_for(scanner, resolution)
+    grid = phantom_grid(scanner, resolution)
     h, r0, half = 22e-3, 1e-3, np.radians(5.0)
     x0 = -h / 2
 
@@ -216,7 +212,7 @@ def graft(scanner, cells=3e5, iron_per_cell=10e-15, resolution=0.25e-3, separati
     right one ``unlabelled_cells`` cells without iron. Ground truth in mol Fe/L and in cells."""
     from . import constants as C
 
-    grid = _grid_for(scanner, resolution)
+    grid = phantom_grid(scanner, resolution)
     z = grid.center[2]
     left = np.array([-separation / 2, 0.0, z])
     right = np.array([separation / 2, 0.0, z])
@@ -263,7 +259,7 @@ def from_toml(path_or_text, scanner, is_text=False):
     from . import tomlio
 
     d = tomlio.loads(path_or_text, "phantom TOML") if is_text else tomlio.load(path_or_text)
-    grid = _grid_for(scanner, float(d.get("resolution", 0.25e-3)))
+    grid = phantom_grid(scanner, float(d.get("resolution", 0.25e-3)))
     objs = d.get("objects")
     if not isinstance(objs, list) or not objs:
         raise MPISimError("phantom TOML needs at least one [[objects]] table")
