@@ -16,20 +16,10 @@ Examples:
 
 
 def _float_or_si(text, name, unit=""):
-    """Parse '25e-9', '25nm', '10pg', '2e-9' into SI floats."""
-    t = str(text).strip()
-    mult = {"nm": 1e-9, "um": 1e-6, "µm": 1e-6, "mm": 1e-3, "m": 1.0, "pg": 1e-15, "ng": 1e-12, "ug": 1e-9,
-            "µg": 1e-9, "mg": 1e-6, "khz": 1e3, "mhz": 1e6, "hz": 1.0, "mmol/l": 1e-3, "mol/l": 1.0, "mm/l": 1e-3}
-    for suf in sorted(mult, key=len, reverse=True):
-        if t.lower().endswith(suf) and t[: -len(suf)].strip():
-            try:
-                return float(t[: -len(suf)]) * mult[suf]
-            except ValueError:
-                break
-    try:
-        return float(t)
-    except ValueError:
-        raise MPISimError(f"{name} must be a number{' in ' + unit if unit else ''}, got {text!r}") from None
+    """Parse '25e-9', '25nm', '10pg', '2e-9' into SI floats (see :mod:`mpisim.units`)."""
+    from .units import parse_quantity
+
+    return parse_quantity(text, name, f"a number in {unit}" if unit else "")
 
 
 def _backend_arg(p):
@@ -40,9 +30,9 @@ def _backend_arg(p):
 def _tracer_from_args(args):
     from .particles import Tracer, default_tracer
 
-    d = _float_or_si(args.tracer_diameter, "--tracer-diameter", "m")
-    if d > 1e-6 and d < 1000:          # a bare number like 25 means nm
-        d *= 1e-9
+    from .units import parse_diameter
+
+    d = parse_diameter(args.tracer_diameter)
     kw = {}
     if getattr(args, "relaxation_time", None) is not None:
         kw["relaxation_time"] = _float_or_si(args.relaxation_time, "--relaxation-time", "s")

@@ -254,7 +254,8 @@ def _quantify(sub):
 def cmd_quantify(args):
     from .io.atomic import check_output_path
     from .io.reco_mdf import read_reconstruction
-    from .quant import parse_mass, quantify
+    from .quant import quantify
+    from .units import parse_mass
 
     ipc = parse_mass(args.iron_per_cell, "--iron-per-cell")
     if args.png:
@@ -321,7 +322,7 @@ def _study_output_args(p):
 def _study_start(args):
     """Parse --iron-per-cell and check --png before a study runs."""
     from .io.atomic import check_output_path
-    from .quant import parse_mass
+    from .units import parse_mass
 
     if args.png:
         check_output_path(args.png, args.overwrite)
@@ -345,8 +346,10 @@ def cmd_titrate(args):
     ipc = _study_start(args)
     if args.seeds < 1 or args.averages < 1:
         raise MPISimError("--seeds and --averages must be >= 1")
-    d = _float_or_si(args.tracer_diameter, "--tracer-diameter", "m")
-    setup = StudySetup(scanner=args.scanner, core_diameter=d * 1e-9 if d > 1e-6 else d, averages=args.averages)
+    from .units import parse_diameter
+
+    setup = StudySetup(scanner=args.scanner, core_diameter=parse_diameter(args.tracer_diameter),
+                       averages=args.averages)
     res = titrate(_cells_list(args.cells), ipc, args.seeds, setup=setup, backend=args.backend,
                   progress=None if args.json else print)
     if _study_finish(args, res, plot_titration):

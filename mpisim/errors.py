@@ -37,3 +37,15 @@ def check_positive(name, value, allow_zero=False):
     if v < 0 or (v == 0 and not allow_zero):
         raise MPISimError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
     return v
+
+
+def check_int(name, value, minimum=0, maximum=None):
+    """Return ``value`` as an int; raise :class:`MPISimError` unless it is an integer in range."""
+    try:
+        ok = not isinstance(value, bool) and int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or value < minimum or (maximum is not None and value > maximum):
+        bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+        raise MPISimError(f"{name} must be an integer {bounds}, got {value!r}")
+    return int(value)

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import backend as B
 from . import constants as C
-from .errors import MPISimError, check_positive
+from .errors import MPISimError, check_int, check_positive
 from .measurement import Measurement
 from .particles import langevin_over_xi
 from .progress import Progress
@@ -52,11 +52,8 @@ class SimulationSettings:
 
     def __post_init__(self):
         for name in ("frames", "background_frames", "averages"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < (0 if name == "background_frames" else 1):
-                raise MPISimError(f"{name} must be a {'non-negative' if name == 'background_frames' else 'positive'} "
-                                  f"integer, got {v!r}")
-            object.__setattr__(self, name, int(v))
+            minimum = 0 if name == "background_frames" else 1
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum))
         check_positive("noise level (V/√Hz)", self.noise_density, allow_zero=True)
         check_positive("background level (V)", self.background_level, allow_zero=True)
         if self.dtype not in DTYPES:

@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from . import constants as C
-from .errors import MPISimError, check_positive
+from .errors import MPISimError, check_int, check_positive
 
 _SMALL = 0.1  # below this |ξ| the series are used (error < 1e-16 with the terms kept)
 
@@ -117,8 +117,7 @@ class Tracer:
         check_positive("tracer size_sigma", self.size_sigma, allow_zero=True)
         if self.size_sigma > 1.0:
             raise MPISimError(f"tracer size_sigma must be <= 1 (σ of ln d), got {self.size_sigma}")
-        if int(self.size_nodes) != self.size_nodes or not 1 <= self.size_nodes <= 64:
-            raise MPISimError(f"tracer size_nodes must be an integer in 1..64, got {self.size_nodes}")
+        object.__setattr__(self, "size_nodes", check_int("tracer size_nodes", self.size_nodes, 1, 64))
         if self.relaxation_time is not None:
             check_positive("tracer relaxation_time (s)", self.relaxation_time, allow_zero=True)
         if self.anisotropy is not None:

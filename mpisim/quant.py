@@ -11,6 +11,7 @@ import numpy as np
 
 from . import constants as C
 from .errors import MPISimError, check_positive
+from .units import parse_mass  # noqa: F401  (re-exported: mpisim.quant.parse_mass)
 
 
 def iron_mass_map(concentration, voxel_volume):
@@ -98,24 +99,6 @@ def parse_roi(spec, grid):
         lo = [f"{grid.extent(i)[0] * 1e3:.3g}..{grid.extent(i)[1] * 1e3:.3g}" for i in range(3)]
         raise MPISimError(f"ROI {spec!r} lies outside the grid (x, y, z in mm: {', '.join(lo)})")
     return name, mask
-
-
-def parse_mass(text, name="iron per cell"):
-    """'10pg', '5ng', '2.5ug', '1e-14' (kg) → kg (> 0)."""
-    units = {"pg": 1e-15, "ng": 1e-12, "ug": 1e-9, "µg": 1e-9, "mg": 1e-6, "kg": 1.0, "g": 1e-3}
-    t = str(text).strip().lower()
-    mult = 1.0
-    for u in sorted(units, key=len, reverse=True):
-        if t.endswith(u):
-            t, mult = t[: -len(u)], units[u]
-            break
-    try:
-        v = float(t) * mult
-    except ValueError:
-        raise MPISimError(f"{name} must be a mass like 10pg or 5ng, got {text!r}") from None
-    if not v > 0 or not np.isfinite(v):
-        raise MPISimError(f"{name} must be > 0, got {text!r}")
-    return v
 
 
 def quantify(reco, rois, iron_per_cell, frame=0, reference=None, reference_iron=None):

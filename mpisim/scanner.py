@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tomlio
-from .errors import MPISimError, check_finite, check_positive
+from .errors import MPISimError, check_finite, check_int, check_positive
 
 AXES = ("x", "y", "z")
 
@@ -73,9 +73,7 @@ class DriveChannel:
         check_positive(f"drive channel {self.axis} amplitude (T/µ0)", self.amplitude)
         if self.amplitude > 1.0:
             raise MPISimError(f"drive channel {self.axis} amplitude must be in T/µ0 (e.g. 0.012), got {self.amplitude}")
-        if isinstance(self.divider, bool) or int(self.divider) != self.divider or self.divider < 1:
-            raise MPISimError(f"drive channel {self.axis} divider must be a positive integer, got {self.divider!r}")
-        object.__setattr__(self, "divider", int(self.divider))
+        object.__setattr__(self, "divider", check_int(f"drive channel {self.axis} divider", self.divider, 1))
         check_finite(f"drive channel {self.axis} phase", float(self.phase))
         if self.waveform != "sine":
             raise MPISimError(f"drive channel {self.axis}: only waveform 'sine' is supported, got {self.waveform!r}")

@@ -19,7 +19,7 @@ import numpy as np
 from . import PHYSICS_VERSION, __version__
 from . import backend as B
 from . import cache as cache_mod
-from .errors import MPISimError, check_positive
+from .errors import MPISimError, check_int, check_positive
 from .grid import Grid
 from .forward import (field_offsets, load_transfer_function, moment_per_concentration, receive_chain,
                        response, unit_moments)
@@ -66,10 +66,8 @@ class CalibrationSettings:
 
     def __post_init__(self):
         check_positive("delta concentration (mol/L)", self.delta_concentration)
-        if int(self.background_frames) != self.background_frames or self.background_frames < 0:
-            raise MPISimError(f"background frames must be a non-negative integer, got {self.background_frames!r}")
-        if int(self.averages) != self.averages or self.averages < 1:
-            raise MPISimError(f"averages must be a positive integer, got {self.averages!r}")
+        object.__setattr__(self, "background_frames", check_int("background frames", self.background_frames))
+        object.__setattr__(self, "averages", check_int("averages", self.averages, 1))
         check_positive("noise density (V/√Hz)", self.noise_density, allow_zero=True)
         check_positive("min frequency (Hz)", self.min_freq, allow_zero=True)
         check_positive("max frequency (Hz)", self.max_freq, allow_zero=True)

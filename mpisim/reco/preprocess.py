@@ -43,7 +43,7 @@ class RecoParams:
     transfer_function: str = ""
 
     def __post_init__(self):
-        from ..errors import check_positive
+        from ..errors import check_int, check_positive
 
         check_positive("SNR threshold", self.snr_threshold, allow_zero=True)
         check_positive("min frequency (Hz)", self.min_freq, allow_zero=True)
@@ -54,10 +54,7 @@ class RecoParams:
         if self.solver not in ("kaczmarz", "cgnr"):
             raise MPISimError(f"solver must be kaczmarz or cgnr, got {self.solver!r}")
         for name in ("iterations", "average", "top_k"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < (1 if name == "average" else 0):
-                raise MPISimError(f"{name} must be a {'positive' if name == 'average' else 'non-negative'} "
-                                  f"integer, got {v!r}")
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 1 if name == "average" else 0))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "frames", tuple(int(f) for f in self.frames))
 
