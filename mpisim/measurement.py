@@ -7,6 +7,15 @@ import numpy as np
 from .errors import MPISimError
 
 
+def in_band(frequencies, min_freq=0.0, max_freq=0.0):
+    """Boolean mask of ``frequencies`` (Hz) within [min_freq, max_freq]; max_freq 0 = no upper limit."""
+    f = np.asarray(frequencies)
+    keep = f >= min_freq
+    if max_freq:
+        keep &= f <= max_freq
+    return keep
+
+
 @dataclass(eq=False)
 class Measurement:
     """MPI receive data and its acquisition parameters.
@@ -76,6 +85,16 @@ class Measurement:
         from .backend import rfft
 
         return rfft(self.data, axis=-1)
+
+    def full_spectra(self):
+        """(N, J, C, V/2 + 1) spectra on the full rfft axis; bins left out by a frequency selection
+        are zero."""
+        spec = self.spectra()
+        if self.frequency_selection is None:
+            return spec
+        full = np.zeros(spec.shape[:3] + (self.num_samples // 2 + 1,), spec.dtype)
+        full[..., self.frequency_selection] = spec
+        return full
 
     @property
     def foreground_frames(self):

@@ -84,11 +84,9 @@ class CalibrationSettings:
 
 def frequency_bins(scanner, settings):
     """0-based rfft bins stored for these settings."""
-    f = scanner.frequencies
-    keep = f >= settings.min_freq
-    if settings.max_freq:
-        keep &= f <= settings.max_freq
-    bins = np.flatnonzero(keep)
+    from .measurement import in_band
+
+    bins = np.flatnonzero(in_band(scanner.frequencies, settings.min_freq, settings.max_freq))
     if bins.size == 0:
         raise MPISimError(f"no frequency bins between {settings.min_freq:g} and {settings.max_freq:g} Hz")
     return bins

@@ -4,6 +4,7 @@ selection. Every group other than /measurement is copied unchanged; the input is
 import numpy as np
 
 from ..errors import MPISimError
+from ..measurement import in_band
 from .atomic import atomic_path
 from .h5 import open_h5
 from .mdf import _guarded, read_mdf
@@ -23,15 +24,8 @@ def convert(src, dst, to="frequency", min_freq=0.0, max_freq=0.0, overwrite=Fals
         raise MPISimError(f"{src}: is a calibration (system-matrix) file; convert handles measurements")
     freqs = meas.all_frequencies
     if to == "frequency":
-        spec = meas.spectra()
-        if meas.frequency_selection is not None:
-            full = np.zeros(spec.shape[:3] + (freqs.size,), spec.dtype)
-            full[..., meas.frequency_selection] = spec
-            spec = full
-        keep = freqs >= min_freq
-        if max_freq:
-            keep &= freqs <= max_freq
-        bins = np.flatnonzero(keep)
+        spec = meas.full_spectra()
+        bins = np.flatnonzero(in_band(freqs, min_freq, max_freq))
         if bins.size == 0:
             raise MPISimError(f"no frequency bins between {min_freq:g} and {max_freq or freqs[-1]:g} Hz")
         data = spec[..., bins]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MPISimError
+from ..measurement import in_band
 
 
 @dataclass(frozen=True)
@@ -91,14 +92,10 @@ def check_compatible(meas, sm):
 def measurement_spectra(meas, transfer_function=None):
     """(N, C, K_all) spectra of period-averaged frames, corrected for the transfer function the
     data contain (``meas.transfer_function``, or ``transfer_function`` (C, K) when given)."""
-    spec = meas.spectra()
+    spec = meas.full_spectra()
     if not np.all(np.isfinite(spec)):
         raise MPISimError(f"{meas.meta.get('source', 'measurement')}: data contain NaN or Inf")
     spec = spec.mean(axis=1)                                    # average periods → (N, C, K)
-    if meas.frequency_selection is not None:
-        full = np.zeros(spec.shape[:2] + (meas.num_samples // 2 + 1,), spec.dtype)
-        full[..., meas.frequency_selection] = spec
-        spec = full
     tf = transfer_function if transfer_function is not None else meas.transfer_function
     if tf is not None:
         tf = np.asarray(tf)
@@ -143,7 +140,7 @@ def select_rows(sm, params, bandwidth):
         raise MPISimError(f"receive channel out of range: got {list(params.channels)}, the data have {C} (0-based)")
     f = sm.frequencies
     fmax = params.max_freq or bandwidth
-    keep = (f >= params.min_freq) & (f <= fmax)
+    keep = in_band(f, params.min_freq, fmax)
     mask = np.zeros((C, f.size), bool)
     mask[ch] = keep[None, :]
     mask &= np.any(sm.data != 0, axis=-1)
