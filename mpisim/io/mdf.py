@@ -125,18 +125,31 @@ def _write_extension(h, scanner=None, tracer=None, settings=None, phantom=None, 
     if settings is not None:
         _str(h, "_mpisim/settings", tomlio.dumps(settings.to_dict()))
     if phantom is not None:
-        g = h.create_group("_mpisim/phantom")
-        _str(g, "name", phantom.name)
-        g["concentration"] = phantom.concentration      # (nx, ny, nz) mol Fe/L
-        g["shape"] = np.array(phantom.grid.shape, np.int64)
-        g["fieldOfView"] = np.array(phantom.grid.fov)
-        g["fieldOfViewCenter"] = np.array(phantom.grid.center)
-        g["ironMass"] = phantom.iron_mass
+        _write_truth(h, truth_of(phantom))
     for k, v in (extra or {}).items():
         if isinstance(v, str):
             _str(h, f"_mpisim/{k}", v)
         else:
             h[f"_mpisim/{k}"] = v
+
+
+def truth_of(phantom):
+    """Ground truth of a phantom as stored in ``/_mpisim/phantom`` (the dict :func:`_truth` reads)."""
+    g = phantom.grid
+    return {"name": phantom.name, "concentration": phantom.concentration, "size": np.array(g.shape),
+            "fieldOfView": np.array(g.fov), "fieldOfViewCenter": np.array(g.center), "ironMass": phantom.iron_mass}
+
+
+def _write_truth(h, truth):
+    """Write a ground-truth dict (concentration (nx, ny, nz) in mol Fe/L on its grid) to /_mpisim/phantom."""
+    g = h.require_group("_mpisim/phantom")
+    _str(g, "name", truth["name"])
+    g["concentration"] = np.asarray(truth["concentration"], float)
+    g["shape"] = np.asarray(truth["size"], np.int64)
+    g["fieldOfView"] = np.asarray(truth["fieldOfView"], float)
+    g["fieldOfViewCenter"] = np.asarray(truth["fieldOfViewCenter"], float)
+    if "ironMass" in truth:
+        g["ironMass"] = float(truth["ironMass"])
 
 
 def write_mdf(path, meas, overwrite=False, name="mpisim simulation"):

@@ -6,7 +6,8 @@ from .. import __version__
 from ..errors import MPISimError
 from .atomic import atomic_path
 from .h5 import open_h5
-from .mdf import _Reader, _guarded, _str, _write_acquisition, _write_extension, _write_header, _write_tracer
+from .mdf import (_Reader, _guarded, _str, _write_acquisition, _write_extension, _write_header, _write_tracer,
+                  _write_truth, truth_of)
 
 
 def write_reconstruction(path, reco, overwrite=False):
@@ -42,24 +43,11 @@ def write_reconstruction(path, reco, overwrite=False):
             info = {k: v for k, v in reco.info.items() if isinstance(v, (int, float, str, bool, list))}
             _write_extension(h, extra={"recoParams": tomlio.dumps(reco.params.to_dict()),
                                        "recoInfo": tomlio.dumps(info), "unit": reco.unit})
-            truth = getattr(meas, "meta", {}).get("truth") if meas is not None else None
-            phantom = getattr(meas, "meta", {}).get("phantom") if meas is not None else None
-            if phantom is not None:
-                _write_extension_truth(h, phantom.concentration, phantom.grid.shape, phantom.grid.fov,
-                                       phantom.grid.center, phantom.name)
-            elif truth is not None:
-                _write_extension_truth(h, truth["concentration"], truth["size"], truth["fieldOfView"],
-                                       truth["fieldOfViewCenter"], truth["name"])
+            meta = meas.meta if meas is not None else {}
+            truth = truth_of(meta["phantom"]) if meta.get("phantom") is not None else meta.get("truth")
+            if truth is not None:
+                _write_truth(h, truth)
     return path
-
-
-def _write_extension_truth(h, conc, size, fov, center, name):
-    g = h.require_group("_mpisim/phantom")
-    _str(g, "name", name)
-    g["concentration"] = np.asarray(conc, float)
-    g["shape"] = np.asarray(size, np.int64)
-    g["fieldOfView"] = np.asarray(fov, float)
-    g["fieldOfViewCenter"] = np.asarray(center, float)
 
 
 @_guarded
