@@ -3,7 +3,8 @@
 import numpy as np
 
 from .. import backend as B
-from ..errors import MPISimError, check_positive
+from ..errors import MPISimError
+from .kaczmarz import absolute_lambda
 
 
 def cgnr(A, b, iterations=20, lam=0.0, *, relative_lambda=True, enforce_real=True, enforce_positive=True,
@@ -17,7 +18,6 @@ def cgnr(A, b, iterations=20, lam=0.0, *, relative_lambda=True, enforce_real=Tru
     A = xp.asarray(A)
     if A.ndim != 2 or b.shape[0] != A.shape[0]:
         raise MPISimError(f"shapes do not match: A {A.shape}, b {b.shape}")
-    check_positive("lambda", lam, allow_zero=True)
     single = b.ndim == 1
     B2 = xp.asarray(b).reshape(A.shape[0], -1).astype(np.complex128)
     if not bool(xp.all(xp.isfinite(B2))):
@@ -26,7 +26,7 @@ def cgnr(A, b, iterations=20, lam=0.0, *, relative_lambda=True, enforce_real=Tru
         w = xp.asarray(row_weights)
         A = A * w[:, None].astype(A.real.dtype)
         B2 = B2 * w[:, None]
-    lam_abs = float(lam) * float(xp.sum(xp.abs(A) ** 2)) / A.shape[1] if relative_lambda else float(lam)
+    lam_abs = absolute_lambda(A, lam, relative_lambda)
     AH = A.conj().T
     x = xp.zeros((A.shape[1], B2.shape[1]), np.complex128)
     r = AH @ B2                                   # normal-equation residual (x = 0)

@@ -23,12 +23,16 @@ ORDERS = ("cyclic", "shuffle", "random")
 IMPLS = ("auto", "numba", "numpy", "cuda", "cupy-loop")
 
 
-def absolute_lambda(A, lam, relative=True):
-    """λ used in the update: ``lam · ‖A‖_F² / N`` when relative, else ``lam``."""
+def absolute_lambda(A, lam, relative=True, row_norms2=None):
+    """λ used in the update: ``lam · ‖A‖_F² / N`` when relative, else ``lam`` (numpy or cupy A;
+    pass the squared row norms when they are already known)."""
     check_positive("lambda", lam, allow_zero=True)
     if not relative:
         return float(lam)
-    return float(lam) * float(np.sum(np.abs(np.asarray(A)) ** 2)) / A.shape[1]
+    if row_norms2 is None:
+        xp = B.get_array_module(A)
+        row_norms2 = xp.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
+    return float(lam) * float(row_norms2.sum()) / A.shape[1]
 
 
 def row_orders(M, iterations, order="cyclic", seed=0):
@@ -91,7 +95,6 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         w = xp.asarray(row_weights, dtype=A.real.dtype)
         A = A * w[:, None]
         b2 = b2 * w[:, None]
-    check_positive("lambda", lam, allow_zero=True)
     if xp is np and B.numba_available():
         from .kaczmarz_cpu import row_norms2
 
@@ -99,7 +102,7 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         norms2 = row_norms2(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1]))
     else:
         norms2 = xp.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
-    lam_abs = float(lam) * float(norms2.sum()) / A.shape[1] if relative_lambda else float(lam)
+    lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)
     inv_den = xp.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
     orders = row_orders(A.shape[0], int(iterations), order, seed)
     if use_gpu:
