@@ -11,7 +11,6 @@ import numpy as np
 
 from . import constants as C
 from .errors import MPISimError, check_positive
-from .units import parse_mass  # noqa: F401  (re-exported: mpisim.quant.parse_mass)
 
 
 def iron_mass_map(concentration, voxel_volume):
@@ -60,6 +59,14 @@ def roi_total(image, grid, mask, iron_per_cell, noise_sigma=0.0, name="roi", bac
     return RoiResult(name, n, iron, sig, iron / iron_per_cell, sig / iron_per_cell)
 
 
+def sphere_mask(grid, center, radius):
+    """(N,) mask of voxel centres within ``radius`` (m) of ``center`` (m); axes with a single
+    voxel (the slab of a 2D grid) are ignored."""
+    pos = grid.positions()
+    d2 = sum((pos[:, i] - center[i]) ** 2 for i in range(3) if grid.shape[i] > 1)
+    return np.asarray(d2 <= radius**2, bool)
+
+
 def parse_roi(spec, grid):
     """ROI from text → (name, (N,) bool mask). Lengths in mm:
 
@@ -81,11 +88,7 @@ def parse_roi(spec, grid):
     if kind == "sphere":
         if len(vals) != 4 or vals[3] <= 0:
             raise MPISimError(f"ROI {spec!r}: sphere needs x,y,z,r in mm with r > 0")
-        d2 = np.zeros(grid.size)
-        for i in range(3):
-            if grid.shape[i] > 1:
-                d2 += (pos[:, i] - vals[i]) ** 2
-        mask = d2 <= vals[3] ** 2
+        mask = sphere_mask(grid, vals[:3], vals[3])
     elif kind == "box":
         if len(vals) != 6 or any(vals[2 * i] > vals[2 * i + 1] for i in range(3)):
             raise MPISimError(f"ROI {spec!r}: box needs x0,x1,y0,y1,z0,z1 in mm with x0 <= x1 ...")

@@ -41,7 +41,7 @@ class StudySetup:
         """Iron (kg) reconstructed in the ROI around a graft of ``cells`` labelled cells."""
         import mpisim
         from .phantoms import graft
-        from .quant import iron_mass_map
+        from .quant import iron_mass_map, sphere_mask
         from .reco import reconstruct
 
         ph = graft(sc, cells=max(cells, 0.0), iron_per_cell=iron_per_cell, separation=1e-9,
@@ -50,9 +50,7 @@ class StudySetup:
                                                  averages=self.averages, seed=seed)
         meas = mpisim.simulate(sc, tr, ph, st, backend=backend)
         r = reconstruct(meas, S, backend=backend, **self.reco)
-        pos = S.grid.positions()
-        d2 = sum((pos[:, i] - 0.0) ** 2 for i in range(3) if S.grid.shape[i] > 1)
-        roi = d2 <= self.roi_radius**2
+        roi = sphere_mask(S.grid, (0.0, 0.0, 0.0), self.roi_radius)
         return float(iron_mass_map(r.image[0][roi], S.grid.voxel_volume).sum())
 
 

@@ -7,7 +7,8 @@ import mpisim
 from mpisim.cli import main
 from mpisim.errors import MPISimError
 from mpisim.phantoms import CONCENTRATION_PHANTOM_MMOL, from_toml, graft
-from mpisim.quant import parse_mass, parse_roi, quantify
+from mpisim.quant import parse_roi, quantify
+from mpisim.units import parse_mass
 from mpisim.reco import reconstruct
 from mpisim.systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 
