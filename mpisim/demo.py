@@ -64,7 +64,8 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
 
 
 def _figure(path, ph, reco, overwrite):
-    from .plot import _plt, save_figure_atomic
+    """truth | reconstruction (shared mmol/L scale) | labelled cells per voxel."""
+    from .plot import _plt, save_figure_atomic, show_volume
     from .quant import cells_map
 
     plt = _plt()
@@ -72,24 +73,14 @@ def _figure(path, ph, reco, overwrite):
     def draw(p):
         fig, axes = plt.subplots(1, 3, figsize=(15, 4.6), layout="constrained")
         vmax = max(ph.concentration.max(), reco.image.max()) * 1e3
-        for ax, grid, vol, title in ((axes[0], ph.grid, ph.concentration, "truth"),
-                                     (axes[1], reco.grid, reco.volume(0), "reconstruction")):
-            im = ax.imshow(vol[:, :, 0].T * 1e3, origin="lower", cmap="inferno", vmin=0, vmax=vmax,
-                           extent=[*(np.array(grid.extent(0)) * 1e3), *(np.array(grid.extent(1)) * 1e3)])
-            ax.set_title(f"{title}: iron concentration")
-            ax.set_xlabel("x / mm")
-            ax.set_ylabel("y / mm")
-            ax.set_xlim(-13.2, 13.2)
-            ax.set_ylim(-13.2, 13.2)
+        show_volume([axes[0]], ph.grid, ph.concentration, vmax=vmax, title_prefix="truth: ")
+        im = show_volume([axes[1]], reco.grid, reco.volume(0), vmax=vmax, title_prefix="reconstruction: ")
         fig.colorbar(im, ax=axes[:2], label="c / mmol/L", shrink=0.85)
+        axes[0].set_xlim(*(np.array(reco.grid.extent(0)) * 1e3))   # same field of view as the reconstruction
+        axes[0].set_ylim(*(np.array(reco.grid.extent(1)) * 1e3))
         cells = cells_map(reco.volume(0), reco.grid.voxel_volume, DEMO_CELLS_IRON)
-        g = reco.grid
-        im2 = axes[2].imshow(cells[:, :, 0].T, origin="lower", cmap="viridis", vmin=0,
-                             extent=[*(np.array(g.extent(0)) * 1e3), *(np.array(g.extent(1)) * 1e3)])
-        axes[2].set_title(f"labelled cells per voxel ({DEMO_CELLS_IRON / 1e-15:g} pg Fe/cell)")
-        axes[2].set_xlabel("x / mm")
-        axes[2].set_ylabel("y / mm")
-        fig.colorbar(im2, ax=axes[2], label="cells / voxel", shrink=0.85)
+        show_volume([axes[2]], reco.grid, cells, 1.0, "cells / voxel", cmap="viridis", fig=fig,
+                    title_prefix=f"cells ({DEMO_CELLS_IRON / 1e-15:g} pg Fe/cell): ")
         fig.savefig(p, dpi=100)
         plt.close(fig)
 
