@@ -34,7 +34,7 @@ def test_docs_build_strict(tmp_path):
     for page in ("tutorial", "conventions", "getting-started", "generated/api", "generated/detection-limit"):
         assert (site / page / "index.html").exists(), page
     for fig in ("langevin", "trajectories", "signal_spectrum", "system_function", "resolution", "relaxation",
-                "reconstruction_lambda_iterations", "detection_limit"):
+                "reconstruction_lambda_iterations", "detection_limit", "total_iron_vs_min_freq"):
         assert (site / "figures" / f"{fig}.png").exists(), fig
     det = (site / "generated" / "detection-limit" / "index.html").read_text()
     assert "detection limit ≈" in det and "labelled" in det
