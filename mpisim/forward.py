@@ -93,7 +93,7 @@ def unit_moments(scanner, tracer, offsets, xp=np, dtype=np.float64, weights=None
     ``weights`` (P,) is given. Uses the compiled numba kernel on the CPU when available, the
     numpy/cupy twin :func:`unit_moments_xp` otherwise.
     """
-    hd = scanner.drive_field_at(scanner.times)
+    hd = scanner.drive_waveform
     betas, q = tracer.betas_and_weights()
     if xp is np and B.numba_available():
         from . import cpu_kernels as K

@@ -6,6 +6,7 @@ voltages in V. The drive field of channel l is ``A_l sin(2π f_l t + φ_l) e_axi
 """
 
 from dataclasses import dataclass, field, fields, replace
+import functools
 import math
 from pathlib import Path
 
@@ -248,6 +249,13 @@ class Scanner:
             f = self.drive_field.base_frequency / c.divider
             h[AXES.index(c.axis)] += c.amplitude * np.sin(2 * np.pi * f * t + c.phase)
         return h
+
+    @functools.cached_property
+    def drive_waveform(self):
+        """H_D at the sample times of one period, (3, V) in T/µ0 (computed once per scanner)."""
+        w = self.drive_field_at(self.times)
+        w.flags.writeable = False
+        return w
 
     def ffp(self, t=None):
         """FFP trajectory r(t) = −G⁻¹ H_D(t), shape (3, len(t)), in m (default: one period)."""

@@ -340,6 +340,7 @@ class SystemMatrix:
     """
 
     def __init__(self, data, bins, frequencies, grid, snr=None, background=None, meta=None, unit="mol/L"):
+        self._nonzero_rows = None
         self.data, self.bins, self.frequencies = data, np.asarray(bins), np.asarray(frequencies)
         self.grid, self.snr, self.background = grid, snr, background
         self.meta, self.unit = meta or {}, unit
@@ -348,6 +349,13 @@ class SystemMatrix:
     def shape(self):
         C, K, N = self.data.shape
         return (C * K, N)
+
+    @property
+    def nonzero_rows(self):
+        """(C, K') bool: rows with any non-zero entry (computed once; the data are not modified)."""
+        if self._nonzero_rows is None:
+            self._nonzero_rows = np.any(self.data != 0, axis=-1)
+        return self._nonzero_rows
 
     @property
     def num_channels(self):

@@ -143,7 +143,7 @@ def select_rows(sm, params, bandwidth):
     keep = in_band(f, params.min_freq, fmax)
     mask = np.zeros((C, f.size), bool)
     mask[ch] = keep[None, :]
-    mask &= np.any(sm.data != 0, axis=-1)
+    mask &= sm.nonzero_rows
     if sm.snr is not None and params.snr_threshold > 0:
         mask &= sm.snr >= params.snr_threshold
     if params.top_k and mask.sum() > params.top_k:
