@@ -8,7 +8,6 @@ import h5py
 import numpy as np
 import pytest
 
-import mpisim
 from mpisim.cli import main
 from mpisim.errors import MPISimError
 
@@ -181,7 +180,6 @@ def mutate(src, dst, rng):
             arr = np.asarray(old)
             del h[name]
             if kind == "reshape":
-                n = max(arr.size, 1)
                 shape = tuple(int(x) for x in rng.integers(1, 5, size=int(rng.integers(0, 4))))
                 vals = np.resize(arr.ravel() if arr.size else np.zeros(1), int(np.prod(shape)) if shape else 1)
                 h[name] = vals.reshape(shape) if shape else vals[0]

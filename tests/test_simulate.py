@@ -103,8 +103,6 @@ def test_psf_fwhm_from_xspace_reconstruction():
 
 
 def test_resolution_numbers_from_physics_md():
-    from mpisim.constants import K_B, MU0
-
     for d, G, mm in ((30e-9, 2.5, 1.02), (25e-9, 2.0, 2.21), (20e-9, 2.5, 3.45)):
         tr = Tracer(core_diameter=d, temperature=300.0)
         assert LANGEVIN_DERIVATIVE_FWHM / (tr.beta * G) * 1e3 == pytest.approx(mm, rel=0.01)

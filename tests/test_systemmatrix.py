@@ -5,7 +5,6 @@ from scipy.special import eval_chebyu
 
 import mpisim
 from mpisim import cache
-from mpisim.errors import MPISimError
 from mpisim.forward import simulate
 from mpisim.grid import Grid
 from mpisim.phantoms import Phantom
