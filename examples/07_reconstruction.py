@@ -15,7 +15,7 @@ fig, axes = plt.subplots(3, 3, figsize=(10.5, 9.5), layout="constrained")
 vmax = ph.concentration.max() * 1e3 * 1.2
 for i, lam in enumerate((1e-4, 1e-2, 1.0)):
     for j, it in enumerate((1, 5, 50)):
-        r = reconstruct(meas, S, min_freq=30e3, lam=lam, iterations=it)
+        r = reconstruct(meas, S, lam=lam, iterations=it, uncertainty_samples=0)
         ax = axes[i, j]
         im = ax.imshow(r.volume()[:, :, 0].T * 1e3, origin="lower", cmap="inferno", vmin=0, vmax=vmax,
                        extent=[-14.3, 14.3, -14.3, 14.3])

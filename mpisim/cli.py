@@ -36,6 +36,8 @@ def _tracer_from_args(args):
     kw = {}
     if getattr(args, "relaxation_time", None) is not None:
         kw["relaxation_time"] = _float_or_si(args.relaxation_time, "--relaxation-time", "s")
+        if not 0 <= kw["relaxation_time"] <= 1e-3:
+            raise MPISimError(f"--relaxation-time must be 0-1 ms in s (e.g. 3e-6), got {args.relaxation_time!r}")
     if getattr(args, "size_sigma", None):
         kw["size_sigma"] = float(args.size_sigma)
     return default_tracer(d, **kw) if not kw else Tracer(core_diameter=d, name=f"magnetite-{d * 1e9:g}nm", **kw)
@@ -65,12 +67,16 @@ def cmd_simulate(args):
         settings = SimulationSettings.realistic(scanner, **kw)
     else:
         nd = 0.0 if args.noise in (None, "none", "0") else _float_or_si(args.noise, "--noise", "V/√Hz")
+        if not 0 <= nd <= 1e-3:
+            raise MPISimError(f"--noise is a noise density in V/√Hz (e.g. 2e-9) or 'realistic', got {args.noise!r}")
         settings = SimulationSettings(noise_density=nd, **kw)
     if args.transfer_function:
         settings = SimulationSettings(**{**settings.to_dict(), "transfer_function": args.transfer_function})
     pkw = {}
     if args.concentration is not None:
-        pkw["concentration"] = _float_or_si(args.concentration, "--concentration", "mol/L")
+        from .units import parse_concentration
+
+        pkw["concentration"] = parse_concentration(args.concentration)
     phantom = get_phantom(args.phantom, scanner, **pkw)
     meas = simulate(scanner, tracer, phantom, settings, backend=args.backend, progress=True)
     write_mdf(args.out, meas, overwrite=args.overwrite)
@@ -103,8 +109,9 @@ def build_parser():
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     s.add_argument("--scanner", default="bruker-2d", help="preset (bruker-1d, bruker-2d, bruker-3d) or a scanner .toml")
     s.add_argument("--phantom", default="point",
-                   help="point, shapes, concentration, resolution, shape, graft, a phantom .toml or a .npy array")
-    s.add_argument("--concentration", default=None, help="phantom concentration in mol Fe/L (or 50mmol/L)")
+                   help="point, shapes, concentration (OpenMPIData, 3D), concentration-2d (2D raster, not OpenMPIData), "
+                        "resolution, shape, graft, a phantom .toml or a .npy array")
+    s.add_argument("--concentration", default=None, help="phantom concentration in mol Fe/L (0.05) or with a unit (50mmol/L); phantom's own if not given")
     _add_tracer_args(s)
     s.add_argument("--frames", type=int, default=1, help="foreground frames")
     s.add_argument("--background-frames", type=int, default=0, help="empty-scanner frames (stored first)")

@@ -1,5 +1,6 @@
 """Sub-commands beyond simulate/info: sysmat, cache, reco (registered into :mod:`mpisim.cli`)."""
 
+import argparse
 import json
 
 from .cli import _add_tracer_args, _backend_arg, _float_or_si, _tracer_from_args, register
@@ -51,9 +52,14 @@ def cmd_sysmat(args):
     fov = parse_triple(args.fov, "--fov") if args.fov else None
     grid = default_grid(scanner, shape, fov, parse_triple(args.center, "--center"))
     tracer = _tracer_from_args(args)
+    from .units import parse_concentration
+
     nd = 0.0 if args.noise == "realistic" else _float_or_si(args.noise, "--noise", "V/√Hz")
+    if not 0 <= nd <= 1e-3:
+        raise MPISimError(f"--noise is a noise density in V/√Hz (e.g. 2e-9) or 'realistic', got {args.noise!r}")
     settings = CalibrationSettings(
-        delta_concentration=_float_or_si(args.delta_concentration, "--delta-concentration", "mol/L"),
+        delta_concentration=parse_concentration(args.delta_concentration, "--delta-concentration (delta concentration)",
+                                                positive=True),
         background_frames=args.background_frames, noise_density=nd, averages=args.averages, noisy=args.noisy,
         min_freq=_freq(args.min_freq, "--min-freq"), max_freq=_freq(args.max_freq, "--max-freq"), dtype=args.dtype)
     build_system_matrix(scanner, tracer, grid, settings, out=args.out, overwrite=args.overwrite,
@@ -101,22 +107,37 @@ def _reco(sub):
     p.add_argument("--sm", required=True, help="MDF system-matrix (calibration) file")
     p.add_argument("--out", required=True, help="output MDF file with /reconstruction")
     p.add_argument("--png", default=None, help="also write a figure of the first frame")
-    p.add_argument("--snr-threshold", default="2", help="keep rows with SNR ≥ T (default 2)")
-    p.add_argument("--min-freq", default="80e3", help="lowest frequency in Hz (default 80 kHz)")
+    p.add_argument("--snr-threshold", default="2", help="keep rows with system-matrix SNR ≥ T (default 2)")
+    p.add_argument("--min-freq", default="0", help="lowest frequency in Hz, e.g. 30e3 or 30kHz (default 0)")
     p.add_argument("--max-freq", default="0", help="highest frequency in Hz (default: bandwidth)")
+    p.add_argument("--band", default="auto", choices=["auto", "all"],
+                   help="auto: also drop the drive lines within the band-stop and the bins the background frames "
+                        "show to be contaminated; all: keep them (default auto)")
     p.add_argument("--channels", default="", help="receive channels, 1-based, e.g. 1,2 (default: all)")
-    p.add_argument("--top-k", type=int, default=0, help="keep only the K rows of highest SNR")
-    p.add_argument("--weighting", default="none", choices=["none", "row-norm", "whitening"])
-    p.add_argument("--iterations", type=int, default=3, help="Kaczmarz sweeps / CG iterations (default 3)")
-    p.add_argument("--lambda", dest="lam", default="1e-2", help="Tikhonov λ relative to ‖S‖²_F/N (default 1e-2)")
-    p.add_argument("--solver", default="kaczmarz", choices=["kaczmarz", "cgnr"])
+    p.add_argument("--top-k", type=int, default=0, help="keep only the K rows of highest SNR (default 0: all)")
+    p.add_argument("--weighting", default="none", choices=["none", "row-norm", "whitening"],
+                   help="row weights: none, 1/row norm, or noise whitening from background frames (default none)")
+    p.add_argument("--iterations", default="auto",
+                   help="Kaczmarz sweeps / CG iterations (>= 1), or auto: stop when the residual reaches the noise "
+                        "level or stagnates (default auto)")
+    p.add_argument("--max-iterations", type=int, default=100, help="most sweeps for --iterations auto (default 100)")
+    p.add_argument("--lambda", dest="lam", default="1e-2",
+                   help="Tikhonov λ relative to ‖S‖²_F/N, or auto (generalised discrepancy principle from the noise "
+                        "level; default 1e-2, chosen by measurement)")
+    p.add_argument("--solver", default="kaczmarz", choices=["kaczmarz", "cgnr"], help="solver (default kaczmarz)")
     p.add_argument("--frames", default="", help="foreground frames, 0-based: 0,3,5 or 0-9 (default: all)")
-    p.add_argument("--average", type=int, default=1, help="average blocks of this many frames")
+    p.add_argument("--average", type=int, default=1, help="average blocks of this many frames (default 1)")
     p.add_argument("--background", default="auto",
                    help="'auto' (use the measurement's background frames), 'none', or an empty-scanner MDF file")
-    p.add_argument("--no-positive", action="store_true", help="do not enforce c ≥ 0")
-    p.add_argument("--order", default="cyclic", choices=["cyclic", "shuffle", "random"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--positive", action="store_true",
+                   help="enforce c >= 0 after each sweep: cleaner images, but ROI totals are biased upwards "
+                        "(off by default for quantitation)")
+    p.add_argument("--no-positive", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--uncertainty-samples", type=int, default=16,
+                   help="noise realisations reconstructed for error bars (0: none; default 16)")
+    p.add_argument("--order", default="cyclic", choices=["cyclic", "shuffle", "random"],
+                   help="row order of the Kaczmarz sweeps (default cyclic)")
+    p.add_argument("--seed", type=int, default=0, help="seed of shuffled row orders and noise realisations (default 0)")
     p.add_argument("--transfer-function", default="", help="transfer-function file to correct the measurement with")
     _backend_arg(p)
     p.add_argument("--overwrite", action="store_true")
@@ -156,34 +177,60 @@ def cmd_reco(args):
     check_output_path(args.out, args.overwrite)
     if args.png:
         check_output_path(args.png, args.overwrite)
-    lam = _float_or_si(args.lam, "--lambda")
-    if lam < 0:
-        raise MPISimError(f"--lambda must be >= 0, got {args.lam}")
+    lam = "auto" if str(args.lam).strip().lower() == "auto" else _float_or_si(args.lam, "--lambda")
+    if lam != "auto" and lam < 0:
+        raise MPISimError(f"--lambda must be >= 0 or auto, got {args.lam}")
+    iterations = "auto"
+    if str(args.iterations).strip().lower() != "auto":
+        try:
+            iterations = int(args.iterations)
+        except ValueError:
+            raise MPISimError(f"--iterations must be a whole number >= 1 or auto, got {args.iterations!r}") from None
+        if iterations < 1:
+            raise MPISimError(f"--iterations must be >= 1 (0 sweeps would give an all-zero image), got {iterations}")
+    if args.max_iterations < 1:
+        raise MPISimError(f"--max-iterations must be >= 1, got {args.max_iterations}")
+    if args.uncertainty_samples < 0 or args.uncertainty_samples == 1:
+        raise MPISimError(f"--uncertainty-samples must be 0 or >= 2, got {args.uncertainty_samples}")
+    if args.positive and args.no_positive:
+        raise MPISimError("--positive and --no-positive contradict each other")
     params = RecoParams(
         snr_threshold=_float_or_si(args.snr_threshold, "--snr-threshold"), min_freq=_freq(args.min_freq, "--min-freq"),
-        max_freq=_freq(args.max_freq, "--max-freq"), channels=_int_list(args.channels, "--channels", True),
+        max_freq=_freq(args.max_freq, "--max-freq"), band=args.band, channels=_int_list(args.channels, "--channels", True),
         top_k=args.top_k, weighting=args.weighting, frames=_int_list(args.frames, "--frames"),
-        average=args.average, background=args.background, solver=args.solver, iterations=args.iterations, lam=lam,
-        enforce_positive=not args.no_positive, order=args.order, seed=args.seed,
-        transfer_function=args.transfer_function)
+        average=args.average, background=args.background, solver=args.solver, iterations=iterations,
+        max_iterations=args.max_iterations, lam=lam, enforce_positive=args.positive, order=args.order, seed=args.seed,
+        transfer_function=args.transfer_function, uncertainty_samples=args.uncertainty_samples)
     reco = reconstruct(args.measurement, args.sm, params, backend=args.backend, progress=True)
     write_reconstruction(args.out, reco, overwrite=args.overwrite)
     if args.png:
         from .plot import plot_reconstruction, save_figure_atomic
 
         save_figure_atomic(lambda p: plot_reconstruction(reco, p), args.png, overwrite=args.overwrite)
-    summary = {"out": args.out, "frames": reco.num_frames, "rows": reco.info["rows"], "voxels": reco.info["voxels"],
-               "unit": reco.unit, "max": float(np.max(reco.image)),
-               "solve_seconds": round(reco.info["solve_seconds"], 4)}
+    info = reco.info
+    summary = {"out": args.out, "frames": reco.num_frames, "rows": info["rows"], "voxels": info["voxels"],
+               "unit": reco.unit, "max": float(np.max(reco.image)), "lambda": info["lambda"],
+               "lambda_rule": info["lambda_rule"], "sweeps": info["sweeps"], "stopped_because": info["stopped_because"],
+               "noise_source": info.get("noise_source"), "uncertainty_samples": info.get("uncertainty_samples", 0),
+               "solve_seconds": round(info["solve_seconds"], 4)}
+    if args.png:
+        summary["png"] = args.png
     if reco.unit == "mol/L":
         summary["iron_ug"] = [float(x) * 1e9 for x in reco.iron_mass]
     if args.json:
         print(json.dumps(summary))
-    else:
-        extra = f", total iron {summary['iron_ug'][0]:.4g} µg (frame 0)" if "iron_ug" in summary else ""
-        print(f"wrote {args.out}: {reco.num_frames} frame(s), {reco.info['rows']} rows × {reco.info['voxels']} voxels, "
-              f"max {summary['max'] * (1e3 if reco.unit == 'mol/L' else 1):.4g} "
-              f"{'mmol/L' if reco.unit == 'mol/L' else reco.unit}{extra}; solved in {summary['solve_seconds']} s")
+        return
+    extra = f", total iron {summary['iron_ug'][0]:.4g} µg (frame 0)" if "iron_ug" in summary else ""
+    print(f"wrote {args.out}: {reco.num_frames} frame(s), {info['rows']} rows × {info['voxels']} voxels, "
+          f"max {summary['max'] * (1e3 if reco.unit == 'mol/L' else 1):.4g} "
+          f"{'mmol/L' if reco.unit == 'mol/L' else reco.unit}{extra}; solved in {summary['solve_seconds']:.3g} s")
+    band = (f"band {info.get('band')}: {info.get('drive_line_bins', 0)} drive-line and {info.get('contaminated_bins', 0)} "
+            f"contaminated bins dropped" if info.get("band") == "auto" else "band: all bins")
+    print(f"  λ {info['lambda']:g} ({info['lambda_rule']}), {info['sweeps']} sweeps ({info['stopped_because']}); {band}")
+    print(f"  noise: {info.get('noise_source')}; error bars from {summary['uncertainty_samples']} reconstructed noise "
+          f"realisations" if summary["uncertainty_samples"] else f"  no error bars: {info.get('uncertainty', 'disabled')}")
+    if args.png:
+        print(f"wrote {args.png}")
 
 
 @register
@@ -239,12 +286,14 @@ def _quantify(sub):
                                    "noise uncertainty, and labelled-cell equivalents (iron / iron per cell). MPI "
                                    "measures iron: iron from dead cells kept by microglia still counts.")
     p.add_argument("reconstruction", help="MDF file with /reconstruction in mol/L")
-    p.add_argument("--iron-per-cell", default="10pg", help="iron per labelled cell (default 10pg)")
+    p.add_argument("--iron-per-cell", default="10pg",
+                   help="iron per labelled cell with its unit, e.g. 10pg (0.001 pg - 1 ng; default 10pg)")
     p.add_argument("--roi", action="append", default=[],
-                   help="[name=]sphere:x,y,z,r | [name=]box:x0,x1,y0,y1,z0,z1 | all  (mm; repeatable)")
+                   help="[name=]sphere:x,y,z,r | [name=]box:x0,x1,y0,y1,z0,z1 | all | chambers (the file's phantom) | "
+                        "chambers:concentration (mm; repeatable; default all)")
     p.add_argument("--reference", default=None, help="ROI of a reference sample of known iron (calibration)")
-    p.add_argument("--reference-iron", default=None, help="its iron mass, e.g. 5ug")
-    p.add_argument("--frame", type=int, default=0)
+    p.add_argument("--reference-iron", default=None, help="its iron mass with its unit, e.g. 5ug")
+    p.add_argument("--frame", type=int, default=0, help="frame to quantify, 0-based (default 0)")
     p.add_argument("--png", default=None, help="write a cell-count map")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("--overwrite", action="store_true")
@@ -255,13 +304,13 @@ def cmd_quantify(args):
     from .io.atomic import check_output_path
     from .io.reco_mdf import read_reconstruction
     from .quant import quantify
-    from .units import parse_mass
+    from .units import parse_iron_per_cell, parse_mass
 
-    ipc = parse_mass(args.iron_per_cell, "--iron-per-cell")
+    ipc = parse_iron_per_cell(args.iron_per_cell)
     if args.png:
         check_output_path(args.png, args.overwrite)
     reco = read_reconstruction(args.reconstruction)
-    ref_iron = parse_mass(args.reference_iron, "--reference-iron") if args.reference_iron else None
+    ref_iron = parse_mass(args.reference_iron, "--reference-iron", (1e-18, 1e-3)) if args.reference_iron else None
     results, extra = quantify(reco, args.roi, ipc, args.frame, args.reference, ref_iron)
     if args.png:
         from .plot import plot_cells, save_figure_atomic
@@ -274,10 +323,17 @@ def cmd_quantify(args):
         return
     print(f"{args.reconstruction}, frame {args.frame}: iron per cell {ipc * 1e15:g} pg"
           + (f", calibrated by reference ×{extra['calibration_factor']:.4g}" if args.reference else ""))
-    print(f"{'ROI':24} {'voxels':>7} {'iron / ng':>12} {'± 1σ':>9} {'cells':>11} {'± 1σ':>9}")
+    print(f"{'ROI':18} {'voxels':>6} {'iron / ng':>11} {'± 1σ':>8} {'95 % interval / ng':>21} {'cells':>10} "
+          f"{'± 1σ':>8}  {'mmol/L':>7}")
     for r in results:
-        print(f"{r.name[:24]:24} {r.voxels:7d} {r.iron * 1e12:12.4g} {r.iron_sigma * 1e12:9.2g} "
-              f"{r.cells:11.4g} {r.cells_sigma:9.2g}")
+        iv = f"{r.iron_low * 1e12:.4g} .. {r.iron_high * 1e12:.4g}" if r.iron_sigma == r.iron_sigma else "n/a"
+        sg = f"{r.iron_sigma * 1e12:8.2g}" if r.iron_sigma == r.iron_sigma else f"{'n/a':>8}"
+        cs = f"{r.cells_sigma:8.2g}" if r.cells_sigma == r.cells_sigma else f"{'n/a':>8}"
+        conc = f"{r.concentration * 1e3:7.3g}" if r.concentration is not None else ""
+        print(f"{r.name[:18]:18} {r.voxels:6d} {r.iron * 1e12:11.4g} {sg} {iv:>21} {r.cells:10.4g} {cs}  {conc}")
+    print(f"({extra['interval']}; noise: {extra['noise_source']}, {extra['noise_samples']} realisations)")
+    if args.png:
+        print(f"wrote {args.png}")
 
 
 def _cells_list(text):
@@ -304,7 +360,8 @@ def _titrate(sub):
                                    "above mean + 3 SD of blank scans in every noise seed).")
     p.add_argument("--scanner", default="bruker-2d")
     p.add_argument("--cells", default="1e2..1e6", help="range a..b (half-decade steps) or a list")
-    p.add_argument("--iron-per-cell", default="10pg")
+    p.add_argument("--iron-per-cell", default="10pg",
+                   help="iron per labelled cell with its unit, e.g. 10pg (0.001 pg - 1 ng; default 10pg)")
     p.add_argument("--tracer-diameter", default="25e-9")
     p.add_argument("--averages", type=int, default=100, help="averaged acquisitions per frame (default 100)")
     p.add_argument("--seeds", type=int, default=3, help="noise realisations per cell number")
@@ -322,11 +379,11 @@ def _study_output_args(p):
 def _study_start(args):
     """Parse --iron-per-cell and check --png before a study runs."""
     from .io.atomic import check_output_path
-    from .units import parse_mass
+    from .units import parse_iron_per_cell
 
     if args.png:
         check_output_path(args.png, args.overwrite)
-    return parse_mass(args.iron_per_cell, "--iron-per-cell")
+    return parse_iron_per_cell(args.iron_per_cell)
 
 
 def _study_finish(args, res, plot):
@@ -368,7 +425,8 @@ def _track(sub):
                                    "time point next to the true live cells.")
     p.add_argument("--days", default="0,7,14,30,60,90,150", help="scan days")
     p.add_argument("--cells", default="3e5", help="grafted labelled cells")
-    p.add_argument("--iron-per-cell", default="10pg")
+    p.add_argument("--iron-per-cell", default="10pg",
+                   help="iron per labelled cell with its unit, e.g. 10pg (0.001 pg - 1 ng; default 10pg)")
     p.add_argument("--death-rate", type=float, default=0.02, help="per day")
     p.add_argument("--proliferation-rate", type=float, default=0.0, help="per day")
     p.add_argument("--microglia-retention", type=float, default=0.5, help="fraction of dead cells' iron kept")
@@ -392,10 +450,14 @@ def cmd_track(args):
                 setup=StudySetup(scanner=args.scanner), backend=args.backend)
     if _study_finish(args, res, plot_track):
         return
-    print(f"{'day':>5} {'live cells':>11} {'iron true/ng':>13} {'iron MPI/ng':>12} {'apparent cells':>15}")
+    print(f"{'day':>5} {'live cells':>11} {'iron true/ng':>13} {'iron MPI/ng':>12} {'95 % interval/ng':>20} "
+          f"{'apparent cells':>15}")
     for r in res["rows"]:
+        lo, hi = r["iron_measured_95_ng"]
+        iv = f"{lo:.4g} .. {hi:.4g}" if lo == lo else "n/a"
         print(f"{r['day']:5g} {r['live_cells']:11.4g} {r['iron_true_ng']:13.4g} {r['iron_measured_ng']:12.4g} "
-              f"{r['apparent_cells']:15.4g}")
+              f"{iv:>20} {r['apparent_cells']:15.4g}")
+    print("95 % interval: measurement noise propagated through the reconstruction (not model or calibration error)")
     print(res["limits"])
 
 

@@ -50,20 +50,34 @@ class Phantom:
         return Phantom(self.grid, self.concentration + other.concentration, f"{self.name}+{other.name}")
 
 
-def supersampled_fill(grid, inside, samples=3):
+def supersampled_fill(grid, inside, samples=3, bbox=None):
     """Fraction (0..1) of each voxel inside a shape, by ``samples``³ sub-voxel points.
 
-    inside(x, y, z) → bool array, coordinates in m.
+    inside(x, y, z) → bool array, coordinates in m. ``bbox`` = ((x0, y0, z0), (x1, y1, z1)) in m,
+    when given, bounds the shape: only voxels overlapping it are evaluated (the rest are 0).
     """
     sp = grid.spacing
     offs = (np.arange(samples) + 0.5) / samples - 0.5
-    X, Y, Z = np.meshgrid(*(grid.axis(i) for i in range(3)), indexing="ij")
+    sub = []
+    for i in range(3):
+        ax = grid.axis(i)
+        if bbox is None:
+            sub.append(slice(0, grid.shape[i]))
+            continue
+        lo = np.searchsorted(ax + sp[i] / 2, bbox[0][i], "left")
+        hi = np.searchsorted(ax - sp[i] / 2, bbox[1][i], "right")
+        sub.append(slice(int(lo), int(max(lo, hi))))
     frac = np.zeros(grid.shape)
+    if any(s.stop <= s.start for s in sub):
+        return frac
+    X, Y, Z = np.meshgrid(*(grid.axis(i)[sub[i]] for i in range(3)), indexing="ij")
+    part = np.zeros(X.shape)
     for ox in offs:
         for oy in offs:
             for oz in offs:
-                frac += inside(X + ox * sp[0], Y + oy * sp[1], Z + oz * sp[2])
-    return frac / samples**3
+                part += inside(X + ox * sp[0], Y + oy * sp[1], Z + oz * sp[2])
+    frac[tuple(sub)] = part / samples**3
+    return frac
 
 
 def phantom_grid(scanner, resolution=0.5e-3, margin=1.2, thickness=1e-3):
@@ -138,71 +152,186 @@ def get_phantom(name, scanner, **kw):
 # --- OpenMPIData phantoms, biological phantoms and user phantoms -------------------------------------
 
 CONCENTRATION_PHANTOM_MMOL = (100.0, 66.6, 44.4, 29.6, 19.7, 13.1, 8.77, 5.85)
-"""The eight chamber concentrations (mmol Fe/L) of the OpenMPIData concentration phantom."""
+"""The eight chamber concentrations (mmol Fe/L) of the OpenMPIData concentration phantom, chambers 1–8."""
+
+CUBE_SIDE = 2e-3
+"""Edge of an OpenMPIData concentration-phantom cube in m (8 µL)."""
 
 
-def concentration(scanner, resolution=0.25e-3, spacing=6e-3, size=2e-3):
-    """OpenMPIData concentration phantom: eight 2 mm cubes at 100 … 5.85 mmol/L.
+def concentration_chambers(center=(0.0, 0.0, 0.0)):
+    """The eight chambers of the OpenMPIData concentration phantom as built.
 
-    mpisim places the cubes on a 4 × 2 raster in the xy plane with ``spacing`` (m) between centres
-    (x = ±0.5, ±1.5 spacing; y = ±0.7 spacing), so each chamber is resolved by a 2D sequence; in a 2D (thin-slab) grid each cube is cut to the slab. ``meta["chambers"]`` lists
-    centres (m) and concentrations (mol/L).
+    Source: OpenMPIData.jl ``docs/src/phantoms.md`` and the CAD mesh ``Phantom2_Concentration.STL``
+    (checked by ``tests/test_phantom_meshes.py``): 2 mm cubes (8 µL) whose centres lie 12 mm apart in
+    x and y and 6 mm apart in z, i.e. at (±6, ±6, ±3) mm about ``center`` (m). Chambers 1–4 form the
+    upper layer (+z), starting front left (+x, +y) and counting clockwise seen from above (+x+y,
+    +x−y, −x−y, −x+y); chambers 5–8 the lower layer (−z) in the same order. Returns a list of dicts
+    with ``label``, ``center`` (m), ``size`` (m), ``volume`` (m³) and ``concentration`` (mol Fe/L).
     """
-    grid = phantom_grid(scanner, resolution)
-    xs = (np.arange(4) - 1.5) * spacing
-    ys = (np.array([0.5, -0.5])) * spacing * 1.4
-    c = np.zeros(grid.shape)
-    chambers = []
+    c0 = np.asarray(center, float)
+    corners = [(1, 1), (1, -1), (-1, -1), (-1, 1)]
+    out = []
+    for k in range(8):
+        sx, sy = corners[k % 4]
+        sz = 1 if k < 4 else -1
+        ctr = c0 + np.array([sx * 6e-3, sy * 6e-3, sz * 3e-3])
+        out.append({"label": f"chamber {k + 1}", "center": ctr.tolist(), "size": CUBE_SIDE,
+                    "volume": CUBE_SIDE**3, "concentration": CONCENTRATION_PHANTOM_MMOL[k] * 1e-3})
+    return out
+
+
+def concentration_2d_chambers(center=(0.0, 0.0, 0.0), spacing=6e-3):
+    """Chambers of the 2D teaching raster (**not** the OpenMPIData phantom): the eight OpenMPIData
+    concentrations in 2 mm cubes on a 4 × 2 raster in the plane z = ``center[2]``, ``spacing`` (m)
+    apart in x and 1.4 × ``spacing`` in y, chamber 1 at (−1.5, +0.7) × spacing, numbered along x then
+    down in y, so that a 2D sequence images all of them in its slice."""
+    c0 = np.asarray(center, float)
+    out = []
     k = 0
-    for y in ys:
-        for x in xs:
-            conc = CONCENTRATION_PHANTOM_MMOL[k] * 1e-3
-            z = grid.center[2]
-            fill = supersampled_fill(grid, lambda X, Y, Z, x=x, y=y, z=z: (np.abs(X - x) <= size / 2) &
-                                     (np.abs(Y - y) <= size / 2) & (np.abs(Z - z) <= size / 2), samples=4)
-            c += conc * fill
-            chambers.append({"center": [float(x), float(y), float(z)], "concentration": conc, "size": size})
+    for y in (0.7 * spacing, -0.7 * spacing):
+        for x in (np.arange(4) - 1.5) * spacing:
+            ctr = c0 + np.array([x, y, 0.0])
+            out.append({"label": f"chamber {k + 1}", "center": ctr.tolist(), "size": CUBE_SIDE,
+                        "volume": CUBE_SIDE**3, "concentration": CONCENTRATION_PHANTOM_MMOL[k] * 1e-3})
             k += 1
-    return Phantom(grid, c, "concentration", {"chambers": chambers})
+    return out
 
 
-def resolution(scanner, resolution=0.25e-3, concentration=0.05, diameter=1e-3, length=20e-3):
-    """OpenMPIData resolution phantom: five Ø1 mm tubes from one origin (−10 mm, 0, 0), along +x
-    and opened by 20° and 30° in the xy plane (both sides: 20° up, 30° down) and 10° and 15° out of
-    it (towards +z), ``concentration`` mol/L. Out-of-plane tubes mostly leave a 2D slab."""
+def _cube_phantom(scanner, chambers, name, resolution, source):
     grid = phantom_grid(scanner, resolution)
-    origin = np.array([-length / 2, 0.0, grid.center[2]])
-    dirs = []
-    for a_xy, a_z in ((0, 0), (20, 0), (-30, 0), (0, 10), (0, 15)):
-        a, b = np.radians(a_xy), np.radians(a_z)
-        dirs.append(np.array([np.cos(a) * np.cos(b), np.sin(a) * np.cos(b), np.sin(b)]))
+    c = np.zeros(grid.shape)
+    ndim2 = grid.shape[2] == 1
+    chambers = [dict(ch) for ch in chambers]
+    for ch in chambers:
+        x, y, z = ch["center"]
+        half = ch["size"] / 2
+        if ndim2:   # a 2D sequence images a slab: keep the cube's cross-section through the slab
+            z = grid.center[2]
+            ch["center"] = [x, y, z]
+            ch["volume"] = ch["size"] ** 2 * min(ch["size"], grid.fov[2])
+        elif abs(z - grid.center[2]) + half > grid.fov[2] / 2:
+            raise MPISimError(f"phantom {name!r}: {ch['label']} at z = {z * 1e3:g} mm lies outside the "
+                              f"phantom grid ({grid.fov[2] * 1e3:g} mm thick)")
+        fill = supersampled_fill(grid, lambda X, Y, Z, x=x, y=y, z=z: (np.abs(X - x) <= half) &
+                                 (np.abs(Y - y) <= half) & (np.abs(Z - z) <= half), samples=4,
+                                 bbox=(np.array([x, y, z]) - half, np.array([x, y, z]) + half))
+        c += ch["concentration"] * fill
+    return Phantom(grid, c, name, {"chambers": chambers, "source": source})
 
-    def inside(X, Y, Z):
-        out = np.zeros(X.shape, bool)
-        P = np.stack([X - origin[0], Y - origin[1], Z - origin[2]], -1)
-        for d in dirs:
-            s = P @ d
-            perp = np.linalg.norm(P - s[..., None] * d, axis=-1)
-            out |= (s >= 0) & (s <= length) & (perp <= diameter / 2)
-        return out
 
-    return Phantom(grid, concentration * supersampled_fill(grid, inside), "resolution",
-                   {"tubes": [d.tolist() for d in dirs], "origin": origin.tolist()})
+def concentration(scanner, resolution=0.25e-3):
+    """OpenMPIData concentration phantom as built: eight 2 mm cubes (8 µL) at (±6, ±6, ±3) mm,
+    100 … 5.85 mmol/L, numbered as in :func:`concentration_chambers` (``meta["chambers"]``).
+
+    Source: OpenMPIData.jl ``docs/src/phantoms.md`` (geometry, numbering, concentrations) and its
+    CAD mesh (positions checked in the tests). Needs a 3D sequence: the cubes at z = ±3 mm lie outside
+    the 1 mm imaging slab of a 2D sequence; use ``concentration-2d`` there.
+    """
+    if phantom_grid(scanner, resolution).shape[2] == 1:
+        raise MPISimError("the OpenMPIData concentration phantom has its chambers at z = ±3 mm, outside the "
+                          "1 mm slab of a 2D sequence; use the phantom 'concentration-2d' (a 2D raster of the "
+                          "same chambers, not OpenMPIData) or a 3D scanner")
+    return _cube_phantom(scanner, concentration_chambers(), "concentration", resolution,
+                         "OpenMPIData concentration phantom (OpenMPIData.jl docs/src/phantoms.md)")
+
+
+def concentration_2d(scanner, resolution=0.25e-3, spacing=6e-3):
+    """2D teaching version of the concentration phantom — **not the OpenMPIData phantom**: the same
+    eight chambers (2 mm cubes, 100 … 5.85 mmol/L) on the 4 × 2 raster of
+    :func:`concentration_2d_chambers` in the imaging plane, cut to the slab on a 2D grid."""
+    return _cube_phantom(scanner, concentration_2d_chambers(spacing=spacing), "concentration-2d", resolution,
+                         "mpisim 2D raster of the OpenMPIData concentrations (not an OpenMPIData phantom)")
+
+
+RESOLUTION_TUBES = ((0.0, 0.0), (20.0, 0.0), (-30.0, 0.0), (0.0, 15.0), (0.0, -10.0))
+"""Tube directions of the resolution phantom: (angle towards +x in the xy plane, angle towards +z in
+the yz plane) in degrees, each tube leaving the common origin along +y."""
+
+
+RESOLUTION_SPAN = 20.96e-3
+"""Length in y (m) of the resolution phantom's Ø 1 mm bores, from their common origin (CAD mesh)."""
+
+
+def resolution_tubes(origin=(0.0, -RESOLUTION_SPAN / 2, 0.0), y_extent=RESOLUTION_SPAN):
+    """Axes of the five Ø 1 mm tubes of the OpenMPIData resolution phantom: list of (start (3,) m,
+    unit direction (3,), length m). All start at ``origin`` and run along +y until they have covered
+    ``y_extent`` (m) in y, tilted by :data:`RESOLUTION_TUBES` (20° and 30° to either side in xy,
+    15° and 10° to either side in yz).
+
+    Source: OpenMPIData.jl ``docs/src/phantoms.md`` (five tubes from one origin, 10°/15° in YZ and
+    20°/30° in XY) and the CAD mesh ``Phantom1_Resolution.STL`` (tube axis along y, which side each
+    tilt goes, 20.96 mm span of the bores; checked by ``tests/test_phantom_meshes.py``).
+    """
+    out = []
+    o = np.asarray(origin, float)
+    for a_xy, a_yz in RESOLUTION_TUBES:
+        a, b = np.radians(a_xy), np.radians(a_yz)
+        d = np.array([np.tan(a), 1.0, np.tan(b)])
+        d /= np.linalg.norm(d)
+        out.append((o, d, y_extent / d[1]))
+    return out
+
+
+def resolution(scanner, resolution=0.25e-3, concentration=0.05, diameter=1e-3):
+    """OpenMPIData resolution phantom: five tubes of ``concentration`` mol/L (50 mmol/L Perimag in the
+    original) from one origin, laid out as in :func:`resolution_tubes` and centred on the FOV in y.
+    As in the CAD mesh, every tube is a Ø ``diameter`` disc in each plane y = const (the bores are
+    drilled along y and sheared sideways), so each holds π (d/2)² of tracer per metre of y. The
+    filling channel at the origin is not modelled. On a 2D grid only what crosses the slab remains."""
+    grid = phantom_grid(scanner, resolution)
+    tubes = resolution_tubes(origin=(0.0, -RESOLUTION_SPAN / 2, grid.center[2]))
+
+    fill = np.zeros(grid.shape)
+    for o, d, length in tubes:
+        end = o + length * d
+
+        def tube(X, Y, Z, o=o, d=d, span=length * d[1]):
+            sy = Y - o[1]                              # distance along y from the origin
+            ax, az = o[0] + sy * d[0] / d[1], o[2] + sy * d[2] / d[1]
+            return (sy >= 0) & (sy <= span) & (np.hypot(X - ax, Z - az) <= diameter / 2)
+
+        box = (np.minimum(o, end) - diameter, np.maximum(o, end) + diameter)
+        fill = np.maximum(fill, supersampled_fill(grid, tube, samples=6, bbox=box))   # tubes meet at the origin
+    return Phantom(grid, concentration * fill, "resolution",
+                   {"tubes": [{"origin": o.tolist(), "direction": d.tolist(), "length": float(L)} for o, d, L in tubes],
+                    "diameter": diameter,
+                    "source": "OpenMPIData resolution phantom (OpenMPIData.jl docs/src/phantoms.md, CAD mesh)"})
+
+
+SHAPE_CONE = {"height": 22e-3, "tip_radius": 1e-3, "half_angle_deg": 10.0}
+"""The shape phantom's cone frustum: 22 mm high, 1 mm tip radius, 10° between axis and wall
+(683.9 µL, as documented; a 5° half-angle would give 288 µL)."""
+
+
+def shape_cone_volume():
+    """Volume (m³) of the shape phantom's frustum: π h (r0² + r0 r1 + r1²)/3."""
+    h, r0 = SHAPE_CONE["height"], SHAPE_CONE["tip_radius"]
+    r1 = r0 + h * np.tan(np.radians(SHAPE_CONE["half_angle_deg"]))
+    return float(np.pi * h * (r0 * r0 + r0 * r1 + r1 * r1) / 3)
 
 
 def shape(scanner, resolution=0.25e-3, concentration=0.05):
-    """OpenMPIData shape phantom: a cone frustum along x, tip radius 1 mm, apex angle 10°, 22 mm
-    long (683.9 µL in full), centred on the FOV; ``concentration`` mol/L."""
+    """OpenMPIData shape phantom: a cone frustum along x, 1 mm tip radius at +x (the robot-mount
+    side), 10° half-angle, 22 mm high (683.9 µL), centred on the FOV; ``concentration`` mol/L
+    (50 mmol/L Perimag in the original). A grid smaller than the cone clips it.
+
+    Source: OpenMPIData.jl ``docs/src/phantoms.md`` and the CAD mesh ``Phantom3_Shape.STL`` (tip
+    towards the mount, volume; checked in the tests)."""
     grid = phantom_grid(scanner, resolution)
-    h, r0, half = 22e-3, 1e-3, np.radians(5.0)
-    x0 = -h / 2
+    h, r0, half = SHAPE_CONE["height"], SHAPE_CONE["tip_radius"], np.radians(SHAPE_CONE["half_angle_deg"])
+    x_tip = h / 2
 
     def inside(X, Y, Z):
-        s = X - x0
+        s = x_tip - X                      # distance from the tip plane towards the base
         r = r0 + s * np.tan(half)
-        return (s >= 0) & (s <= h) & (np.hypot(Y, Z - grid.center[2]) <= r)
+        return (s >= 0) & (s <= h) & (np.hypot(Y - grid.center[1], Z - grid.center[2]) <= r)
 
-    return Phantom(grid, concentration * supersampled_fill(grid, inside), "shape", {"height": h})
+    r1 = r0 + h * np.tan(half)
+    box = ((x_tip - h, grid.center[1] - r1, grid.center[2] - r1), (x_tip, grid.center[1] + r1, grid.center[2] + r1))
+    return Phantom(grid, concentration * supersampled_fill(grid, inside, bbox=box), "shape",
+                   {"height": h, "tip_radius": r0, "half_angle_deg": SHAPE_CONE["half_angle_deg"],
+                    "tip_x": x_tip, "volume": shape_cone_volume(),
+                    "source": "OpenMPIData shape phantom (OpenMPIData.jl docs/src/phantoms.md, CAD mesh)"})
 
 
 def graft(scanner, cells=3e5, iron_per_cell=10e-15, resolution=0.25e-3, separation=7e-3,
@@ -220,13 +349,16 @@ def graft(scanner, cells=3e5, iron_per_cell=10e-15, resolution=0.25e-3, separati
     def sphere(c):
         return lambda X, Y, Zc: (X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Zc - c[2]) ** 2 <= graft_radius**2
 
-    frac = supersampled_fill(grid, sphere(left), samples=4)
+    def bbox(c):
+        return (c - graft_radius, c + graft_radius)
+
+    frac = supersampled_fill(grid, sphere(left), samples=4, bbox=bbox(left))
     if frac.sum() == 0:
         raise MPISimError("graft sphere does not intersect the phantom grid")
     iron = cells * iron_per_cell                                   # kg
     cells_map = cells * frac / frac.sum()
     conc = cells_map * iron_per_cell / C.FE_MOLAR_MASS / (grid.voxel_volume / C.LITRE)
-    frac_r = supersampled_fill(grid, sphere(right), samples=4)
+    frac_r = supersampled_fill(grid, sphere(right), samples=4, bbox=bbox(right))
     unl = unlabelled_cells * frac_r / max(frac_r.sum(), 1e-30)
     return Phantom(grid, conc, "graft", {
         "cells": float(cells), "iron_per_cell": float(iron_per_cell), "iron": float(iron),
@@ -316,4 +448,5 @@ def from_array(path, fov, center=(0.0, 0.0, 0.0)):
     return Phantom(Grid(a.shape, tuple(fov), tuple(center)), a, str(path))
 
 
-PHANTOMS.update({"concentration": concentration, "resolution": resolution, "shape": shape, "graft": graft})
+PHANTOMS.update({"concentration": concentration, "concentration-2d": concentration_2d, "resolution": resolution,
+                 "shape": shape, "graft": graft})

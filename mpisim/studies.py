@@ -11,7 +11,8 @@ import numpy as np
 
 from .errors import MPISimError, check_positive
 
-RECO = dict(min_freq=30e3, lam=1e-3, iterations=100, snr_threshold=2.0)
+RECO = {}
+"""Reconstruction settings of the studies: mpisim's defaults (:class:`~mpisim.reco.RecoParams`)."""
 
 
 @dataclass
@@ -24,7 +25,7 @@ class StudySetup:
     averages: int = 100
     background_frames: int = 10
     graft_radius: float = 1.0e-3
-    roi_radius: float = 4.0e-3
+    roi_radius: float = 8.0e-3
     reco: dict = field(default_factory=lambda: dict(RECO))
 
     def prepare(self, backend="auto"):
@@ -37,11 +38,12 @@ class StudySetup:
                                 backend=backend)
         return sc, tr, S
 
-    def scan(self, sc, tr, S, cells, iron_per_cell, seed, backend="auto"):
-        """Iron (kg) reconstructed in the ROI around a graft of ``cells`` labelled cells."""
+    def scan(self, sc, tr, S, cells, iron_per_cell, seed, backend="auto", full=False):
+        """Iron (kg) reconstructed in the ROI around a graft of ``cells`` labelled cells; with
+        ``full``, the :class:`~mpisim.quant.RoiResult` (with σ and 95 % interval)."""
         import mpisim
         from .phantoms import graft
-        from .quant import iron_mass_map, sphere_mask
+        from .quant import roi_total, sphere_mask
         from .reco import reconstruct
 
         ph = graft(sc, cells=max(cells, 0.0), iron_per_cell=iron_per_cell, separation=1e-9,
@@ -51,7 +53,8 @@ class StudySetup:
         meas = mpisim.simulate(sc, tr, ph, st, backend=backend)
         r = reconstruct(meas, S, backend=backend, **self.reco)
         roi = sphere_mask(S.grid, (0.0, 0.0, 0.0), self.roi_radius)
-        return float(iron_mass_map(r.image[0][roi], S.grid.voxel_volume).sum())
+        res = roi_total(r.image[0], S.grid, roi, iron_per_cell, r.noise_for(0), "graft")
+        return res if full else res.iron
 
 
 def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, backend="auto", progress=None):
@@ -72,10 +75,12 @@ def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, bac
     thr = blank.mean() + 3 * blank.std(ddof=1)
     rows = []
     for n in cells:
-        vals = np.array([setup.scan(sc, tr, S, n, iron_per_cell, s, backend) for s in range(seeds)])
+        res = [setup.scan(sc, tr, S, n, iron_per_cell, s, backend, full=True) for s in range(seeds)]
+        vals = np.array([r.iron for r in res])
         det = bool(np.all(vals > thr))
         rows.append({"cells": n, "iron_true_ng": n * iron_per_cell * 1e12,
                      "iron_roi_ng": (vals * 1e12).tolist(),
+                     "iron_95_ng": [[r.iron_low * 1e12, r.iron_high * 1e12] for r in res],
                      "cells_recovered": ((vals - blank.mean()) / iron_per_cell).tolist(), "detected": det})
         say(f"  {n:10.3g} cells: ROI iron {np.mean(vals) * 1e12:10.4g} ng  {'detected' if det else 'not detected'}")
     limit = None
@@ -89,7 +94,8 @@ def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, bac
             "threshold_ng": thr * 1e12, "detection_limit_cells": limit,
             "detection_limit_iron_ng": None if limit is None else limit * iron_per_cell * 1e12,
             "criterion": "ROI iron > mean + 3 SD of blank scans, in every noise seed, for this and all larger "
-                         "cell numbers", "rows": rows}
+                         "cell numbers", "interval": "iron_95_ng: 95 % noise interval of each scan (noise only)",
+            "rows": rows}
 
 
 def plot_titration(result, path):
@@ -142,10 +148,14 @@ def track(days, cells=3e5, iron_per_cell=10e-15, death_rate=0.02, proliferation_
         iron_live = cells * iron_per_cell * np.exp(-death_rate * t)
         iron_mg = microglia_retention * cells * iron_per_cell * (1 - np.exp(-death_rate * t))
         total = iron_live + iron_mg
-        measured = setup.scan(sc, tr, S, total / iron_per_cell, iron_per_cell, seed + i, backend)
+        res = setup.scan(sc, tr, S, total / iron_per_cell, iron_per_cell, seed + i, backend, full=True)
+        measured = res.iron
         rows.append({"day": float(t), "live_cells": live, "iron_live_ng": iron_live * 1e12,
                      "iron_microglia_ng": iron_mg * 1e12, "iron_true_ng": total * 1e12,
-                     "iron_measured_ng": measured * 1e12, "apparent_cells": measured / iron_per_cell})
+                     "iron_measured_ng": measured * 1e12, "iron_measured_95_ng": [res.iron_low * 1e12,
+                                                                                  res.iron_high * 1e12],
+                     "apparent_cells": measured / iron_per_cell,
+                     "apparent_cells_95": [res.iron_low / iron_per_cell, res.iron_high / iron_per_cell]})
     return {"rows": rows, "cells0": cells, "iron_per_cell_pg": iron_per_cell * 1e15, "death_rate": death_rate,
             "proliferation_rate": proliferation_rate, "microglia_retention": microglia_retention,
             "limits": TRACK_LIMITS}

@@ -36,6 +36,17 @@ def test_mpifiles_pair_reconstructs(pair, capsys):
     assert r.image[0].sum() == pytest.approx(c.sum(), rel=0.25)
 
 
+def test_mpifiles_pair_reconstructs_with_defaults(pair):
+    """The MPIFiles-layout pair under mpisim's default reconstruction (no options)."""
+    d, c, _ = pair
+    out = d / "reco-defaults.mdf"
+    assert main(["reco", str(d / "meas.mdf"), "--sm", str(d / "sm.mdf"), "--out", str(out)]) == 0
+    r = read_reconstruction(out)
+    for f in range(r.num_frames):
+        assert ncc(r.image[f], c) >= 0.9
+    assert r.info["lambda"] == 1e-2 and r.info["uncertainty_samples"] == 16
+
+
 def test_int16_conversion_and_background_first(pair):
     d, c, volts = pair
     m = read_mdf(d / "meas.mdf")

@@ -34,7 +34,7 @@ def test_3d_end_to_end(tmp_path):
     meas = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, background_frames=5, seed=1))
     S = build_system_matrix(sc, tr, default_grid(sc, (15, 15, 9)),
                             CalibrationSettings(background_frames=10, min_freq=20e3, max_freq=400e3))
-    r = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=50)
+    r = reconstruct(meas, S)
     truth = box_average(ph, S.grid)
     img = r.volume(0)
     corr = np.sum(img * truth) / (np.linalg.norm(img) * np.linalg.norm(truth))
@@ -50,3 +50,85 @@ def test_detection_limit_reproducible_over_seed_sets():
     a = titrate(cells, 10e-15, seeds=5, blank_seeds=10)
     print(f"\ndetection limit {a['detection_limit_cells']:.3g} cells, threshold {a['threshold_ng']:.3g} ng")
     assert a["detection_limit_cells"] is not None and 3e2 <= a["detection_limit_cells"] <= 1e4
+
+
+def _cli_concentration_3d(tmp_path, sysmat_args):
+    """The issue's commands, with no reconstruction options; returns (quantify JSON, reco JSON)."""
+    import json
+
+    from mpisim.cli import main
+
+    m, sm, r = tmp_path / "meas.mdf", tmp_path / "sm.mdf", tmp_path / "reco.mdf"
+    assert main(["simulate", "--scanner", "bruker-3d", "--phantom", "concentration", "--noise", "realistic",
+                 "--out", str(m)]) == 0
+    assert main(["sysmat", "--scanner", "bruker-3d", *sysmat_args, "--out", str(sm)]) == 0
+    assert main(["reco", str(m), "--sm", str(sm), "--out", str(r)]) == 0
+    return r
+
+
+def _check_chambers(r, capsys, tol=0.15):
+    import json
+
+    from mpisim.cli import main
+    from mpisim.io.reco_mdf import read_reconstruction
+
+    capsys.readouterr()
+    assert main(["quantify", str(r), "--roi", "chambers", "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)
+    rec = read_reconstruction(r)
+    chambers = rec.meta["truth"]["chambers"]
+    est = np.array([x["concentration_mmol_per_l"] for x in q["rois"]])
+    true = np.array([c["concentration"] * 1e3 for c in chambers])
+    slope, icpt = np.polyfit(true, est, 1)
+    total = rec.iron_mass[0] / (sum(c["concentration"] * c["volume"] for c in chambers) * 55.845e-3 * 1e3)
+    print(f"\nper chamber (mmol/L): {np.round(est, 2).tolist()}\nerrors %: {np.round((est / true - 1) * 100, 1).tolist()}"
+          f"\nslope {slope:.3f}, intercept {icpt:+.2f} mmol/L, total iron {total:.3f} x true; "
+          f"λ {rec.info['lambda']:g}, {rec.info['sweeps']} sweeps ({rec.info['stopped_because']})")
+    for e, t in zip(est, true):
+        assert e == pytest.approx(t, rel=tol)
+    assert abs(icpt) <= 1.0
+    assert total == pytest.approx(1.0, abs=0.10)
+
+
+def test_3d_concentration_defaults_full_size(tmp_path, capsys):
+    """Issue 10's first Must show: 19x19x19 over 38 x 38 x 19 mm, full band, reco without options."""
+    r = _cli_concentration_3d(tmp_path, ["--grid", "19x19x19", "--fov", "0.038,0.038,0.019"])
+    _check_chambers(r, capsys)
+
+
+def test_3d_concentration_defaults_default_fov(tmp_path, capsys):
+    """The same on the default matrix field of view (drive FOV x 1.1: 26.4 x 26.4 x 13.2 mm)."""
+    r = _cli_concentration_3d(tmp_path, ["--grid", "19x19x19"])
+    _check_chambers(r, capsys)
+
+
+def test_coverage_of_95_percent_interval():
+    """Over 200 noise realisations of a striatal graft (3e4 cells x 10 pg = 300 ng, one frame, realistic
+    noise) on bruker-2d with the default reconstruction, the true iron lies inside the reported 95 %
+    interval in 90-99 % of them."""
+    from mpisim.phantoms import graft
+    from mpisim.quant import roi_total, sphere_mask
+    from mpisim.reco import reconstruct
+    from mpisim.systemmatrix import CalibrationSettings, build_system_matrix, default_grid
+
+    sc = mpisim.get_scanner("bruker-2d")
+    tr = mpisim.Tracer()
+    S = build_system_matrix(sc, tr, default_grid(sc, (25, 25, 1)), CalibrationSettings(background_frames=10))
+    ph = graft(sc, cells=3e4, iron_per_cell=10e-15)
+    lx, ly, _ = ph.meta["labelled_center"]
+    roi = sphere_mask(S.grid, (lx, ly, 0.0), 8e-3)
+    hits, est, sig = 0, [], []
+    n = 200
+    for seed in range(n):
+        meas = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, background_frames=10,
+                                                                               seed=10_000 + seed))
+        r = reconstruct(meas, S)
+        res = roi_total(r.image[0], S.grid, roi, 10e-15, r.noise_for(0))
+        hits += res.iron_low <= ph.iron_mass <= res.iron_high
+        est.append(res.iron)
+        sig.append(res.iron_sigma)
+    cov = hits / n
+    print(f"\ncoverage of the 95 % interval: {hits}/{n} = {cov:.3f}; true {ph.iron_mass * 1e12:.1f} ng, mean estimate "
+          f"{np.mean(est) * 1e12:.1f} ng, spread {np.std(est, ddof=1) * 1e12:.1f} ng, mean reported σ "
+          f"{np.mean(sig) * 1e12:.1f} ng")
+    assert 0.90 <= cov <= 0.99

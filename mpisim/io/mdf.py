@@ -136,8 +136,11 @@ def _write_extension(h, scanner=None, tracer=None, settings=None, phantom=None, 
 def truth_of(phantom):
     """Ground truth of a phantom as stored in ``/_mpisim/phantom`` (the dict :func:`_truth` reads)."""
     g = phantom.grid
-    return {"name": phantom.name, "concentration": phantom.concentration, "size": np.array(g.shape),
-            "fieldOfView": np.array(g.fov), "fieldOfViewCenter": np.array(g.center), "ironMass": phantom.iron_mass}
+    out = {"name": phantom.name, "concentration": phantom.concentration, "size": np.array(g.shape),
+           "fieldOfView": np.array(g.fov), "fieldOfViewCenter": np.array(g.center), "ironMass": phantom.iron_mass}
+    if phantom.meta.get("chambers"):
+        out["chambers"] = phantom.meta["chambers"]
+    return out
 
 
 def _write_truth(h, truth):
@@ -150,6 +153,10 @@ def _write_truth(h, truth):
     g["fieldOfViewCenter"] = np.asarray(truth["fieldOfViewCenter"], float)
     if "ironMass" in truth:
         g["ironMass"] = float(truth["ironMass"])
+    if truth.get("chambers"):
+        from .. import tomlio
+
+        _str(g, "chambers", tomlio.dumps({"chamber": list(truth["chambers"])}))
 
 
 def write_mdf(path, meas, overwrite=False, name="mpisim simulation"):
@@ -519,6 +526,13 @@ def read_mdf(path):
             meta["calibration"] = _calibration(r)
         if "_mpisim/phantom" in h:
             meta["truth"] = _truth(r)
+        if "_mpisim/settings" in h:
+            from .. import tomlio
+
+            try:
+                meta["stated_settings"] = tomlio.loads(r.string("_mpisim/settings"), "simulation settings")
+            except MPISimError:
+                pass
         return Measurement(
             data=a, is_background=bg, bandwidth=info["bandwidth"], num_samples=V,
             drive_frequencies=info["drive"]["frequencies"], drive_strengths=info["drive"]["strengths"],
@@ -539,9 +553,17 @@ def _calibration(r):
 
 def _truth(r):
     g = "_mpisim/phantom/"
-    return {"name": r.string(g + "name"), "concentration": np.asarray(r.array(g + "concentration", kinds="iuf"), float),
-            "size": np.asarray(r.raw(g + "shape")), "fieldOfView": np.asarray(r.raw(g + "fieldOfView")),
-            "fieldOfViewCenter": np.asarray(r.raw(g + "fieldOfViewCenter"))}
+    out = {"name": r.string(g + "name"), "concentration": np.asarray(r.array(g + "concentration", kinds="iuf"), float),
+           "size": np.asarray(r.raw(g + "shape")), "fieldOfView": np.asarray(r.raw(g + "fieldOfView")),
+           "fieldOfViewCenter": np.asarray(r.raw(g + "fieldOfViewCenter"))}
+    if g + "chambers" in r.h:
+        from .. import tomlio
+
+        try:
+            out["chambers"] = tomlio.loads(r.string(g + "chambers"), "phantom chambers").get("chamber", [])
+        except MPISimError:
+            pass
+    return out
 
 
 # --- info ------------------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ def write_reconstruction(path, reco, overwrite=False):
             h["reconstruction/positions"] = g.positions()
             h["reconstruction/isOverscanRegion"] = np.zeros(g.size, np.int8)
             info = {k: v for k, v in reco.info.items() if isinstance(v, (int, float, str, bool, list))}
+            if reco.noise is not None:
+                h.create_dataset("_mpisim/noiseRealisations", data=np.asarray(reco.noise, np.float32),
+                                 compression="gzip", shuffle=True)
             _write_extension(h, extra={"recoParams": tomlio.dumps(reco.params.to_dict()),
                                        "recoInfo": tomlio.dumps(info), "unit": reco.unit})
             meta = meas.meta if meas is not None else {}
@@ -81,15 +84,26 @@ def read_reconstruction(path):
             raise MPISimError(f"{path}: /reconstruction/size {grid.shape} does not match {data.shape[1]} voxels")
         unit = r.string("_mpisim/unit", default="")
         params = RecoParams()
+        info = {"source": str(path)}
         if "_mpisim/recoParams" in h:
             try:
-                d = tomlio.loads(r.string("_mpisim/recoParams"))
-                params = RecoParams(**d)
+                params = RecoParams.from_dict(tomlio.loads(r.string("_mpisim/recoParams")))
             except (MPISimError, TypeError):
                 pass
+        if "_mpisim/recoInfo" in h:
+            try:
+                info = {**tomlio.loads(r.string("_mpisim/recoInfo")), **info}
+            except MPISimError:
+                pass
+        noise = None
+        if "_mpisim/noiseRealisations" in h:
+            noise = np.asarray(r.array("_mpisim/noiseRealisations", kinds="f"), float)
+            if noise.ndim not in (2, 3) or noise.shape[-1] != data.shape[1] or not np.all(np.isfinite(noise)):
+                raise MPISimError(f"{path}: /_mpisim/noiseRealisations must be (R, {data.shape[1]}) or "
+                                  f"(F, R, {data.shape[1]}) finite values, got {noise.shape}")
         truth = None
         if "_mpisim/phantom" in h:
             from .mdf import _truth
 
             truth = _truth(r)
-        return Reconstruction(data[:, :, 0], grid, params, unit, {"source": str(path)}, {"truth": truth})
+        return Reconstruction(data[:, :, 0], grid, params, unit, info, {"truth": truth}, noise)

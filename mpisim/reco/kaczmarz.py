@@ -50,7 +50,8 @@ def row_orders(M, iterations, order="cyclic", seed=0):
 
 
 def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=True, enforce_positive=True,
-             order="cyclic", seed=0, row_weights=None, backend="auto", impl="auto", groups=None, callback=None):
+             order="cyclic", seed=0, row_weights=None, backend="auto", impl="auto", groups=None, callback=None,
+             stop=None):
     """Regularised Kaczmarz for a dense complex matrix.
 
     Parameters
@@ -67,6 +68,8 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         when available, numpy otherwise.
     groups : CPU threads used for many frames (default: all numba threads).
     callback : f(sweep, c) after each sweep (numpy/numba implementations).
+    stop : f(sweep, c) → bool after each sweep (every implementation; c (N, F) after the
+        projections, on the solver's device): True ends the iteration there (a stopping rule).
 
     Returns
     -------
@@ -109,11 +112,11 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         from . import kaczmarz_gpu
 
         c = kaczmarz_gpu.solve(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive,
-                               loop=(impl == "cupy-loop"))
+                               loop=(impl == "cupy-loop"), stop=stop)
     elif impl == "numpy" or (impl == "auto" and not B.numba_available()):
-        c = _solve_numpy(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback)
+        c = _solve_numpy(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, stop)
     else:
-        c = _solve_numba(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, groups)
+        c = _solve_numba(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, groups, stop)
     return c[:, 0] if single else c
 
 
@@ -140,7 +143,7 @@ def sweep_numpy(A, b, order, inv_den, sqrt_lam, c, v):
         v[k] += sqrt_lam * alpha
 
 
-def _solve_numpy(A, b, orders, inv_den, lam, er, ep, callback):
+def _solve_numpy(A, b, orders, inv_den, lam, er, ep, callback, stop=None):
     M, N = A.shape
     c = np.zeros((N, b.shape[1]), np.complex128)
     v = np.zeros((M, b.shape[1]), np.complex128)
@@ -150,10 +153,12 @@ def _solve_numpy(A, b, orders, inv_den, lam, er, ep, callback):
         project(c, er, ep)
         if callback:
             callback(it, c.real if er else c)
+        if stop is not None and stop(it, c.real if er else c):
+            break
     return c.real.copy() if er else c
 
 
-def _solve_numba(A, b, orders, inv_den, lam, er, ep, callback, groups):
+def _solve_numba(A, b, orders, inv_den, lam, er, ep, callback, groups, stop=None):
     import numba
 
     from . import kaczmarz_cpu as K
@@ -179,6 +184,8 @@ def _solve_numba(A, b, orders, inv_den, lam, er, ep, callback, groups):
             np.maximum(cr, 0, out=cr)
         if callback:
             callback(it, cr.T if er else (cr + 1j * ci).T)
+        if stop is not None and stop(it, cr.T if er else (cr + 1j * ci).T):
+            break
     return np.ascontiguousarray(cr.T) if er else (cr + 1j * ci).T
 
 

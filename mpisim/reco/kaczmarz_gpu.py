@@ -47,8 +47,9 @@ def _blocks_per_sm(kernel, cp):
     return max(1, min(by_regs, by_threads))
 
 
-def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False):
-    """Run all sweeps on the GPU. A (M, N) cupy complex; b (M, F) complex128. Returns (N, F)."""
+def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False, stop=None):
+    """Run the sweeps on the GPU. A (M, N) cupy complex; b (M, F) complex128. Returns (N, F).
+    ``stop(sweep, c)`` → True after a sweep ends the iteration (c the cupy iterate)."""
     cp = B.xp_of("cupy")
     A = cp.ascontiguousarray(cp.asarray(A, dtype=cp.complex64))
     b = cp.ascontiguousarray(cp.asarray(b, dtype=cp.complex128))
@@ -59,7 +60,7 @@ def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False
     v = cp.zeros((M, F), cp.complex128)
     sq = float(np.sqrt(lam))
     if loop:
-        return _solve_loop(cp, A, b, orders, inv, sq, c, v, enforce_real, enforce_positive)
+        return _solve_loop(cp, A, b, orders, inv, sq, c, v, enforce_real, enforce_positive, stop)
     fb = 1 if F == 1 else (4 if F <= 4 else 8)
     mod = _module()
     sms = _sm_count(cp)
@@ -76,7 +77,8 @@ def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False
             grid = max(1, min(sms * bps, -(-N // (vpt * BLOCK))))
             partial = cp.zeros((2, grid, fb), cp.complex128)
             try:
-                _sweeps(kern, grid, A, N, b, F, fb, orders, inv, sq, c, v, partial, enforce_real, enforce_positive)
+                _sweeps(kern, grid, A, N, b, F, fb, orders, inv, sq, c, v, partial, enforce_real, enforce_positive,
+                        stop)
             except cp.cuda.driver.CUDADriverError as e:
                 if "TOO_LARGE" in str(e).upper() or "too large" in str(e):
                     continue
@@ -85,21 +87,25 @@ def solve(A, b, orders, inv_den, lam, enforce_real, enforce_positive, loop=False
     raise MPISimError(f"too many voxels ({N}) for the fused GPU kernel; use impl='cupy-loop' or CGNR")
 
 
-def _sweeps(kern, grid, A, N, b, F, fb, orders, inv, sq, c, v, partial, er, ep):
-    for o in orders:
+def _sweeps(kern, grid, A, N, b, F, fb, orders, inv, sq, c, v, partial, er, ep, stop=None):
+    for it, o in enumerate(orders):
         for f0 in range(0, F, fb):
             nf = min(fb, F - f0)
             args = (A, np.int64(N), np.int32(N), b, np.int32(F), np.int32(f0), np.int32(nf), o,
                     np.int32(o.size), inv, np.float64(sq), c, v, partial, np.int32(bool(er)), np.int32(bool(ep)))
             kern((grid,), (BLOCK,), args)
+        if stop is not None and stop(it, c.real if er else c):
+            break
 
 
-def _solve_loop(cp, A, b, orders, inv, sq, c, v, er, ep):
+def _solve_loop(cp, A, b, orders, inv, sq, c, v, er, ep, stop=None):
     """Per-row cupy loop (the numpy twin run on cupy arrays): the slow pattern, for comparison."""
     from .kaczmarz import project, sweep_numpy
 
     inv_h = cp.asnumpy(inv)
-    for order in orders:
+    for it, order in enumerate(orders):
         sweep_numpy(A, b, order, inv_h, sq, c, v)
         project(c, er, ep)
+        if stop is not None and stop(it, c.real if er else c):
+            break
     return c.real.copy() if er else c

@@ -17,17 +17,29 @@ class RecoParams:
 
     Frequency selection: bins with min_freq ≤ f ≤ max_freq (Hz; max 0 = bandwidth), receive
     ``channels`` (0-based; empty = all), system-matrix SNR ≥ ``snr_threshold`` and, if
-    ``top_k`` > 0, only the ``top_k`` rows of highest SNR. ``weighting``: "none", "row-norm"
-    (1/‖s_k‖) or "whitening" (σ_min/σ_k from the background frames' spread).
-    ``frames``: foreground frame indices (empty = all); ``average``: average blocks of this many
-    frames into one. ``background``: "auto" (subtract the mean of the measurement's background
-    frames when it has any), "none", or a path to an empty-scanner measurement.
-    Solver: "kaczmarz" or "cgnr"; ``lam`` relative to ‖S‖_F²/N; projections after each sweep.
+    ``top_k`` > 0, only the ``top_k`` rows of highest SNR. ``band``: "auto" also drops the bins that
+    the data mark as unusable — the drive lines within the band-stop's reach and the bins the
+    background frames show to be dominated by the scanner (:mod:`mpisim.reco.noise`); "all" keeps
+    them. ``weighting``: "none", "row-norm" (1/‖s_k‖) or "whitening" (σ_min/σ_k from the
+    background frames' spread). ``frames``: foreground frame indices (empty = all); ``average``:
+    average blocks of this many frames into one. ``background``: "auto" (subtract the mean of the
+    measurement's background frames when it has any), "none", or a path to an empty-scanner
+    measurement. Solver: "kaczmarz" or "cgnr"; ``lam`` relative to ‖S‖_F²/N, or "auto" (generalised
+    discrepancy principle, :func:`mpisim.reco.reconstruct.choose_lambda`). ``iterations``: sweeps
+    (CG iterations), or "auto": stop when the residual reaches the noise level or has fallen by less
+    than ``tolerance`` (relative) over the last 5 sweeps, at most ``max_iterations``.
+    ``enforce_positive`` clips c < 0 after each sweep: prettier images, but it biases ROI totals
+    upwards (noise and ringing are only kept where positive), so quantitative defaults leave it off.
+    ``uncertainty_samples``: noise realisations reconstructed for the error bars (0 = none).
+
+    The defaults were chosen by measurement (``benchmarks/study_reco_defaults.py``): on bruker-3d and
+    bruker-2d they recover the concentration phantom chamber by chamber (docs: quantitation).
     """
 
     snr_threshold: float = 2.0
-    min_freq: float = 80e3
+    min_freq: float = 0.0
     max_freq: float = 0.0
+    band: str = "auto"
     channels: tuple = ()
     top_k: int = 0
     weighting: str = "none"
@@ -35,27 +47,40 @@ class RecoParams:
     average: int = 1
     background: str = "auto"
     solver: str = "kaczmarz"
-    iterations: int = 3
-    lam: float = 1e-2
+    iterations: int | str = "auto"
+    max_iterations: int = 100
+    tolerance: float = 0.01
+    lam: float | str = 1e-2
     enforce_real: bool = True
-    enforce_positive: bool = True
+    enforce_positive: bool = False
     order: str = "cyclic"
     seed: int = 0
     transfer_function: str = ""
+    uncertainty_samples: int = 16
 
     def __post_init__(self):
         from ..errors import check_int, check_positive
+        from .noise import check_samples
 
         check_positive("SNR threshold", self.snr_threshold, allow_zero=True)
         check_positive("min frequency (Hz)", self.min_freq, allow_zero=True)
         check_positive("max frequency (Hz)", self.max_freq, allow_zero=True)
-        check_positive("lambda", self.lam, allow_zero=True)
+        if self.max_freq and self.max_freq < self.min_freq:
+            raise MPISimError(f"max frequency {self.max_freq:g} Hz is below min frequency {self.min_freq:g} Hz")
+        if self.lam != "auto":
+            object.__setattr__(self, "lam", check_positive("lambda", self.lam, allow_zero=True))
+        if self.band not in ("auto", "all"):
+            raise MPISimError(f"band must be auto or all, got {self.band!r}")
         if self.weighting not in ("none", "row-norm", "whitening"):
             raise MPISimError(f"weighting must be none, row-norm or whitening, got {self.weighting!r}")
         if self.solver not in ("kaczmarz", "cgnr"):
             raise MPISimError(f"solver must be kaczmarz or cgnr, got {self.solver!r}")
-        for name in ("iterations", "average", "top_k"):
-            object.__setattr__(self, name, check_int(name, getattr(self, name), 1 if name == "average" else 0))
+        if self.iterations != "auto":
+            object.__setattr__(self, "iterations", check_int("iterations", self.iterations, 1))
+        for name in ("average", "top_k", "max_iterations"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), 0 if name == "top_k" else 1))
+        check_positive("tolerance", self.tolerance)
+        object.__setattr__(self, "uncertainty_samples", check_samples(self.uncertainty_samples))
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "frames", tuple(int(f) for f in self.frames))
 
@@ -65,6 +90,14 @@ class RecoParams:
         d = asdict(self)
         d["channels"], d["frames"] = list(self.channels), list(self.frames)
         return d
+
+    @classmethod
+    def from_dict(cls, d):
+        """From :meth:`to_dict` output; fields this version does not know are ignored (older files)."""
+        from dataclasses import fields
+
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def check_compatible(meas, sm):
@@ -132,8 +165,39 @@ def select_frames(spec, meas, params, background=None):
     return x, (bgmean is not None)
 
 
-def select_rows(sm, params, bandwidth):
-    """Choose system-matrix rows: returns (channel indices, mask (C, K') of kept bins)."""
+def usable_bins(meas, spec, params, background_spec=None):
+    """(C, K_all) bool mask of bins the data leave usable, and a dict saying what was dropped.
+
+    ``params.band == "auto"``: drop the drive lines within the band-stop's reach
+    (:func:`~mpisim.reco.noise.bandstop_half_width`) and the bins the background frames show to be
+    dominated by the scanner (:func:`~mpisim.reco.noise.contaminated_bins`). "all": keep every bin.
+    """
+    from .noise import bandstop_half_width, contaminated_bins, drive_line_bins
+
+    C, K = spec.shape[1:]
+    if params.band == "all":
+        return np.ones((C, K), bool), {"band": "all bins"}
+    hw = bandstop_half_width(meas)
+    lines = drive_line_bins(meas.all_frequencies, meas.drive_frequencies, hw)
+    if background_spec is not None and meas.background_frames.size == 0:
+        from ..measurement import Measurement
+
+        both = np.concatenate([background_spec, spec[meas.foreground_frames]])
+        view = Measurement(np.zeros((both.shape[0], 1, C, 1)), np.arange(both.shape[0]) < background_spec.shape[0],
+                           meas.bandwidth, meas.num_samples, meas.drive_frequencies, meas.drive_strengths,
+                           meas.gradient)
+        dirty = contaminated_bins(view, both)
+    else:
+        dirty = contaminated_bins(meas, spec)
+    ok = ~lines[None, :] & ~dirty
+    return ok, {"band": "auto", "drive_line_half_width_hz": float(hw), "drive_line_bins": int(lines.sum()),
+                "contaminated_bins": int((dirty & ~lines[None, :]).sum())}
+
+
+def select_rows(sm, params, bandwidth, usable=None):
+    """Choose system-matrix rows: returns (channel indices, mask (C, K') of kept bins).
+
+    ``usable`` (C, K_all) bool, from :func:`usable_bins`, drops bins the data mark as unusable."""
     C = sm.num_channels
     ch = np.arange(C) if not params.channels else np.asarray(params.channels)
     if ch.size and (ch.min() < 0 or ch.max() >= C):
@@ -144,6 +208,8 @@ def select_rows(sm, params, bandwidth):
     mask = np.zeros((C, f.size), bool)
     mask[ch] = keep[None, :]
     mask &= sm.nonzero_rows
+    if usable is not None:
+        mask &= usable[:, sm.bins]
     if sm.snr is not None and params.snr_threshold > 0:
         mask &= sm.snr >= params.snr_threshold
     if params.top_k and mask.sum() > params.top_k:

@@ -8,8 +8,9 @@ import numpy as np
 from .. import backend as B
 from ..errors import MPISimError
 from ..grid import Grid
+from .noise import noise_level
 from .preprocess import (RecoParams, check_compatible, measurement_spectra, row_weights, select_frames,
-                         select_rows)
+                         select_rows, usable_bins)
 
 
 @dataclass(eq=False)
@@ -22,6 +23,15 @@ class Reconstruction:
     unit: str = "mol/L"
     info: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    noise: np.ndarray | None = None
+    """Reconstructed noise realisations, (R, N) (linear reconstruction: the same for every frame) or
+    (F, R, N) (bootstrap deviations per frame), in ``unit``; None when there are no error bars."""
+
+    def noise_for(self, frame=0):
+        """(R, N) noise realisations for ``frame``, or None."""
+        if self.noise is None:
+            return None
+        return self.noise if self.noise.ndim == 2 else (self.noise[frame] if frame < len(self.noise) else None)
 
     @property
     def num_frames(self):
@@ -67,7 +77,10 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
 
     Returns
     -------
-    :class:`Reconstruction` with images (F, N) in mol Fe/L (the system matrix's unit).
+    :class:`Reconstruction` with images (F, N) in mol Fe/L (the system matrix's unit). ``info``
+    records what the automatic choices chose (band, λ, sweeps and why they stopped, the noise
+    level and where it came from); ``noise`` holds the reconstructed noise realisations behind
+    the error bars (see :func:`mpisim.quant.roi_total`).
     """
     params = params or RecoParams()
     if kw:
@@ -82,13 +95,15 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
 
         tf = TransferFunction.load(params.transfer_function).at(meas.all_frequencies, meas.num_channels)
     spec = measurement_spectra(meas, tf)
-    background = None
+    background = bg_spec = None
     if params.background not in ("auto", "none"):
         empty = _load_meas(params.background)
         check_compatible(empty, sm)
-        background = measurement_spectra(empty, tf).mean(axis=0)
+        bg_spec = measurement_spectra(empty, tf)
+        background = bg_spec.mean(axis=0)
     frames, bg_sub = select_frames(spec, meas, params, background)
-    ch, mask = select_rows(sm, params, meas.bandwidth)
+    usable, band_info = usable_bins(meas, spec, params, bg_spec)
+    ch, mask = select_rows(sm, params, meas.bandwidth, usable)
     # rows: (channel, bin) pairs in channel-major order
     cidx, kidx = np.nonzero(mask)
     S = sm.data
@@ -98,47 +113,193 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         t = np.asarray(sm_tf)[cidx, sm.bins[kidx]]
         A = A / np.where(t == 0, 1, t)[:, None]
     b = frames[:, cidx, sm.bins[kidx]].T                         # (rows, F)
+    level = noise_level(meas, spec, params, bg_spec, meas.transfer_function if tf is None else tf)
+    sigma = None if level is None else level.sigma[cidx, sm.bins[kidx]]
     spread = None
     if params.weighting == "whitening":
         if sm.background is not None and sm.background.shape[-1] >= 2:
             spread = np.std(sm.background[cidx, kidx], axis=-1)
-        elif meas.background_frames.size >= 2:
-            spread = np.std(spec[meas.background_frames][:, cidx, sm.bins[kidx]], axis=0)
+        elif level is not None:
+            spread = sigma
     w = row_weights(A, params, spread)
     if not np.all(np.isfinite(A)):
         raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: selected rows contain NaN or Inf")
     A = np.ascontiguousarray(A, dtype=np.complex64 if A.dtype in (np.complex64, np.float32) else A.dtype)
     use = B.resolve(backend)
+    noise2 = None if sigma is None else float(np.sum(sigma.astype(float) ** 2))
+    solver = _Solver(A, params, w, use, impl, noise2, progress)
     t1 = time.perf_counter()
-    if params.solver == "kaczmarz":
-        from .kaczmarz import kaczmarz
-
-        if use == "cupy":
-            A_dev, b_dev = B.to_device(A, "cupy"), B.to_device(b, "cupy")
-            img = kaczmarz(A_dev, b_dev, params.iterations, params.lam, enforce_real=params.enforce_real,
-                           enforce_positive=params.enforce_positive, order=params.order, seed=params.seed,
-                           row_weights=None if w is None else B.to_device(w, "cupy"), impl=impl)
+    lam, lam_info = params.lam, {}
+    if params.lam == "auto":
+        if noise2 is None:
+            raise MPISimError("--lambda auto needs the noise level: the measurement has no background frames "
+                              "and states no noise density; give --lambda a number")
+        lam, lam_info = choose_lambda(solver, b.mean(axis=1), noise2)
+    img, sweeps, why = solver.solve(b, lam)
+    img = np.asarray(img)
+    noise_info, realisations = {"noise_source": "none"}, None
+    if level is not None:
+        noise_info = {"noise_source": level.source, "noise_rms_per_row": float(np.sqrt(noise2 / len(sigma))),
+                      "residual_over_noise": solver.last_residual_ratio}
+    if params.uncertainty_samples:
+        if level is None:
+            noise_info["uncertainty"] = ("none: no background frames and no stated noise density, so no error bars "
+                                         "(record background frames, or pass --uncertainty-samples 0 to silence this)")
         else:
-            from ..progress import Progress
-
-            with Progress(params.iterations, "kaczmarz", enabled=progress) as bar:
-                img = kaczmarz(A, b, params.iterations, params.lam, enforce_real=params.enforce_real,
-                               enforce_positive=params.enforce_positive, order=params.order, seed=params.seed,
-                               row_weights=w, backend="numpy", impl=impl, callback=lambda i, c: bar.update())
-    else:
-        from .cgnr import cgnr
-
-        Ax = B.to_device(A, use)
-        img = cgnr(Ax, B.to_device(b, use), params.iterations, params.lam, enforce_real=params.enforce_real,
-                   enforce_positive=params.enforce_positive,
-                   row_weights=None if w is None else B.to_device(w, use))
-    img = B.to_numpy(img).T                                      # (F, N)
+            realisations, kind = _noise_realisations(solver, A, b, img, sigma, lam, sweeps, params)
+            noise_info["uncertainty"] = kind
     t2 = time.perf_counter()
-    info = {"rows": int(A.shape[0]), "voxels": int(A.shape[1]), "frames": int(img.shape[0]),
+    info = {"rows": int(A.shape[0]), "voxels": int(A.shape[1]), "frames": int(img.shape[1]),
             "background_subtracted": bool(bg_sub), "backend": use, "solve_seconds": t2 - t1,
             "total_seconds": t2 - t0, "channels": ch.tolist(),
             "rows_per_channel": [int((cidx == c).sum()) for c in range(sm.num_channels)],
+            "lambda": float(lam), "lambda_rule": "auto" if params.lam == "auto" else "fixed", **lam_info,
+            "sweeps": int(sweeps), "stopped_because": why, **band_info, **noise_info,
+            "uncertainty_samples": 0 if realisations is None else int(realisations.shape[-2]),
             "measurement": meas.meta.get("source", "(in memory)"),
             "system_matrix": sm.meta.get("source", "(in memory)")}
-    return Reconstruction(img if params.enforce_real else img, sm.grid, params, sm.unit, info,
-                          {"measurement": meas})
+    return Reconstruction(img.T, sm.grid, params, sm.unit, info, {"measurement": meas}, realisations)
+
+
+class _Solver:
+    """One configured solver (Kaczmarz or CGNR, numpy/numba/cupy) with the stopping rule; solves any
+    right-hand sides with a given λ and returns (c (N, F) numpy, sweeps done, why it stopped)."""
+
+    def __init__(self, A, params, w, use, impl, noise2, progress):
+        self.A, self.params, self.w, self.use, self.impl = A, params, w, use, impl
+        self.noise2, self.progress = noise2, progress
+        self.last_residual_ratio = None
+        self._dev = None
+
+    def _device(self):
+        if self._dev is None and self.use == "cupy":
+            self._dev = (B.to_device(self.A, "cupy"), None if self.w is None else B.to_device(self.w, "cupy"))
+        return self._dev
+
+    def solve(self, b, lam, sweeps=None, quiet=False):
+        """b (M, F). ``sweeps`` fixes the number of sweeps (no stopping rule)."""
+        p = self.params
+        auto = sweeps is None and p.iterations == "auto"
+        n = sweeps or (p.max_iterations if auto else p.iterations)
+        rule = StoppingRule(self.A, b, self.noise2, p.tolerance) if auto else None
+        if p.solver == "cgnr":
+            from .cgnr import cgnr
+
+            A, w = (self._device() if self.use == "cupy" else (self.A, self.w))
+            c = cgnr(A, B.to_device(b, self.use), n, lam, enforce_real=p.enforce_real,
+                     enforce_positive=p.enforce_positive, row_weights=w)
+            c = B.to_numpy(c).reshape(self.A.shape[1], -1)
+            self._residual(b, c)
+            return c, n, "fixed iterations" if sweeps or not auto else "max iterations (CGNR has no stopping rule)"
+        from .kaczmarz import kaczmarz
+
+        kw = dict(enforce_real=p.enforce_real, enforce_positive=p.enforce_positive, order=p.order, seed=p.seed,
+                  impl=self.impl, stop=rule)
+        if self.use == "cupy":
+            A, w = self._device()
+            c = kaczmarz(A, B.to_device(b, "cupy"), n, lam, row_weights=w, **kw)
+        else:
+            from ..progress import Progress
+
+            with Progress(n, "kaczmarz", enabled=self.progress and not quiet) as bar:
+                c = kaczmarz(self.A, b, n, lam, row_weights=self.w, backend="numpy",
+                             callback=lambda i, c: bar.update(), **kw)
+        c = B.to_numpy(c).reshape(self.A.shape[1], -1)
+        if rule is not None:
+            self.last_residual_ratio = rule.ratio
+            return c, rule.sweeps, rule.reason or f"max iterations ({n})"
+        self._residual(b, c)
+        return c, n, "fixed iterations"
+
+    def _residual(self, b, c):
+        if self.noise2:
+            r = self.A @ c - b
+            self.last_residual_ratio = float(np.max(np.sum(np.abs(r) ** 2, axis=0)) / self.noise2)
+
+
+class StoppingRule:
+    """Stopping rule for the sweeps, called after each sweep with the iterate c (N, F).
+
+    Stops when, for every frame, the residual ‖A c − b‖² has reached the noise level Σσ_k²
+    (Morozov's discrepancy principle, τ = 1) or has fallen by less than ``tolerance`` (relative)
+    over the last ``window`` sweeps (stagnation: what is left is model error or noise the
+    regularisation keeps out). ``reason`` and ``sweeps`` tell what happened.
+    """
+
+    def __init__(self, A, b, noise2=None, tolerance=0.01, window=5):
+        self.A, self.b, self.noise2 = A, np.asarray(b).reshape(A.shape[0], -1), noise2
+        self.tolerance, self.window = tolerance, window
+        self.history, self.reason, self.sweeps, self.ratio = [], None, 0, None
+
+    def __call__(self, it, c):
+        c = B.to_numpy(c).reshape(self.A.shape[1], -1)
+        r = self.A @ c - self.b
+        rr = np.sum(np.abs(r) ** 2, axis=0)
+        self.history.append(rr)
+        self.sweeps = it + 1
+        if self.noise2:
+            self.ratio = float(rr.max() / self.noise2)
+            if np.all(rr <= self.noise2):
+                self.reason = "discrepancy: residual reached the noise level"
+                return True
+        if len(self.history) > self.window:
+            old = self.history[-1 - self.window]
+            if np.all(old - rr < self.tolerance * rr):
+                self.reason = (f"stagnation: residual fell by < {self.tolerance:g} over {self.window} sweeps "
+                               f"(residual/noise {self.ratio:.3g})" if self.ratio is not None else
+                               f"stagnation: residual fell by < {self.tolerance:g} over {self.window} sweeps")
+                return True
+        return False
+
+
+LAMBDA_GRID = (1.0, 0.3, 0.1, 0.03, 0.01, 3e-3, 1e-3, 3e-4, 1e-4)
+"""Relative λ values that ``--lambda auto`` tries, largest first."""
+
+
+def choose_lambda(solver, b, noise2, grid=LAMBDA_GRID, floor_factor=2.0):
+    """Relative λ by the generalised discrepancy principle, from the noise level Σσ_k².
+
+    The misfit that no λ removes — model error, e.g. a calibration on a coarser grid than the
+    object — is measured as the residual at the smallest λ of ``grid`` (the floor). The target is
+    max(noise level, ``floor_factor`` × floor); the largest λ whose residual meets it is chosen
+    (Morozov's discrepancy principle when the noise dominates). Returns (λ, info).
+    """
+    b = np.asarray(b).reshape(-1, 1)
+    floor_c, _, _ = solver.solve(b, grid[-1], quiet=True)
+    floor = float(np.sum(np.abs(solver.A @ floor_c - b) ** 2))
+    target = max(noise2, floor_factor * floor)
+    chosen, tried = grid[-1], []
+    for lam in grid[:-1]:
+        c, _, _ = solver.solve(b, lam, quiet=True)
+        rr = float(np.sum(np.abs(solver.A @ c - b) ** 2))
+        tried.append([lam, rr / noise2])
+        if rr <= target:
+            chosen = lam
+            break
+    return chosen, {"lambda_target_over_noise": target / noise2, "lambda_floor_over_noise": floor / noise2,
+                    "lambda_tried": [t[0] for t in tried], "lambda_residual_over_noise": [t[1] for t in tried]}
+
+
+def _noise_realisations(solver, A, b, img, sigma, lam, sweeps, params):
+    """Reconstructed noise realisations behind the error bars, float32.
+
+    Without positivity the reconstruction is linear in the data, so the noise in the image is the
+    reconstruction of the noise alone: R realisations drawn with the per-row σ of the data (from
+    the background frames or the stated noise) are reconstructed with the same λ and sweeps →
+    (R, N), valid for every frame. With positivity (non-linear) a parametric bootstrap is used per
+    frame: reconstruct S ĉ + noise and keep the deviation from ĉ → (F, R, N).
+    """
+    from .noise import complex_noise
+
+    R = params.uncertainty_samples
+    rng = np.random.default_rng(params.seed + 7919)
+    n = complex_noise(rng, sigma, R).T                           # (M, R)
+    if not params.enforce_positive:
+        c, _, _ = solver.solve(n, lam, sweeps=sweeps, quiet=True)
+        return c.T.astype(np.float32), "linear: reconstructed noise realisations (noise only)"
+    out = []
+    for f in range(img.shape[1]):
+        model = (A @ img[:, f].astype(A.real.dtype))[:, None]
+        c, _, _ = solver.solve(model + n, lam, sweeps=sweeps, quiet=True)
+        out.append((c - img[:, [f]]).T)
+    return np.stack(out).astype(np.float32), "bootstrap: reconstructions of S·c + noise around the estimate"
