@@ -129,9 +129,9 @@ def _reco(sub):
     p.add_argument("--average", type=int, default=1, help="average blocks of this many frames (default 1)")
     p.add_argument("--background", default="auto",
                    help="'auto' (use the measurement's background frames), 'none', or an empty-scanner MDF file")
-    p.add_argument("--positive", action="store_true",
-                   help="enforce c >= 0 after each sweep: cleaner images, but ROI totals are biased upwards "
-                        "(off by default for quantitation)")
+    p.add_argument("--positive", default="auto", choices=["auto", "on", "off"],
+                   help="enforce c >= 0 after each sweep: cleaner images, but ROI totals are biased upwards; auto: "
+                        "only when the selected rows cannot see the total iron, as on a 1D sequence (default auto)")
     p.add_argument("--no-positive", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--uncertainty-samples", type=int, default=16,
                    help="noise realisations reconstructed for error bars (0: none; default 16)")
@@ -192,14 +192,17 @@ def cmd_reco(args):
         raise MPISimError(f"--max-iterations must be >= 1, got {args.max_iterations}")
     if args.uncertainty_samples < 0 or args.uncertainty_samples == 1:
         raise MPISimError(f"--uncertainty-samples must be 0 or >= 2, got {args.uncertainty_samples}")
-    if args.positive and args.no_positive:
-        raise MPISimError("--positive and --no-positive contradict each other")
+    positive = {"auto": "auto", "on": True, "off": False}[args.positive]
+    if args.no_positive:
+        if args.positive == "on":
+            raise MPISimError("--positive on and --no-positive contradict each other")
+        positive = False
     params = RecoParams(
         snr_threshold=_float_or_si(args.snr_threshold, "--snr-threshold"), min_freq=_freq(args.min_freq, "--min-freq"),
         max_freq=_freq(args.max_freq, "--max-freq"), band=args.band, channels=_int_list(args.channels, "--channels", True),
         top_k=args.top_k, weighting=args.weighting, frames=_int_list(args.frames, "--frames"),
         average=args.average, background=args.background, solver=args.solver, iterations=iterations,
-        max_iterations=args.max_iterations, lam=lam, enforce_positive=args.positive, order=args.order, seed=args.seed,
+        max_iterations=args.max_iterations, lam=lam, enforce_positive=positive, order=args.order, seed=args.seed,
         transfer_function=args.transfer_function, uncertainty_samples=args.uncertainty_samples)
     reco = reconstruct(args.measurement, args.sm, params, backend=args.backend, progress=True)
     write_reconstruction(args.out, reco, overwrite=args.overwrite)
@@ -227,6 +230,10 @@ def cmd_reco(args):
     band = (f"band {info.get('band')}: {info.get('drive_line_bins', 0)} drive-line and {info.get('contaminated_bins', 0)} "
             f"contaminated bins dropped" if info.get("band") == "auto" else "band: all bins")
     print(f"  λ {info['lambda']:g} ({info['lambda_rule']}), {info['sweeps']} sweeps ({info['stopped_because']}); {band}")
+    if info.get("total_iron_visibility", 1e9) < 1.0:
+        print(f"  note: the selected rows barely see the total iron (visibility {info['total_iron_visibility']:.2g} < 1; "
+              f"a 1D sequence's fundamental is behind the band-stop): totals rest on the positivity prior "
+              f"({'on' if info['positivity'] else 'off'}), see docs/howto-cells.md")
     print(f"  noise: {info.get('noise_source')}; error bars from {summary['uncertainty_samples']} reconstructed noise "
           f"realisations" if summary["uncertainty_samples"] else f"  no error bars: {info.get('uncertainty', 'disabled')}")
     if args.png:
@@ -240,7 +247,9 @@ def _demo(sub):
                        description="End-to-end showcase on bruker-2d: a phantom with realistic noise, a cached "
                                    "system matrix, Kaczmarz reconstruction and iron/cell quantification.")
     p.add_argument("--out", default="mpisim-demo", help="output folder (default ./mpisim-demo)")
-    p.add_argument("--overwrite", action="store_true", help="replace files from an earlier demo run")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the output folder's files even if it holds other files too (a folder holding only "
+                        "an earlier demo's files is replaced without it)")
     _backend_arg(p)
     p.set_defaults(func=cmd_demo)
 
@@ -323,14 +332,16 @@ def cmd_quantify(args):
         return
     print(f"{args.reconstruction}, frame {args.frame}: iron per cell {ipc * 1e15:g} pg"
           + (f", calibrated by reference ×{extra['calibration_factor']:.4g}" if args.reference else ""))
-    print(f"{'ROI':18} {'voxels':>6} {'iron / ng':>11} {'± 1σ':>8} {'95 % interval / ng':>21} {'cells':>10} "
-          f"{'± 1σ':>8}  {'mmol/L':>7}")
+    chambers = any(r.concentration is not None for r in results)
+    print(f"{'ROI':18} {'voxels':>6} {'iron / ng':>11} {'± 1σ':>9}  {'95 % interval / ng':>23} {'cells':>10} "
+          f"{'± 1σ':>9}" + (f"  {'mmol/L':>8}" if chambers else ""))
     for r in results:
-        iv = f"{r.iron_low * 1e12:.4g} .. {r.iron_high * 1e12:.4g}" if r.iron_sigma == r.iron_sigma else "n/a"
-        sg = f"{r.iron_sigma * 1e12:8.2g}" if r.iron_sigma == r.iron_sigma else f"{'n/a':>8}"
-        cs = f"{r.cells_sigma:8.2g}" if r.cells_sigma == r.cells_sigma else f"{'n/a':>8}"
-        conc = f"{r.concentration * 1e3:7.3g}" if r.concentration is not None else ""
-        print(f"{r.name[:18]:18} {r.voxels:6d} {r.iron * 1e12:11.4g} {sg} {iv:>21} {r.cells:10.4g} {cs}  {conc}")
+        ok = r.iron_sigma == r.iron_sigma
+        iv = f"{r.iron_low * 1e12:#.4g} .. {r.iron_high * 1e12:#.4g}" if ok else "n/a"
+        sg = f"{r.iron_sigma * 1e12:9.2g}" if ok else f"{'n/a':>9}"
+        cs = f"{r.cells_sigma:9.2g}" if ok else f"{'n/a':>9}"
+        conc = f"  {r.concentration * 1e3:8.3g}" if r.concentration is not None else ""
+        print(f"{r.name[:18]:18} {r.voxels:6d} {r.iron * 1e12:11.4g} {sg}  {iv:>23} {r.cells:10.4g} {cs}{conc}")
     print(f"({extra['interval']}; noise: {extra['noise_source']}, {extra['noise_samples']} realisations)")
     if args.png:
         print(f"wrote {args.png}")

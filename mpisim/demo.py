@@ -20,9 +20,11 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
     from .systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = {k: out / f"{k}.mdf" for k in ("measurement", "systemmatrix", "reconstruction")}
     paths["figure"] = out / "demo.png"
+    if out.is_dir() and not overwrite and all(p.name in {q.name for q in paths.values()} for p in out.iterdir()):
+        overwrite = True        # the demo's own folder from an earlier run: rerunning replaces its files
+    out.mkdir(parents=True, exist_ok=True)
     from .io.atomic import check_output_path
 
     for p in paths.values():

@@ -205,10 +205,12 @@ def _cube_phantom(scanner, chambers, name, resolution, source):
     for ch in chambers:
         x, y, z = ch["center"]
         half = ch["size"] / 2
-        if ndim2:   # a 2D sequence images a slab: keep the cube's cross-section through the slab
+        if ndim2:   # a 2D (1D) sequence images a slab (column): keep the cube's part inside it
+            y = grid.center[1] if grid.shape[1] == 1 else y
             z = grid.center[2]
             ch["center"] = [x, y, z]
-            ch["volume"] = ch["size"] ** 2 * min(ch["size"], grid.fov[2])
+            ch["volume"] = float(np.prod([ch["size"] if grid.shape[i] > 1 else min(ch["size"], grid.fov[i])
+                                          for i in range(3)]))
         elif abs(z - grid.center[2]) + half > grid.fov[2] / 2:
             raise MPISimError(f"phantom {name!r}: {ch['label']} at z = {z * 1e3:g} mm lies outside the "
                               f"phantom grid ({grid.fov[2] * 1e3:g} mm thick)")

@@ -14,11 +14,11 @@ def _value(v):
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
-        return str(v)
+        return str(int(v))
     if isinstance(v, float):
         if math.isnan(v) or math.isinf(v):
             raise MPISimError(f"cannot write non-finite number {v} to TOML")
-        return repr(v)
+        return repr(float(v))          # numpy floats are floats whose repr is "np.float64(...)"
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
     if isinstance(v, (list, tuple)):

@@ -51,7 +51,10 @@ def test_demo_end_to_end(tmp_path, capsys):
 
     res = run_demo(tmp_path / "d", overwrite=True, say=lambda m: None)
     assert res["iron_reco"] == pytest.approx(res["iron_true"], rel=0.10)
-    assert main(["demo", "--out", str(tmp_path / "d")]) == 2          # refuses to overwrite
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 0          # reruns: the folder is the demo's own
+    (tmp_path / "d" / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["demo", "--out", str(tmp_path / "d")]) == 2          # a folder with other files is not replaced
     assert "exists" in capsys.readouterr().err
 
 

@@ -130,7 +130,7 @@ def test_end_to_end_2d_recovers_phantom(scene):
     from mpisim.reco import reconstruct
 
     sc, tr, S, ph, meas, d = scene
-    reco = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=100)
+    reco = reconstruct(meas, S)                      # the defaults
     truth = truth_on_grid(ph, S.grid)
     img = reco.volume(0)[:, :, 0]
     corr = np.sum(img * truth) / (np.linalg.norm(img) * np.linalg.norm(truth))
@@ -219,6 +219,13 @@ def test_gpu_cgnr_and_reconstruct(gpu, scene):
     cpu = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=10, backend="numpy")
     gpu_r = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=10, backend="cupy")
     assert np.abs(cpu.image - gpu_r.image).max() <= 1e-4 * cpu.image.max()
+    # the defaults: stopping rule between sweeps and noise realisations, on the GPU as on the CPU
+    cpu = reconstruct(meas, S, backend="numpy")
+    gpu_r = reconstruct(meas, S, backend="cupy")
+    assert abs(cpu.info["sweeps"] - gpu_r.info["sweeps"]) <= 1
+    assert np.abs(cpu.image - gpu_r.image).max() <= 1e-3 * cpu.image.max()
+    assert gpu_r.noise.shape == cpu.noise.shape
+    assert np.std(gpu_r.noise.sum(axis=1)) == pytest.approx(np.std(cpu.noise.sum(axis=1)), rel=1e-2)
 
 
 def test_pipeline_without_numba_matches(tmp_path):
@@ -270,3 +277,29 @@ def test_top_k_whitening_and_separate_background(scene, tmp_path):
     assert np.corrcoef(a.image[0], b.image[0])[0, 1] > 0.99
     none = reconstruct(fg_only, S, min_freq=30e3, lam=1e-3, iterations=50)
     assert not none.info["background_subtracted"]
+
+
+def test_stopping_rule_and_lambda_auto_are_recorded(scene, tmp_path):
+    """--iterations auto stops at the discrepancy when noise dominates, at stagnation otherwise; --lambda
+    auto picks the largest λ of its grid whose residual meets max(noise, 2 × floor); both are written."""
+    from mpisim.io.reco_mdf import read_reconstruction, write_reconstruction
+    from mpisim.reco import reconstruct
+    from mpisim.reco.reconstruct import LAMBDA_GRID
+
+    sc, tr, S, ph, meas, d = scene
+    r = reconstruct(meas, S, lam="auto")
+    i = r.info
+    assert i["lambda"] in LAMBDA_GRID and i["lambda_rule"] == "auto"
+    assert i["lambda_residual_over_noise"][-1] <= i["lambda_target_over_noise"]
+    assert all(x > i["lambda_target_over_noise"] for x in i["lambda_residual_over_noise"][:-1])
+    write_reconstruction(tmp_path / "r.mdf", r)
+    back = read_reconstruction(tmp_path / "r.mdf")
+    assert back.info["lambda"] == i["lambda"] and back.info["sweeps"] == i["sweeps"]
+    assert back.params.lam == "auto" and back.params.iterations == "auto"
+    np.testing.assert_allclose(back.noise, r.noise, rtol=1e-6)
+    # a faint object in strong noise: the residual reaches the noise level long before stagnation
+    faint = mpisim.simulate(sc, tr, ph.scaled(1e-3), mpisim.SimulationSettings.realistic(sc, background_frames=10,
+                                                                                         seed=8))
+    rf = reconstruct(faint, S, uncertainty_samples=0)
+    assert rf.info["stopped_because"].startswith("discrepancy") and rf.info["sweeps"] < 20
+    assert rf.info["residual_over_noise"] <= 1.0

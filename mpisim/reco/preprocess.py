@@ -30,6 +30,10 @@ class RecoParams:
     than ``tolerance`` (relative) over the last 5 sweeps, at most ``max_iterations``.
     ``enforce_positive`` clips c < 0 after each sweep: prettier images, but it biases ROI totals
     upwards (noise and ringing are only kept where positive), so quantitative defaults leave it off.
+    "auto" switches it on only when the selected rows cannot see the total iron (the response to a
+    uniform image is below :data:`~mpisim.reco.reconstruct.VISIBILITY_MIN` of a typical one — a 1D
+    sequence, whose fundamental is behind the band-stop): then positivity is the only prior that
+    fixes the total.
     ``uncertainty_samples``: noise realisations reconstructed for the error bars (0 = none).
 
     The defaults were chosen by measurement (``benchmarks/study_reco_defaults.py``): on bruker-3d and
@@ -52,7 +56,7 @@ class RecoParams:
     tolerance: float = 0.01
     lam: float | str = 1e-2
     enforce_real: bool = True
-    enforce_positive: bool = False
+    enforce_positive: bool | str = "auto"
     order: str = "cyclic"
     seed: int = 0
     transfer_function: str = ""
@@ -69,6 +73,8 @@ class RecoParams:
             raise MPISimError(f"max frequency {self.max_freq:g} Hz is below min frequency {self.min_freq:g} Hz")
         if self.lam != "auto":
             object.__setattr__(self, "lam", check_positive("lambda", self.lam, allow_zero=True))
+        if self.enforce_positive not in (True, False, "auto"):
+            raise MPISimError(f"enforce_positive must be true, false or auto, got {self.enforce_positive!r}")
         if self.band not in ("auto", "all"):
             raise MPISimError(f"band must be auto or all, got {self.band!r}")
         if self.weighting not in ("none", "row-norm", "whitening"):
