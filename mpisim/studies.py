@@ -82,7 +82,8 @@ def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, bac
                      "iron_roi_ng": (vals * 1e12).tolist(),
                      "iron_95_ng": [[r.iron_low * 1e12, r.iron_high * 1e12] for r in res],
                      "cells_recovered": ((vals - blank.mean()) / iron_per_cell).tolist(), "detected": det})
-        say(f"  {n:10.3g} cells: ROI iron {np.mean(vals) * 1e12:10.4g} ng  {'detected' if det else 'not detected'}")
+        say(f"  {n:10.3g} cells: ROI iron {np.mean(vals) * 1e12:10.4g} ng (seed 0: 95 % interval "
+            f"{res[0].iron_low * 1e12:.4g} .. {res[0].iron_high * 1e12:.4g} ng)  {'detected' if det else 'not detected'}")
     limit = None
     for i in range(len(rows)):
         if all(r["detected"] for r in rows[i:]):

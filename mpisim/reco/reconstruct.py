@@ -137,9 +137,17 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
             raise MPISimError("--lambda auto needs the noise level: the measurement has no background frames "
                               "and states no noise density; give --lambda a number")
         lam, lam_info = choose_lambda(solver, b.mean(axis=1), noise2)
-    img, sweeps, why = solver.solve(b, lam)
+    realisations = None
+    if params.uncertainty_samples and level is not None and not positive and params.solver == "kaczmarz":
+        # linear reconstruction: the noise realisations ride along with the data in one batched solve
+        # (the stopping rule watches the data frames only, so every column gets the same sweeps)
+        n = _noise_draws(sigma, params)
+        both, sweeps, why = solver.solve(np.concatenate([b, n], axis=1), lam, watch=b.shape[1])
+        img, realisations = both[:, :b.shape[1]], both[:, b.shape[1]:].T.astype(np.float32)
+    else:
+        img, sweeps, why = solver.solve(b, lam)
     img = np.asarray(img)
-    noise_info, realisations = {"noise_source": "none"}, None
+    noise_info = {"noise_source": "none"}
     if level is not None:
         noise_info = {"noise_source": level.source, "noise_rms_per_row": float(np.sqrt(noise2 / len(sigma))),
                       "residual_over_noise": solver.last_residual_ratio}
@@ -147,6 +155,8 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         if level is None:
             noise_info["uncertainty"] = ("none: no background frames and no stated noise density, so no error bars "
                                          "(record background frames, or pass --uncertainty-samples 0 to silence this)")
+        elif realisations is not None:
+            noise_info["uncertainty"] = "linear: reconstructed noise realisations (noise only), solved with the data"
         else:
             realisations, kind = _noise_realisations(solver, A, b, img, sigma, lam, sweeps, params)
             noise_info["uncertainty"] = kind
@@ -197,12 +207,13 @@ class _Solver:
             self._dev = (B.to_device(self.A, "cupy"), None if self.w is None else B.to_device(self.w, "cupy"))
         return self._dev
 
-    def solve(self, b, lam, sweeps=None, quiet=False):
-        """b (M, F). ``sweeps`` fixes the number of sweeps (no stopping rule)."""
+    def solve(self, b, lam, sweeps=None, quiet=False, watch=None):
+        """b (M, F). ``sweeps`` fixes the number of sweeps (no stopping rule); ``watch``: the stopping
+        rule looks at the first ``watch`` columns only (the rest ride along)."""
         p = self.params
         auto = sweeps is None and p.iterations == "auto"
         n = sweeps or (p.max_iterations if auto else p.iterations)
-        rule = StoppingRule(self.A, b, self.noise2, p.tolerance) if auto else None
+        rule = StoppingRule(self.A, b[:, :watch] if watch else b, self.noise2, p.tolerance) if auto else None
         if p.solver == "cgnr":
             from .cgnr import cgnr
 
@@ -234,8 +245,14 @@ class _Solver:
 
     def _residual(self, b, c):
         if self.noise2:
-            r = self.A @ c - b
+            r = apply(self.A, c) - b
             self.last_residual_ratio = float(np.max(np.sum(np.abs(r) ** 2, axis=0)) / self.noise2)
+
+
+def apply(A, c):
+    """A @ c in A's precision: a real float64 iterate would make numpy promote the whole matrix to
+    complex128, a copy of A on every call."""
+    return A @ np.asarray(c).astype(A.dtype, copy=False)
 
 
 class StoppingRule:
@@ -253,8 +270,8 @@ class StoppingRule:
         self.history, self.reason, self.sweeps, self.ratio = [], None, 0, None
 
     def __call__(self, it, c):
-        c = B.to_numpy(c).reshape(self.A.shape[1], -1)
-        r = self.A @ c - self.b
+        c = B.to_numpy(c[:, :self.b.shape[1]] if c.ndim == 2 else c).reshape(self.A.shape[1], -1)
+        r = apply(self.A, c) - self.b
         rr = np.sum(np.abs(r) ** 2, axis=0)
         self.history.append(rr)
         self.sweeps = it + 1
@@ -287,18 +304,25 @@ def choose_lambda(solver, b, noise2, grid=LAMBDA_GRID, floor_factor=2.0):
     """
     b = np.asarray(b).reshape(-1, 1)
     floor_c, _, _ = solver.solve(b, grid[-1], quiet=True)
-    floor = float(np.sum(np.abs(solver.A @ floor_c - b) ** 2))
+    floor = float(np.sum(np.abs(apply(solver.A, floor_c) - b) ** 2))
     target = max(noise2, floor_factor * floor)
     chosen, tried = grid[-1], []
     for lam in grid[:-1]:
         c, _, _ = solver.solve(b, lam, quiet=True)
-        rr = float(np.sum(np.abs(solver.A @ c - b) ** 2))
+        rr = float(np.sum(np.abs(apply(solver.A, c) - b) ** 2))
         tried.append([lam, rr / noise2])
         if rr <= target:
             chosen = lam
             break
     return chosen, {"lambda_target_over_noise": target / noise2, "lambda_floor_over_noise": floor / noise2,
                     "lambda_tried": [t[0] for t in tried], "lambda_residual_over_noise": [t[1] for t in tried]}
+
+
+def _noise_draws(sigma, params):
+    """(M, R) complex noise with the per-row σ of the data, seeded by ``params.seed``."""
+    from .noise import complex_noise
+
+    return complex_noise(np.random.default_rng(params.seed + 7919), sigma, params.uncertainty_samples).T
 
 
 def _noise_realisations(solver, A, b, img, sigma, lam, sweeps, params):
@@ -310,11 +334,7 @@ def _noise_realisations(solver, A, b, img, sigma, lam, sweeps, params):
     (R, N), valid for every frame. With positivity (non-linear) a parametric bootstrap is used per
     frame: reconstruct S ĉ + noise and keep the deviation from ĉ → (F, R, N).
     """
-    from .noise import complex_noise
-
-    R = params.uncertainty_samples
-    rng = np.random.default_rng(params.seed + 7919)
-    n = complex_noise(rng, sigma, R).T                           # (M, R)
+    n = _noise_draws(sigma, params)                              # (M, R)
     if not solver.positive:
         c, _, _ = solver.solve(n, lam, sweeps=sweeps, quiet=True)
         return c.T.astype(np.float32), "linear: reconstructed noise realisations (noise only)"
