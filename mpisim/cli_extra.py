@@ -111,8 +111,8 @@ def _reco(sub):
     p.add_argument("--min-freq", default="0", help="lowest frequency in Hz, e.g. 30e3 or 30kHz (default 0)")
     p.add_argument("--max-freq", default="0", help="highest frequency in Hz (default: bandwidth)")
     p.add_argument("--band", default="auto", choices=["auto", "all"],
-                   help="auto: also drop the drive lines within the band-stop and the bins the background frames "
-                        "show to be contaminated; all: keep them (default auto)")
+                   help="auto: also drop the drive lines within the band-stop and the bins whose background drifts "
+                        "between the background frames; all: keep them (default auto)")
     p.add_argument("--channels", default="", help="receive channels, 1-based, e.g. 1,2 (default: all)")
     p.add_argument("--top-k", type=int, default=0, help="keep only the K rows of highest SNR (default 0: all)")
     p.add_argument("--weighting", default="none", choices=["none", "row-norm", "whitening"],

@@ -45,16 +45,21 @@ class RoiResult:
     cells_sigma: float
     volume: float = 0.0
     concentration: float | None = None
+    iron_per_cell: float = 1.0
 
     def as_dict(self):
-        d = {"roi": self.name, "voxels": self.voxels, "iron_ng": self.iron * 1e12,
-             "iron_sigma_ng": self.iron_sigma * 1e12, "iron_95_ng": [self.iron_low * 1e12, self.iron_high * 1e12],
-             "cells": self.cells, "cells_sigma": self.cells_sigma,
-             "cells_95": [self.iron_low / (self.iron / self.cells) if self.cells else 0.0,
-                          self.iron_high / (self.iron / self.cells) if self.cells else 0.0]}
+        """JSON-ready dict (ng, cells, mmol/L); quantities without error bars are null."""
+        def num(v):
+            return None if v != v else float(v)
+
+        d = {"roi": self.name, "voxels": self.voxels, "iron_ng": num(self.iron * 1e12),
+             "iron_sigma_ng": num(self.iron_sigma * 1e12),
+             "iron_95_ng": [num(self.iron_low * 1e12), num(self.iron_high * 1e12)],
+             "cells": num(self.cells), "cells_sigma": num(self.cells_sigma),
+             "cells_95": [num(self.iron_low / self.iron_per_cell), num(self.iron_high / self.iron_per_cell)]}
         if self.concentration is not None:
-            d["concentration_mmol_per_l"] = self.concentration * 1e3
-        return {k: (None if isinstance(v, float) and v != v else v) for k, v in d.items()}
+            d["concentration_mmol_per_l"] = num(self.concentration * 1e3)
+        return d
 
 
 def t_quantile(samples, level=0.95):
@@ -91,7 +96,7 @@ def roi_total(image, grid, mask, iron_per_cell, realisations=None, name="roi", c
     if chamber_volume:
         conc = iron / C.FE_MOLAR_MASS / (chamber_volume / C.LITRE)
     return RoiResult(name, n, iron, sig, lo, hi, iron / iron_per_cell, sig / iron_per_cell, n * grid.voxel_volume,
-                     conc)
+                     conc, iron_per_cell)
 
 
 def sphere_mask(grid, center, radius):
@@ -199,7 +204,11 @@ def quantify(reco, rois, iron_per_cell, frame=0, reference=None, reference_iron=
     parsed = []
     for r in (rois or ["all"]):
         if str(r).strip().lower().startswith("chambers"):
-            parsed.extend(chamber_rois(reco.grid, phantom_chambers(r, reco.grid, reco.meta.get("truth"))))
+            truth = reco.meta.get("truth")
+            meas = reco.meta.get("measurement")
+            if not truth and meas is not None and meas.meta.get("phantom") is not None:   # in memory
+                truth = meas.meta["phantom"].meta
+            parsed.extend(chamber_rois(reco.grid, phantom_chambers(r, reco.grid, truth)))
         else:
             parsed.append((*parse_roi(r, reco.grid), None))
     noise = reco.noise_for(frame)

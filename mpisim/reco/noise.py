@@ -12,8 +12,6 @@ import numpy as np
 
 from ..errors import MPISimError
 
-# |z|² of circular complex Gaussian noise is exponential: its median is ln 2 times its mean
-_MEDIAN_TO_MEAN = 1.0 / np.log(2.0)
 SMOOTH_BINS = 31
 """Bins in the running median that turns the background frames' per-bin variance into a noise level."""
 
@@ -29,16 +27,26 @@ class NoiseLevel:
     source: str
 
 
-def frame_variance_from_background(bg_spec):
+def frame_variance_from_background(bg_spec, selected=None):
     """(C, K) variance of one frame's complex bins, from E ≥ 2 background frames (E, C, K): the
     sample variance per bin, smoothed by a running median over :data:`SMOOTH_BINS` bins (robust to
-    single contaminated bins; the median of an exponential variable is ln 2 × its mean)."""
+    single contaminated bins). A bin's sample variance of circular complex noise is σ² Γ(k)/k with
+    k = E − 1, whose median is σ² · gamma.ppf(½, k)/k: the median is divided by that factor.
+    ``selected`` (K,) bool: bins that hold data (a frequency-selected file's other bins are zeros and
+    stay out of the median; they get NaN)."""
     from scipy.ndimage import median_filter
+    from scipy.stats import gamma
 
     E = bg_spec.shape[0]
     d = bg_spec - bg_spec.mean(axis=0)
     var = (np.abs(d) ** 2).sum(axis=0) / (E - 1)
-    return median_filter(var, size=(1, SMOOTH_BINS), mode="nearest") * _MEDIAN_TO_MEAN
+    k = E - 1
+    unbias = k / float(gamma.ppf(0.5, k))
+    if selected is None or np.all(selected):
+        return median_filter(var, size=(1, SMOOTH_BINS), mode="nearest") * unbias
+    out = np.full(var.shape, np.nan)
+    out[:, selected] = median_filter(var[:, selected], size=(1, SMOOTH_BINS), mode="nearest") * unbias
+    return out
 
 
 def stated_frame_sigma(meas):
@@ -59,16 +67,20 @@ def noise_level(meas, spec, params, background_spec=None, tf=None):
 
     From the measurement's background frames (or the separate empty measurement ``background_spec``)
     when there are at least 2; otherwise from the noise density a simulated file states. A
-    background mean over E frames is subtracted (variance × (1 + 1/E)); ``params.average`` frames
-    are averaged (variance / average).
+    background mean over E frames is subtracted from every frame and then ``params.average``
+    frames are averaged: variance × (1/average + 1/E).
     """
     bg = background_spec
     if bg is None and meas.background_frames.size:
         bg = spec[meas.background_frames]
     E = 0 if bg is None else bg.shape[0]
     subtract = params.background != "none" and E > 0
+    selected = None
+    if meas.frequency_selection is not None:
+        selected = np.zeros(spec.shape[-1], bool)
+        selected[meas.frequency_selection] = True
     if E >= 2:
-        var = frame_variance_from_background(bg)
+        var = frame_variance_from_background(bg, selected)
         src = (f"{E} background frames{' (separate file)' if background_spec is not None else ''}: per-bin "
                f"variance, running median over {SMOOTH_BINS} bins")
     else:
@@ -81,27 +93,34 @@ def noise_level(meas, spec, params, background_spec=None, tf=None):
             with np.errstate(divide="ignore", invalid="ignore"):
                 var = np.where(np.abs(tf) > 0, var / np.abs(np.where(tf == 0, 1, tf)) ** 2, 0.0)
         src = "noise density stated in the file (no background frames)"
+    scale = float(np.max(np.abs(spec)) ** 2) if spec.size else 0.0
+    if not np.nanmax(var, initial=0.0) > 1e-20 * scale:
+        return None                      # noise-free data (round-off only): no noise level
     frame = np.sqrt(var)
-    var = var / params.average * (1.0 + (1.0 / E if subtract else 0.0))
+    # each frame minus one background mean over E frames, then blocks of `average` frames averaged
+    var = var * (1.0 / params.average + (1.0 / E if subtract else 0.0))
     return NoiseLevel(np.sqrt(var), frame, src)
 
 
-def contaminated_bins(meas, spec, fg_mean=None, ratio=10.0):
-    """(C, K) bool: bins the background frames show to be dominated by the scanner, not the sample.
+def contaminated_bins(meas, spec, sigma_level=5.0):
+    """(C, K) bool: bins whose background the background frames show to be unstable.
 
-    A bin is contaminated when the background frames' mean exceeds ``ratio`` × the foreground's
-    signal after subtraction (|mean bg| > ratio · |mean fg − mean bg|, with the signal floored at the
-    noise level): there any drift of the background is larger than the particle signal, as at the
-    drive-field feed-through of recorded data. Without background frames nothing is flagged.
+    The background frames (E ≥ 4) are split into their first and second half; a bin is contaminated
+    when the two halves' means differ by more than ``sigma_level`` standard deviations of that
+    difference under the frames' own noise, i.e. the empty scanner's signal drifts there (feed-through
+    of recorded data near the drive lines, slowly warming electronics). A static background, however
+    large, is removed by the subtraction and is not flagged; the decision does not depend on the
+    sample. Without 4 background frames nothing is flagged.
     """
     bgi = meas.background_frames
-    if bgi.size == 0:
+    if bgi.size < 4:
         return np.zeros(spec.shape[1:], bool)
-    bgm = spec[bgi].mean(axis=0)
-    fg = spec[meas.foreground_frames].mean(axis=0) if fg_mean is None else fg_mean
-    floor = np.sqrt(frame_variance_from_background(spec[bgi])) if bgi.size >= 2 else 0.0
-    signal = np.maximum(np.abs(fg - bgm), floor)
-    return np.abs(bgm) > ratio * signal
+    bg = spec[bgi]
+    h = bg.shape[0] // 2
+    a, b = bg[:h], bg[h:]
+    var = np.nan_to_num(frame_variance_from_background(bg))
+    drift = np.abs(a.mean(axis=0) - b.mean(axis=0)) ** 2
+    return drift > sigma_level**2 * var * (1.0 / a.shape[0] + 1.0 / b.shape[0])
 
 
 def drive_line_bins(frequencies, drive_frequencies, half_width):

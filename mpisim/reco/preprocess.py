@@ -18,16 +18,16 @@ class RecoParams:
     Frequency selection: bins with min_freq ≤ f ≤ max_freq (Hz; max 0 = bandwidth), receive
     ``channels`` (0-based; empty = all), system-matrix SNR ≥ ``snr_threshold`` and, if
     ``top_k`` > 0, only the ``top_k`` rows of highest SNR. ``band``: "auto" also drops the bins that
-    the data mark as unusable — the drive lines within the band-stop's reach and the bins the
-    background frames show to be dominated by the scanner (:mod:`mpisim.reco.noise`); "all" keeps
-    them. ``weighting``: "none", "row-norm" (1/‖s_k‖) or "whitening" (σ_min/σ_k from the
+    the data mark as unusable — the drive lines within the band-stop's reach and the bins whose
+    background drifts between the background frames (:mod:`mpisim.reco.noise`); "all" keeps them. ``weighting``: "none", "row-norm" (1/‖s_k‖) or "whitening" (σ_min/σ_k from the
     background frames' spread). ``frames``: foreground frame indices (empty = all); ``average``:
     average blocks of this many frames into one. ``background``: "auto" (subtract the mean of the
     measurement's background frames when it has any), "none", or a path to an empty-scanner
     measurement. Solver: "kaczmarz" or "cgnr"; ``lam`` relative to ‖S‖_F²/N, or "auto" (generalised
     discrepancy principle, :func:`mpisim.reco.reconstruct.choose_lambda`). ``iterations``: sweeps
     (CG iterations), or "auto": stop when the residual reaches the noise level or has fallen by less
-    than ``tolerance`` (relative) over the last 5 sweeps, at most ``max_iterations``.
+    than ``tolerance`` (relative) over the last 5 sweeps, at most ``max_iterations`` (CGNR has no
+    stopping rule: "auto" runs ``max_iterations`` CG iterations).
     ``enforce_positive`` clips c < 0 after each sweep: prettier images, but it biases ROI totals
     upwards (noise and ringing are only kept where positive), so quantitative defaults leave it off.
     "auto" switches it on only when the selected rows cannot see the total iron (the response to a
@@ -175,14 +175,19 @@ def usable_bins(meas, spec, params, background_spec=None):
     """(C, K_all) bool mask of bins the data leave usable, and a dict saying what was dropped.
 
     ``params.band == "auto"``: drop the drive lines within the band-stop's reach
-    (:func:`~mpisim.reco.noise.bandstop_half_width`) and the bins the background frames show to be
-    dominated by the scanner (:func:`~mpisim.reco.noise.contaminated_bins`). "all": keep every bin.
+    (:func:`~mpisim.reco.noise.bandstop_half_width`) and the bins whose background the background
+    frames show to drift (:func:`~mpisim.reco.noise.contaminated_bins`). "all": keep every bin (of
+    those a frequency-selected file holds).
     """
     from .noise import bandstop_half_width, contaminated_bins, drive_line_bins
 
     C, K = spec.shape[1:]
     if params.band == "all":
-        return np.ones((C, K), bool), {"band": "all bins"}
+        ok = np.ones((C, K), bool)
+        if meas.frequency_selection is not None:
+            ok[:] = False
+            ok[:, meas.frequency_selection] = True
+        return ok, {"band": "all bins"}
     hw = bandstop_half_width(meas)
     lines = drive_line_bins(meas.all_frequencies, meas.drive_frequencies, hw)
     if background_spec is not None and meas.background_frames.size == 0:
@@ -196,6 +201,10 @@ def usable_bins(meas, spec, params, background_spec=None):
     else:
         dirty = contaminated_bins(meas, spec)
     ok = ~lines[None, :] & ~dirty
+    if meas.frequency_selection is not None:       # bins a frequency-selected file does not hold
+        held = np.zeros(K, bool)
+        held[meas.frequency_selection] = True
+        ok &= held[None, :]
     return ok, {"band": "auto", "drive_line_half_width_hz": float(hw), "drive_line_bins": int(lines.sum()),
                 "contaminated_bins": int((dirty & ~lines[None, :]).sum())}
 

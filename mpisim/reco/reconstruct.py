@@ -127,6 +127,8 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     A = np.ascontiguousarray(A, dtype=np.complex64 if A.dtype in (np.complex64, np.float32) else A.dtype)
     use = B.resolve(backend)
     noise2 = None if sigma is None else float(np.sum(sigma.astype(float) ** 2))
+    if noise2 is not None and not noise2 > 0:        # noise-free data: no noise level to stop or choose λ by
+        level = sigma = noise2 = None
     visibility = total_iron_visibility(A)
     positive = visibility < VISIBILITY_MIN if params.enforce_positive == "auto" else bool(params.enforce_positive)
     solver = _Solver(A, params, w, use, impl, noise2, progress, positive)
@@ -136,7 +138,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         if noise2 is None:
             raise MPISimError("--lambda auto needs the noise level: the measurement has no background frames "
                               "and states no noise density; give --lambda a number")
-        lam, lam_info = choose_lambda(solver, b.mean(axis=1), noise2)
+        lam, lam_info = choose_lambda(solver, b.mean(axis=1), noise2 / b.shape[1])   # the mean of F frames
     realisations = None
     if params.uncertainty_samples and level is not None and not positive and params.solver == "kaczmarz":
         # linear reconstruction: the noise realisations ride along with the data in one batched solve
@@ -298,14 +300,15 @@ def choose_lambda(solver, b, noise2, grid=LAMBDA_GRID, floor_factor=2.0):
     """Relative λ by the generalised discrepancy principle, from the noise level Σσ_k².
 
     The misfit that no λ removes — model error, e.g. a calibration on a coarser grid than the
-    object — is measured as the residual at the smallest λ of ``grid`` (the floor). The target is
-    max(noise level, ``floor_factor`` × floor); the largest λ whose residual meets it is chosen
-    (Morozov's discrepancy principle when the noise dominates). Returns (λ, info).
+    object — is measured as the residual at the smallest λ of ``grid`` after ``max_iterations``
+    sweeps (the floor). The target is the noise level when the floor lies below it (Morozov's
+    discrepancy principle), else ``floor_factor`` × floor; the largest λ whose residual meets it is
+    chosen. ``noise2`` is the noise level of ``b`` (for a mean of F frames, Σσ²/F). Returns (λ, info).
     """
     b = np.asarray(b).reshape(-1, 1)
-    floor_c, _, _ = solver.solve(b, grid[-1], quiet=True)
+    floor_c, _, _ = solver.solve(b, grid[-1], sweeps=solver.params.max_iterations, quiet=True)   # no early stop
     floor = float(np.sum(np.abs(apply(solver.A, floor_c) - b) ** 2))
-    target = max(noise2, floor_factor * floor)
+    target = noise2 if floor <= noise2 else max(noise2, floor_factor * floor)
     chosen, tried = grid[-1], []
     for lam in grid[:-1]:
         c, _, _ = solver.solve(b, lam, quiet=True)
@@ -331,11 +334,12 @@ def _noise_realisations(solver, A, b, img, sigma, lam, sweeps, params):
     Without positivity the reconstruction is linear in the data, so the noise in the image is the
     reconstruction of the noise alone: R realisations drawn with the per-row σ of the data (from
     the background frames or the stated noise) are reconstructed with the same λ and sweeps →
-    (R, N), valid for every frame. With positivity (non-linear) a parametric bootstrap is used per
-    frame: reconstruct S ĉ + noise and keep the deviation from ĉ → (F, R, N).
+    (R, N), valid for every frame. With positivity, and for CGNR (whose step sizes depend on the
+    data), a parametric bootstrap is used per frame: reconstruct S ĉ + noise and keep the deviation
+    from ĉ → (F, R, N).
     """
     n = _noise_draws(sigma, params)                              # (M, R)
-    if not solver.positive:
+    if not solver.positive and params.solver == "kaczmarz":
         c, _, _ = solver.solve(n, lam, sweeps=sweeps, quiet=True)
         return c.T.astype(np.float32), "linear: reconstructed noise realisations (noise only)"
     out = []
