@@ -337,7 +337,8 @@ def cmd_quantify(args):
           f"{'± 1σ':>9}" + (f"  {'mmol/L':>8}" if chambers else ""))
     for r in results:
         ok = r.iron_sigma == r.iron_sigma
-        iv = f"{r.iron_low * 1e12:#.4g} .. {r.iron_high * 1e12:#.4g}" if ok else "n/a"
+        iv = (f"{r.iron_low * 1e12:#.4g}".rstrip(".") + " .. " + f"{r.iron_high * 1e12:#.4g}".rstrip(".")) if ok \
+            else "n/a"
         sg = f"{r.iron_sigma * 1e12:9.2g}" if ok else f"{'n/a':>9}"
         cs = f"{r.cells_sigma:9.2g}" if ok else f"{'n/a':>9}"
         conc = f"  {r.concentration * 1e3:8.3g}" if r.concentration is not None else ""
