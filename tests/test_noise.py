@@ -117,3 +117,15 @@ def test_noise_draws_are_reproducible_per_file_and_independent_across_measuremen
     c = mpisim.reconstruct(m2, S)
     np.testing.assert_array_equal(a.noise, b.noise)
     assert np.corrcoef(a.noise.sum(axis=1), c.noise.sum(axis=1))[0, 1] < 0.9
+
+
+def test_separate_empty_measurement_with_other_averages():
+    """An empty-scanner file recorded with 4 averages sets the noise of a 1-average measurement: its
+    per-frame variance is 4× smaller and is scaled back (plus the subtraction term of its own mean)."""
+    sc, m = scan(background_frames=0)
+    _, empty = scan(phantom_scale=0.0, background_frames=0, frames=12, averages=4, seed=9)
+    spec = measurement_spectra(m)
+    lv = noise_level(m, spec, RecoParams(background="empty.mdf"), measurement_spectra(empty),
+                     background_scale=4.0)
+    expected = np.sqrt(true_bin_sigma(sc) ** 2 + true_bin_sigma(sc, 4) ** 2 / 12)
+    assert np.median(lv.sigma) == pytest.approx(expected, rel=0.06)

@@ -62,13 +62,15 @@ def stated_frame_sigma(meas):
         max(meas.num_averages, 1) * periods)
 
 
-def noise_level(meas, spec, params, background_spec=None, tf=None):
+def noise_level(meas, spec, params, background_spec=None, tf=None, background_scale=1.0):
     """Noise of the frames the solver sees, or None when nothing tells it.
 
     From the measurement's background frames (or the separate empty measurement ``background_spec``)
     when there are at least 2; otherwise from the noise density a simulated file states. A
     background mean over E frames is subtracted from every frame and then ``params.average``
-    frames are averaged: variance × (1/average + 1/E).
+    frames are averaged: variance × (1/average + 1/E). ``background_scale``: a measurement frame's
+    variance over a background frame's (the separate file's averages × periods over the
+    measurement's; 1 for the measurement's own background frames).
     """
     bg = background_spec
     if bg is None and meas.background_frames.size:
@@ -96,9 +98,11 @@ def noise_level(meas, spec, params, background_spec=None, tf=None):
     scale = float(np.max(np.abs(spec)) ** 2) if spec.size else 0.0
     if not np.nanmax(var, initial=0.0) > 1e-20 * scale:
         return None                      # noise-free data (round-off only): no noise level
+    bg_var = var
+    var = var * (background_scale if E >= 2 else 1.0)
     frame = np.sqrt(var)
     # each frame minus one background mean over E frames, then blocks of `average` frames averaged
-    var = var * (1.0 / params.average + (1.0 / E if subtract else 0.0))
+    var = var / params.average + (bg_var / E if subtract else 0.0)
     return NoiseLevel(np.sqrt(var), frame, src)
 
 

@@ -113,7 +113,10 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         t = np.asarray(sm_tf)[cidx, sm.bins[kidx]]
         A = A / np.where(t == 0, 1, t)[:, None]
     b = frames[:, cidx, sm.bins[kidx]].T                         # (rows, F)
-    level = noise_level(meas, spec, params, bg_spec, meas.transfer_function if tf is None else tf)
+    scale = 1.0
+    if bg_spec is not None:      # a separate empty measurement: frames may average differently
+        scale = (max(empty.num_averages, 1) * empty.data.shape[1]) / (max(meas.num_averages, 1) * meas.data.shape[1])
+    level = noise_level(meas, spec, params, bg_spec, meas.transfer_function if tf is None else tf, scale)
     sigma = None if level is None else level.sigma[cidx, sm.bins[kidx]]
     spread = None
     if params.weighting == "whitening":
