@@ -233,7 +233,7 @@ def cmd_reco(args):
     if info.get("total_iron_visibility", 1e9) < 1.0:
         print(f"  note: the selected rows barely see the total iron (visibility {info['total_iron_visibility']:.2g} < 1; "
               f"a 1D sequence's fundamental is behind the band-stop): totals rest on the positivity prior "
-              f"({'on' if info['positivity'] else 'off'}), see docs/howto-cells.md")
+              f"({'on' if info['positivity'] else 'off'}), see docs/getting-started.md (bruker-1d)")
     print(f"  noise: {info.get('noise_source')}; error bars from {summary['uncertainty_samples']} reconstructed noise "
           f"realisations" if summary["uncertainty_samples"] else f"  no error bars: {info.get('uncertainty', 'disabled')}")
     if args.png:
