@@ -72,10 +72,8 @@ def noise_level(meas, spec, params, background_spec=None, tf=None, background_sc
     variance over a background frame's (the separate file's averages × periods over the
     measurement's; 1 for the measurement's own background frames).
     """
-    bg = background_spec
-    if bg is None and meas.background_frames.size:
-        bg = spec[meas.background_frames]
-    E = 0 if bg is None else bg.shape[0]
+    bg = background_spectra(meas, spec, background_spec)
+    E = bg.shape[0]
     subtract = params.background != "none" and E > 0
     selected = None
     if meas.frequency_selection is not None:
@@ -106,8 +104,14 @@ def noise_level(meas, spec, params, background_spec=None, tf=None, background_sc
     return NoiseLevel(np.sqrt(var), frame, src)
 
 
-def contaminated_bins(meas, spec, sigma_level=5.0):
-    """(C, K) bool: bins whose background the background frames show to be unstable.
+def background_spectra(meas, spec, background_spec=None):
+    """(E, C, K) spectra of the empty-scanner frames: a separate empty measurement's when given, else
+    the measurement's own background frames (E may be 0)."""
+    return background_spec if background_spec is not None else spec[meas.background_frames]
+
+
+def contaminated_bins(bg, sigma_level=5.0):
+    """(C, K) bool: bins whose background the background frames ``bg`` (E, C, K) show to be unstable.
 
     The background frames (E ≥ 4) are split into their first and second half; a bin is contaminated
     when the two halves' means differ by more than ``sigma_level`` standard deviations of that
@@ -116,10 +120,8 @@ def contaminated_bins(meas, spec, sigma_level=5.0):
     large, is removed by the subtraction and is not flagged; the decision does not depend on the
     sample. Without 4 background frames nothing is flagged.
     """
-    bgi = meas.background_frames
-    if bgi.size < 4:
-        return np.zeros(spec.shape[1:], bool)
-    bg = spec[bgi]
+    if bg.shape[0] < 4:
+        return np.zeros(bg.shape[1:], bool)
     h = bg.shape[0] // 2
     a, b = bg[:h], bg[h:]
     var = np.nan_to_num(frame_variance_from_background(bg))

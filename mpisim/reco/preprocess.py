@@ -179,32 +179,19 @@ def usable_bins(meas, spec, params, background_spec=None):
     frames show to drift (:func:`~mpisim.reco.noise.contaminated_bins`). "all": keep every bin (of
     those a frequency-selected file holds).
     """
-    from .noise import bandstop_half_width, contaminated_bins, drive_line_bins
+    from .noise import background_spectra, bandstop_half_width, contaminated_bins, drive_line_bins
 
     C, K = spec.shape[1:]
+    held = np.ones(K, bool)
+    if meas.frequency_selection is not None:       # bins a frequency-selected file does not hold
+        held[:] = False
+        held[meas.frequency_selection] = True
     if params.band == "all":
-        ok = np.ones((C, K), bool)
-        if meas.frequency_selection is not None:
-            ok[:] = False
-            ok[:, meas.frequency_selection] = True
-        return ok, {"band": "all bins"}
+        return np.broadcast_to(held, (C, K)).copy(), {"band": "all bins"}
     hw = bandstop_half_width(meas)
     lines = drive_line_bins(meas.all_frequencies, meas.drive_frequencies, hw)
-    if background_spec is not None and meas.background_frames.size == 0:
-        from ..measurement import Measurement
-
-        both = np.concatenate([background_spec, spec[meas.foreground_frames]])
-        view = Measurement(np.zeros((both.shape[0], 1, C, 1)), np.arange(both.shape[0]) < background_spec.shape[0],
-                           meas.bandwidth, meas.num_samples, meas.drive_frequencies, meas.drive_strengths,
-                           meas.gradient)
-        dirty = contaminated_bins(view, both)
-    else:
-        dirty = contaminated_bins(meas, spec)
-    ok = ~lines[None, :] & ~dirty
-    if meas.frequency_selection is not None:       # bins a frequency-selected file does not hold
-        held = np.zeros(K, bool)
-        held[meas.frequency_selection] = True
-        ok &= held[None, :]
+    dirty = contaminated_bins(background_spectra(meas, spec, background_spec))
+    ok = ~lines[None, :] & ~dirty & held[None, :]
     return ok, {"band": "auto", "drive_line_half_width_hz": float(hw), "drive_line_bins": int(lines.sum()),
                 "contaminated_bins": int((dirty & ~lines[None, :]).sum())}
 
