@@ -62,7 +62,13 @@ def _cli_concentration_3d(tmp_path, sysmat_args):
     assert main(["simulate", "--scanner", "bruker-3d", "--phantom", "concentration", "--noise", "realistic",
                  "--out", str(m)]) == 0
     assert main(["sysmat", "--scanner", "bruker-3d", *sysmat_args, "--out", str(sm)]) == 0
+    import resource
+    import time
+
+    t = time.perf_counter()
     assert main(["reco", str(m), "--sm", str(sm), "--out", str(r)]) == 0
+    print(f"\nmpisim reco: {time.perf_counter() - t:.1f} s wall; peak RSS of this test process so far "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
     return r
 
 
