@@ -182,8 +182,9 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
 
 
 VISIBILITY_MIN = 1.0
-"""Below this total-iron visibility the rows cannot fix the total iron (measured: bruker-1d 0.16,
-bruker-2d 3.6, bruker-3d 4.9 with the default selection)."""
+"""Below this total-iron visibility the rows cannot fix the total iron (``benchmarks/study_reco_defaults.py``
+prints it: bruker-1d 0.16, bruker-2d 3.6, bruker-3d 8.8 with the default selection; 0.4–0.8 with the
+reference tool's 80 kHz minimum frequency)."""
 
 
 def total_iron_visibility(A):
