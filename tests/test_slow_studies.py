@@ -67,12 +67,12 @@ def _cli_concentration_3d(tmp_path, sysmat_args):
 
     t = time.perf_counter()
     assert main(["reco", str(m), "--sm", str(sm), "--out", str(r)]) == 0
-    print(f"\nmpisim reco: {time.perf_counter() - t:.1f} s wall; peak RSS of this test process so far "
-          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
-    return r
+    timing = (f"mpisim reco: {time.perf_counter() - t:.1f} s wall; peak RSS of this test process so far "
+              f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
+    return r, timing
 
 
-def _check_chambers(r, capsys, tol=0.15):
+def _check_chambers(r, capsys, timing="", tol=0.15):
     import json
 
     from mpisim.cli import main
@@ -89,7 +89,8 @@ def _check_chambers(r, capsys, tol=0.15):
     total = rec.iron_mass[0] / (sum(c["concentration"] * c["volume"] for c in chambers) * 55.845e-3 * 1e3)
     print(f"\nper chamber (mmol/L): {np.round(est, 2).tolist()}\nerrors %: {np.round((est / true - 1) * 100, 1).tolist()}"
           f"\nslope {slope:.3f}, intercept {icpt:+.2f} mmol/L, total iron {total:.3f} x true; "
-          f"λ {rec.info['lambda']:g}, {rec.info['sweeps']} sweeps ({rec.info['stopped_because']})")
+          f"λ {rec.info['lambda']:g}, {rec.info['sweeps']} sweeps ({rec.info['stopped_because']})\n"
+          f"{timing}")
     for e, t in zip(est, true):
         assert e == pytest.approx(t, rel=tol)
     assert abs(icpt) <= 1.0
@@ -98,14 +99,14 @@ def _check_chambers(r, capsys, tol=0.15):
 
 def test_3d_concentration_defaults_full_size(tmp_path, capsys):
     """Issue 10's first Must show: 19x19x19 over 38 x 38 x 19 mm, full band, reco without options."""
-    r = _cli_concentration_3d(tmp_path, ["--grid", "19x19x19", "--fov", "0.038,0.038,0.019"])
-    _check_chambers(r, capsys)
+    r, timing = _cli_concentration_3d(tmp_path, ["--grid", "19x19x19", "--fov", "0.038,0.038,0.019"])
+    _check_chambers(r, capsys, timing)
 
 
 def test_3d_concentration_defaults_default_fov(tmp_path, capsys):
     """The same on the default matrix field of view (drive FOV x 1.1: 26.4 x 26.4 x 13.2 mm)."""
-    r = _cli_concentration_3d(tmp_path, ["--grid", "19x19x19"])
-    _check_chambers(r, capsys)
+    r, timing = _cli_concentration_3d(tmp_path, ["--grid", "19x19x19"])
+    _check_chambers(r, capsys, timing)
 
 
 def test_coverage_of_95_percent_interval():
