@@ -2,11 +2,20 @@
 
 Location: ``--cache-dir``, else ``$MPISIM_CACHE_DIR``, else ``$XDG_CACHE_HOME/mpisim``
 (``~/.cache/mpisim``). An entry is ``sm-<key>.mdf`` where ``key`` hashes every parameter that
-changes the result, including :data:`mpisim.PHYSICS_VERSION`. Entries are written atomically;
-on a hit the file's stored key, completeness flag and every HDF5 chunk checksum (fletcher32) are
-verified, and a damaged entry is reported, deleted and rebuilt — never used.
+changes the result, including :data:`mpisim.PHYSICS_VERSION` and the file layout. Entries are
+written atomically and made read-only; a process building an entry holds ``sm-<key>.lock``
+(``flock``), so processes wanting the same entry at once build it once.
+
+A hit costs no copy and no full read: ``--out`` becomes a hard link to the entry (a copy only
+across file systems; an output built on another file system is registered as ``sm-<key>.ref``
+instead of copied into the cache). :func:`verify` checks, without reading the matrix, that the
+entry is complete, that its stored parameters hash to the key and describe its content (grid,
+rows, frames), that every other dataset matches its sha256 manifest and that the file is not
+truncated. The matrix rows are checked against their checksums when they are read
+(:func:`mpisim.io.mdf.read_rows`): a damaged entry is deleted and rebuilt, never used.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,10 +35,14 @@ def cache_dir(override=None):
     return Path(base) / "mpisim"
 
 
+def canonical(params):
+    """The canonical JSON text of ``params`` that :func:`make_key` hashes (stored in each entry)."""
+    return json.dumps(params, sort_keys=True, default=_default, separators=(",", ":"))
+
+
 def make_key(params):
     """sha256 over a canonical JSON of ``params`` (dicts of plain values)."""
-    text = json.dumps(params, sort_keys=True, default=_default, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    return hashlib.sha256(canonical(params).encode()).hexdigest()
 
 
 def _default(o):
@@ -67,9 +80,46 @@ def ensure_dir(override=None):
     return d
 
 
+def ref_path(key, override=None):
+    """Registration of an entry that lives outside the cache (built on another file system)."""
+    return cache_dir(override) / f"sm-{key[:32]}.ref"
+
+
+def lock_path(key, override=None):
+    return cache_dir(override) / f"sm-{key[:32]}.lock"
+
+
+@contextlib.contextmanager
+def lock(key, override=None, say=None):
+    """Hold the build lock of ``key`` (blocking; says so when another process holds it)."""
+    try:
+        import fcntl
+    except ImportError:                  # no flock on this platform: no cross-process lock
+        yield
+        return
+    p = lock_path(key, override)
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            if say:
+                say(f"waiting for another mpisim process that is building this system matrix ({p.name})")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)                     # closing releases the lock
+
+
 def verify(path, key):
-    """Return None if the cache file is intact and holds ``key``, else a one-line reason."""
+    """Return None if the entry at ``path`` is intact and holds ``key``, else a one-line reason.
+
+    Reads metadata only (well under a second for any size): the matrix rows carry their own
+    checksums, checked when they are read."""
     import h5py
+    import numpy as np
+
+    from .io import calibration
 
     try:
         with h5py.File(path, "r") as h:
@@ -79,15 +129,95 @@ def verify(path, key):
                 return "key mismatch"
             if int(h["_mpisim/complete"][()]) != 1:
                 return "incomplete"
+            why = calibration.verify_manifest(h)
+            if why:
+                return why
+            raw = h["_mpisim/cacheParams"][()]
+            params = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+            if make_key(params) != key:
+                return "stored parameters do not hash to the key"
             ds = h["measurement/data"]
+            shape = tuple(int(x) for x in params["grid"]["shape"])
+            N = int(np.prod(shape))
+            E = int(params["settings"]["background_frames"])
+            if tuple(np.ravel(h["calibration/size"][()]).tolist()) != shape:
+                return f"content is a {h['calibration/size'][()].tolist()} grid, the key says {list(shape)}"
+            K = int(np.size(h["measurement/frequencySelection"][()]))
+            if ds.shape[1:] != (int(h["acquisition/receiver/numChannels"][()]), K, N + E):
+                return f"matrix shape {ds.shape} does not match the key's grid and bins"
+            sums = h["_mpisim/rowChecksum"] if "_mpisim/rowChecksum" in h else None
             if ds.chunks is None:
-                ds[()]
-            else:
-                for sl in ds.iter_chunks():
-                    ds[sl]
+                if sums is None or sums.shape != ds.shape[1:3]:
+                    return "row checksums missing"
+                off = calibration.raw_offset(ds)
+                if off is None or off + ds.size * ds.dtype.itemsize > os.path.getsize(path):
+                    return "truncated"
+            elif not ds.fletcher32:
+                return "no checksums"
     except Exception as e:  # any HDF5/OS error means the entry is unusable
         return str(e).splitlines()[0][:120] or type(e).__name__
     return None
+
+
+def find(key, override=None):
+    """(path, None) of a verified entry of ``key`` (in the cache or registered), or (None, reason of
+    the damaged one, already removed)."""
+    why = None
+    entry = entry_path(key, override)
+    if entry.exists():
+        why = verify(entry, key)
+        if why is None:
+            return entry, None
+        remove(entry)
+    ref = ref_path(key, override)
+    if ref.exists():
+        try:
+            target = Path(ref.read_text().strip())
+        except OSError:
+            target = None
+        if target is not None and target.exists() and verify(target, key) is None:
+            return target, None
+        remove(ref)
+    return None, why
+
+
+def register(key, path, override=None):
+    """Record ``path`` (outside the cache) as the entry of ``key``."""
+    ref = ref_path(key, override)
+    tmp = ref.with_suffix(".ref.part")
+    tmp.write_text(str(Path(path).resolve()) + "\n")
+    os.replace(tmp, ref)
+
+
+def remove(path):
+    """Delete an entry (read-only files included)."""
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def invalidate(path):
+    """If ``path`` is a cache entry or a link to / registered copy of one (found through its stored key),
+    remove it from the cache; returns True when it was."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as h:
+            key = h["_mpisim/cacheKey"][()]
+            key = key.decode() if isinstance(key, bytes) else str(key)
+    except Exception:
+        return False
+    done = False
+    for d in {str(cache_dir()), str(Path(path).resolve().parent)}:
+        for p in (entry_path(key, d), ref_path(key, d)):
+            try:
+                same = p.exists() and (p.suffix == ".ref" and Path(p.read_text().strip()) == Path(path).resolve()
+                                       or p.suffix == ".mdf" and os.path.samefile(p, path))
+            except OSError:
+                same = False
+            if same:
+                remove(p)
+                done = True
+    return done
 
 
 def list_entries(override=None):
@@ -114,7 +244,10 @@ def clear(override=None):
     d = cache_dir(override)
     n = 0
     if d.is_dir():
-        for p in list(d.glob("sm-*.mdf")) + list(d.glob(".sm-*.part")):
+        for p in d.glob("sm-*.lock"):        # build locks: no content, not counted
+            with contextlib.suppress(OSError):
+                p.unlink()
+        for p in list(d.glob("sm-*.mdf")) + list(d.glob("sm-*.ref")) + list(d.glob(".sm-*.part")):
             try:
                 p.unlink()
                 n += 1

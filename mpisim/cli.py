@@ -53,7 +53,6 @@ def _add_tracer_args(p):
 
 def cmd_simulate(args):
     from .io.atomic import check_output_path
-    from .io.mdf import write_mdf
     from .phantoms import get_phantom
     from .scanner import get_scanner
     from .forward import SimulationSettings, simulate
@@ -78,8 +77,8 @@ def cmd_simulate(args):
 
         pkw["concentration"] = parse_concentration(args.concentration)
     phantom = get_phantom(args.phantom, scanner, **pkw)
-    meas = simulate(scanner, tracer, phantom, settings, backend=args.backend, progress=True)
-    write_mdf(args.out, meas, overwrite=args.overwrite)
+    meas = simulate(scanner, tracer, phantom, settings, backend=args.backend, progress=True, out=args.out,
+                    overwrite=args.overwrite)
     print(f"wrote {args.out}: {meas.data.shape[0]} frame(s) ({settings.background_frames} background) × "
           f"{meas.num_channels} channels × {meas.num_samples} samples; phantom {phantom.name!r} with "
           f"{phantom.iron_mass * 1e9:.4g} µg Fe; noise {settings.noise_density:g} V/√Hz")

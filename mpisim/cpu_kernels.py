@@ -19,7 +19,7 @@ def _langevin_over_xi(xi):
     return (1.0 / math.tanh(xi) - 1.0 / xi) / xi
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def unit_moments(hd, offsets, betas, q, out):
     """out[p, :, t] = Σ_i q_i β_i f(β_i |h|) h with h = offsets[p] + hd[:, t].
 
@@ -74,38 +74,53 @@ def weighted_unit_moment_sum(hd, offsets, weights, betas, q, out):
 
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def assemble_columns(spec, R, out, block):
     """out[l, k, p] = Σ_c R[l, c, k] · spec[p, c, k] (the response applied and the voxel axis moved
-    last in one cache-blocked pass). spec (P, 3, K), R (C, 3, K), out (C, K, P), complex.
-    Components whose response is zero for every k are skipped."""
+    last in one cache-blocked pass). spec (P, 3, K), R (C, 3, K), out (C, K, P) complex (``out``
+    may be a column slice of a wider buffer)."""
     P, _, K = spec.shape
     C = R.shape[0]
-    use = np.zeros((C, 3), np.bool_)
-    for l in range(C):
-        for c in range(3):
-            for k in range(K):
-                if R[l, c, k] != 0:
-                    use[l, c] = True
-                    break
     nb = (K + block - 1) // block
     for t in prange(C * nb):
         l = t // nb
         k0 = (t % nb) * block
         k1 = min(K, k0 + block)
-        first = True
-        for c in range(3):
-            if not use[l, c]:
-                continue
-            for p in range(P):
-                if first:
-                    for k in range(k0, k1):
-                        out[l, k, p] = R[l, c, k] * spec[p, c, k]
-                else:
-                    for k in range(k0, k1):
-                        out[l, k, p] += R[l, c, k] * spec[p, c, k]
-            first = False
-        if first:
-            for p in range(P):
-                for k in range(k0, k1):
-                    out[l, k, p] = 0
+        for p in range(P):
+            for k in range(k0, k1):
+                out[l, k, p] = R[l, 0, k] * spec[p, 0, k] + R[l, 1, k] * spec[p, 1, k] + R[l, 2, k] * spec[p, 2, k]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def fletcher64_update(state, words):
+    """Fletcher-64 row checksums: add each row's uint32 ``words`` (M, W) to ``state`` (M, 2) uint64
+    (a, b), in place. Twin: :func:`mpisim.io.checksum.update_numpy`."""
+    M, W = words.shape
+    mod = np.uint64(0xFFFFFFFF)
+    for r in prange(M):
+        a = state[r, 0]
+        b = state[r, 1]
+        for s in range(0, W, 4096):
+            e = min(W, s + 4096)
+            for j in range(s, e):
+                a += np.uint64(words[r, j])
+                b += a
+            a %= mod
+            b %= mod
+        state[r, 0] = a
+        state[r, 1] = b
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def abs_deviation_sum(block, mean, out):
+    """out[l, k] += Σ_p |block[l, k, p] − mean[l, k]| (float64), for the calibration SNR."""
+    C, K, P = block.shape
+    for t in prange(C * K):
+        l = t // K
+        k = t % K
+        m = mean[l, k]
+        s = 0.0
+        for p in range(P):
+            d = block[l, k, p] - m
+            s += math.sqrt(d.real * d.real + d.imag * d.imag)
+        out[l, k] += s

@@ -170,7 +170,7 @@ def load_transfer_function(path):
 # --- measurement simulation ------------------------------------------------------------------------
 
 def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progress=False,
-             chunk_voxels=4096, **kw):
+             chunk_voxels=4096, out=None, overwrite=False, block_frames=16, **kw):
     """Simulate an MPI measurement of ``phantom`` (concentrations in mol Fe/L on its grid).
 
     Parameters
@@ -181,11 +181,15 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     settings : :class:`SimulationSettings`; keyword arguments override its fields
         (``frames``, ``noise_density``, ...). Default: one ideal, noise-free frame.
     backend : "auto" | "numpy" | "cupy".
+    out : write the measurement to this MDF file instead of returning its frames: frames are
+        generated and written ``block_frames`` at a time, so memory does not grow with the number
+        of frames (the file is the same as ``write_mdf(out, simulate(...))``).
 
     Returns
     -------
     :class:`mpisim.measurement.Measurement` with time data (N, 1, C, V) in V, background frames
-    first, and the scanner, tracer, phantom and settings attached.
+    first, and the scanner, tracer, phantom and settings attached. With ``out``: the same
+    measurement's metadata, data a zero-size stand-in (``meta["written_to"]`` = ``out``).
     """
     from .scanner import get_scanner
 
@@ -193,56 +197,98 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     settings = settings or SimulationSettings()
     if kw:
         settings = SimulationSettings(**{**settings.to_dict(), **kw})
-    xp = B.xp_of(backend)
-    dtype = DTYPES[settings.dtype]
-    V, freqs = scanner.num_samples, scanner.frequencies
+    if out is not None:
+        from .io.atomic import check_free_space, check_output_path
 
-    conc = phantom.concentration_vector()
-    nz = np.flatnonzero(conc)
-    pos = phantom.grid.positions()[nz]
-    weights = conc[nz] * moment_per_concentration(tracer, phantom.grid.voxel_volume)
-    offsets = field_offsets(scanner, pos)
+        check_output_path(out, overwrite)
+        N = settings.background_frames + settings.frames
+        check_free_space([(out, N * scanner.num_rx_channels * scanner.num_samples
+                           * np.dtype(DTYPES[settings.dtype]).itemsize)], "the simulated measurement")
+    source = FrameSource(scanner, tracer, phantom, settings, backend=backend, progress=progress,
+                         chunk_voxels=chunk_voxels)
+    if out is not None:
+        from .io.mdf import write_mdf
 
-    moment = xp.zeros((3, V), np.float64)
-    bar = Progress(len(nz), "simulate", enabled=progress)
-    for a in range(0, len(nz), chunk_voxels):
-        b = min(a + chunk_voxels, len(nz))
-        moment += xp.asarray(unit_moments(scanner, tracer, offsets[a:b], xp=xp, weights=weights[a:b]))
-        bar.update(b - a)
-    bar.close()
-    moment_spec = B.to_numpy(B.rfft(moment, xp=xp))                       # (3, K) A·m²
+        meas = source.measurement(np.empty((source.num_frames, 1, scanner.num_rx_channels, 0), source.dtype))
+        write_mdf(out, meas, overwrite=overwrite, frames=source, block_frames=block_frames)
+        meas.meta["written_to"] = str(out)
+        return meas
+    check_memory(source.num_frames * scanner.num_rx_channels * scanner.num_samples * np.dtype(source.dtype).itemsize,
+                 "the simulated measurement")
+    return source.measurement(source.frames(0, source.num_frames))
 
-    tf = load_transfer_function(settings.transfer_function)
-    chain = receive_chain(scanner, freqs, tf, bandstop=settings.feedthrough)
-    particle = np.einsum("lck,ck->lk", response(scanner, tracer, freqs, chain), moment_spec)
-    empty = np.zeros_like(particle)
-    if settings.feedthrough:
-        empty += feedthrough_spectrum(scanner) * chain
-    u_fg = B.irfft(particle + empty, V)                                    # (C, V)
-    u_bg = B.irfft(empty, V)
-    if settings.background_level > 0:
-        bg = background_signal(scanner, settings.background_level)
-        u_fg, u_bg = u_fg + bg, u_bg + bg
 
-    E, N = settings.background_frames, settings.background_frames + settings.frames
-    check_memory(N * scanner.num_rx_channels * V * np.dtype(dtype).itemsize, "the simulated measurement")
-    data = np.empty((N, 1, scanner.num_rx_channels, V), dtype)
-    data[:E, 0] = u_bg
-    data[E:, 0] = u_fg
-    sigma = settings.noise_density * math.sqrt(scanner.receiver.bandwidth) / math.sqrt(settings.averages)
-    if sigma > 0:
-        rng = np.random.default_rng(None if settings.seed < 0 else settings.seed)
-        for n in range(N):
-            data[n] += (sigma * rng.standard_normal(data.shape[1:])).astype(dtype)
-    is_bg = np.arange(N) < E
-    return Measurement(
-        data=data, is_background=is_bg, bandwidth=scanner.receiver.bandwidth, num_samples=V,
-        drive_frequencies=scanner.drive_field.frequencies,
-        drive_strengths=np.array([c.amplitude for c in scanner.drive_field.channels]),
-        gradient=scanner.gradient, transfer_function=None if tf is None else tf.at(freqs, scanner.num_rx_channels),
-        num_averages=settings.averages, scanner=scanner, tracer=tracer,
-        meta={"phantom": phantom, "settings": settings, "is_simulation": True,
-              "noise_sigma": sigma, "backend": B.resolve(backend)})
+class FrameSource:
+    """The frames of a simulated measurement, made on demand and in order: the particle signal is
+    computed once (one forward-model pass over the phantom's non-zero voxels), each frame adds the
+    background, feed-through and its own noise draw (one seeded stream, frame after frame, so a
+    measurement written in blocks equals one made whole)."""
+
+    def __init__(self, scanner, tracer, phantom, settings, *, backend="auto", progress=False, chunk_voxels=4096):
+        xp = B.xp_of(backend)
+        self.scanner, self.tracer, self.phantom, self.settings = scanner, tracer, phantom, settings
+        self.backend = B.resolve(backend)
+        self.dtype = DTYPES[settings.dtype]
+        V, freqs = scanner.num_samples, scanner.frequencies
+        conc = phantom.concentration_vector()
+        nz = np.flatnonzero(conc)
+        pos = phantom.grid.positions()[nz]
+        weights = conc[nz] * moment_per_concentration(tracer, phantom.grid.voxel_volume)
+        offsets = field_offsets(scanner, pos)
+        moment = xp.zeros((3, V), np.float64)
+        bar = Progress(len(nz), "simulate", enabled=progress)
+        for a in range(0, len(nz), chunk_voxels):
+            b = min(a + chunk_voxels, len(nz))
+            moment += xp.asarray(unit_moments(scanner, tracer, offsets[a:b], xp=xp, weights=weights[a:b]))
+            bar.update(b - a)
+        bar.close()
+        moment_spec = B.to_numpy(B.rfft(moment, xp=xp))                       # (3, K) A·m²
+        self.tf = load_transfer_function(settings.transfer_function)
+        chain = receive_chain(scanner, freqs, self.tf, bandstop=settings.feedthrough)
+        particle = np.einsum("lck,ck->lk", response(scanner, tracer, freqs, chain), moment_spec)
+        empty = np.zeros_like(particle)
+        if settings.feedthrough:
+            empty += feedthrough_spectrum(scanner) * chain
+        u_fg = B.irfft(particle + empty, V)                                    # (C, V)
+        u_bg = B.irfft(empty, V)
+        if settings.background_level > 0:
+            bg = background_signal(scanner, settings.background_level)
+            u_fg, u_bg = u_fg + bg, u_bg + bg
+        self.u_fg, self.u_bg = u_fg, u_bg
+        self.num_background = settings.background_frames
+        self.num_frames = settings.background_frames + settings.frames
+        self.sigma = settings.noise_density * math.sqrt(scanner.receiver.bandwidth) / math.sqrt(settings.averages)
+        self._rng = np.random.default_rng(None if settings.seed < 0 else settings.seed) if self.sigma > 0 else None
+        self._next = 0
+
+    def frames(self, a, b):
+        """Frames a..b−1 as (b − a, 1, C, V); blocks must come in order (one noise stream)."""
+        if a != self._next:
+            raise MPISimError(f"frames must be made in order: asked for {a}, next is {self._next}")
+        E = self.num_background
+        C, V = self.u_fg.shape
+        data = np.empty((b - a, 1, C, V), self.dtype)
+        idx = np.arange(a, b)
+        data[idx < E, 0] = self.u_bg
+        data[idx >= E, 0] = self.u_fg
+        if self._rng is not None:
+            for n in range(b - a):
+                data[n] += (self.sigma * self._rng.standard_normal(data.shape[1:])).astype(self.dtype)
+        self._next = b
+        return data
+
+    def measurement(self, data):
+        sc, st = self.scanner, self.settings
+        return Measurement(
+            data=data, is_background=np.arange(self.num_frames) < self.num_background,
+            bandwidth=sc.receiver.bandwidth, num_samples=sc.num_samples,
+            drive_frequencies=sc.drive_field.frequencies,
+            drive_strengths=np.array([c.amplitude for c in sc.drive_field.channels]),
+            gradient=sc.gradient,
+            transfer_function=None if self.tf is None else self.tf.at(sc.frequencies, sc.num_rx_channels),
+            num_averages=st.averages, scanner=sc, tracer=self.tracer,
+            meta={"phantom": self.phantom, "settings": st, "is_simulation": True,
+                  "noise_sigma": self.sigma, "backend": self.backend})
 
 
 def check_memory(nbytes, what):

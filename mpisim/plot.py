@@ -126,11 +126,22 @@ def plot_measurement(meas, path, frame=None):
 
 
 def plot_system_matrix(sm, path, count=8):
-    """System-function images of the ``count`` strongest rows (by SNR, else by energy)."""
+    """System-function images of the ``count`` strongest rows (by SNR, else by energy). An on-disk
+    matrix reads only those rows (without an SNR: the lowest non-zero frequencies of channel 1)."""
     plt = _plt()
-    score = sm.snr if sm.snr is not None else np.linalg.norm(sm.data, axis=-1)
+    if sm.snr is not None:
+        score = sm.snr
+    elif not sm.on_disk:
+        score = np.linalg.norm(sm.data, axis=-1)
+    else:
+        score = np.broadcast_to(-sm.frequencies[None, :], (sm.num_channels, sm.frequencies.size)).copy()
+        score[1:] = -np.inf
     score = np.where(sm.frequencies[None, :] > 0, score, -np.inf)
     idx = np.argsort(score.ravel())[::-1][:count]
+    ci, ki = np.unravel_index(idx, score.shape)
+    order = np.lexsort((ki, ci))
+    picked = np.empty((idx.size, sm.grid.size), complex)
+    picked[order] = sm.rows(ci[order], ki[order])
     cols = min(4, len(idx))
     rows = -(-len(idx) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.1 * rows), squeeze=False, layout="constrained")
@@ -138,9 +149,9 @@ def plot_system_matrix(sm, path, count=8):
     flat = [i for i in range(3) if g.shape[i] > 1][:2] or [0, 1]
     if len(flat) == 1:
         flat = [flat[0], (flat[0] + 1) % 3]
-    for ax, i in zip(axes.ravel(), idx):
+    for n, (ax, i) in enumerate(zip(axes.ravel(), idx)):
         c, k = np.unravel_index(i, score.shape)
-        vol = g.unflatten(sm.data[c, k])
+        vol = g.unflatten(picked[n])
         img = np.abs(vol).max(axis=tuple(a for a in range(3) if a not in flat))
         ax.imshow(img.T, origin="lower", cmap="viridis", extent=_extent(g, flat[0], flat[1]), aspect="auto")
         ax.set_title(f"ch {c + 1}, {sm.frequencies[k] / 1e3:.1f} kHz", fontsize=8)

@@ -9,8 +9,10 @@ Stored values are the delta sample's signal (V, rfft-unnormalised) at ``/tracer/
 :class:`SystemMatrix` divides by that concentration so it maps mol Fe/L to spectra.
 """
 
+import contextlib
 from dataclasses import dataclass
 import math
+import os
 import sys
 import time
 
@@ -107,10 +109,11 @@ def _noise_sigma_bin(scanner, settings):
     return sigma_t * math.sqrt(scanner.num_samples)
 
 
-def compute_columns(scanner, tracer, positions, bins, response_kc, scale, xp=np, real_dtype=np.float64):
+def compute_columns(scanner, tracer, positions, bins, response_kc, scale, xp=np, real_dtype=np.float64, out=None):
     """System-matrix columns for voxel centres ``positions`` (P, 3) → (C, K', P) complex.
 
     The same forward model as :func:`mpisim.forward.simulate`: unit moments → rfft → response.
+    ``out``: a (C, K', P) numpy array (e.g. a column slice of a wider buffer) to fill instead.
     """
     um = unit_moments(scanner, tracer, field_offsets(scanner, positions), xp=xp, dtype=real_dtype)
     um = xp.asarray(um)
@@ -121,10 +124,15 @@ def compute_columns(scanner, tracer, positions, bins, response_kc, scale, xp=np,
         from .cpu_kernels import assemble_columns
 
         sel = spec if bins.size == spec.shape[-1] else np.ascontiguousarray(spec[:, :, bins])
-        out = np.empty((R.shape[0], bins.size, sel.shape[0]), cdtype)
+        if out is None:
+            out = np.empty((R.shape[0], bins.size, sel.shape[0]), cdtype)
         assemble_columns(sel, R, out, 64)
         return out
-    return assemble_columns_xp(spec[:, :, xp.asarray(bins)], R, xp)
+    cols = assemble_columns_xp(spec[:, :, xp.asarray(bins)], R, xp)
+    if out is not None:
+        out[...] = B.to_numpy(cols)
+        return out
+    return cols
 
 
 def assemble_columns_xp(spec, R, xp=np):
@@ -142,73 +150,172 @@ def assemble_columns_xp(spec, R, xp=np):
 
 def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overwrite=False, backend="auto",
                         use_cache=True, cache_dir=None, chunk_voxels=None, progress=False, compression=None,
-                        log=None, load=True):
+                        log=None, load=True, layout="rows"):
     """Build (or fetch from the cache) the system matrix of ``scanner`` and ``tracer`` on ``grid``.
 
-    Returns a :class:`SystemMatrix` read from the cache entry or ``out`` (or, with
-    ``load=False``, just that file's path, so a huge matrix is never held in memory).
-    ``out``: also write the MDF calibration file there (copied from the cache when cached).
+    Returns an on-disk :class:`SystemMatrix` of the cache entry or ``out`` (rows are read when a
+    reconstruction uses them), or with ``load=False`` just that file's path.
+    ``out``: also give the MDF calibration file there — a hard link to the cache entry (no copy;
+    the entry is read-only, and so is the link), a copy only across file systems.
     ``log``: a callable for one-line status messages (default: stderr when ``progress``).
+    Free disk space is checked for everything the build writes before it starts.
     """
+    from .io.atomic import check_free_space, check_output_path
     from .scanner import get_scanner
 
     scanner = get_scanner(scanner)
     settings = settings or CalibrationSettings()
     say = log or ((lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None))
     if out is not None:
-        from .io.atomic import check_output_path
-
         check_output_path(out, overwrite)
     key, params = cache_key(scanner, tracer, grid, settings)
-    if use_cache:
-        cache_mod.ensure_dir(cache_dir)
-        entry = cache_mod.entry_path(key, cache_dir)
-        if entry.exists():
-            why = cache_mod.verify(entry, key)
-            if why is None:
-                say(f"system matrix served from cache: {entry}")
-                if out is not None:
-                    _copy_atomic(entry, out, overwrite)
-                return load_system_matrix(out or entry) if load else (out or entry)
-            say(f"cache entry {entry} is damaged ({why}); rebuilding")
-            try:
-                entry.unlink()
-            except OSError:
-                pass
-        target = entry
-    else:
+    if layout != "rows" or compression:
+        params = {**params, "layout": "chunked", "compression": compression}
+        key = cache_mod.make_key(params)
+    nbytes = _file_bytes(scanner, grid, settings)
+    build = dict(scanner=scanner, tracer=tracer, grid=grid, settings=settings, key=key, params=params,
+                 backend=backend, chunk_voxels=chunk_voxels, progress=progress, compression=compression,
+                 layout=layout)
+    if not use_cache:
         if out is None:
             raise MPISimError("without the cache an output path is needed (--out)")
-        target = out
-    t0 = time.perf_counter()
-    _write_system_matrix(target, scanner, tracer, grid, settings, key, params, backend=backend,
-                         chunk_voxels=chunk_voxels, progress=progress, compression=compression,
-                         overwrite=overwrite or target != out)
-    say(f"built {grid.size} voxel system matrix in {time.perf_counter() - t0:.1f} s")
-    if use_cache and out is not None:
-        _copy_atomic(target, out, overwrite)
-    final = out if out is not None else target
-    return load_system_matrix(final) if load else final
+        check_free_space([(out, nbytes)], "the system matrix")
+        t0 = time.perf_counter()
+        _write_system_matrix(out, overwrite=overwrite, **build)
+        say(f"built {grid.size} voxel system matrix in {time.perf_counter() - t0:.1f} s")
+        return _open(out, None) if load else out
+    cache_mod.ensure_dir(cache_dir)
+
+    def fetch_or_build(rebuild_reason=None):
+        with cache_mod.lock(key, cache_dir, say):
+            found, why = (None, rebuild_reason) if rebuild_reason else cache_mod.find(key, cache_dir)
+            if found is not None:
+                say(f"system matrix served from cache: {found}")
+                if out is not None and not _same_file(found, out):
+                    how = _link_or_copy(found, out, overwrite, nbytes)
+                    say(f"{out}: {how} {found}")
+                return found if out is None else out
+            if why:
+                say(f"cache entry of this system matrix was damaged ({why}); rebuilding")
+            entry = cache_mod.entry_path(key, cache_dir)
+            cache_mod.remove(entry)
+            target = entry
+            if out is not None and not _same_device(entry.parent, out):
+                target = out                    # build once, on the output's file system, and register it
+            check_free_space([(target, nbytes)], "the system matrix")
+            t0 = time.perf_counter()
+            _write_system_matrix(target, overwrite=True if target == entry else overwrite, **build)
+            say(f"built {grid.size} voxel system matrix in {time.perf_counter() - t0:.1f} s")
+            if target == entry:
+                _read_only(entry)
+                if out is not None:
+                    _link_or_copy(entry, out, overwrite, nbytes)
+                return entry if out is None else out
+            cache_mod.register(key, target, cache_dir)
+            return target
+
+    final = fetch_or_build()
+    if not load:
+        return final
+
+    def on_damage(err):
+        """Rows failed their checksum when read: drop the entry (and the link to it), rebuild, read again."""
+        say(f"{err}; rebuilding the cache entry")
+        cache_mod.remove(cache_mod.entry_path(key, cache_dir))
+        cache_mod.remove(cache_mod.ref_path(key, cache_dir))
+        if out is not None:
+            cache_mod.remove(out)
+        fetch_or_build(rebuild_reason="rows failed their checksum")
+        return True
+
+    return _open(final, on_damage)
 
 
-def _copy_atomic(src, dst, overwrite):
+def _open(path, on_damage):
+    from .io.mdf import _guarded
+
+    return _guarded(_load_system_matrix)(path, None, on_damage)
+
+
+def _file_bytes(scanner, grid, settings):
+    """Bytes of the matrix in its file (the dataset; metadata are small)."""
+    bins = frequency_bins(scanner, settings)
+    return (scanner.num_rx_channels * bins.size * (grid.size + int(settings.background_frames))
+            * np.dtype(COMPLEX[settings.dtype]).itemsize + (4 << 20))
+
+
+def _same_device(folder, path):
+    try:
+        parent = os.path.dirname(os.path.abspath(path)) or "."
+        return os.stat(folder).st_dev == os.stat(parent).st_dev
+    except OSError:
+        return False
+
+
+def _same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _read_only(path):
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o444)
+
+
+def _link_or_copy(src, dst, overwrite, nbytes):
+    """Give ``dst`` the content of ``src``: a hard link (atomic rename of a linked temporary name), or a
+    copy when the file systems differ or links are refused. Returns "linked to" or "copied from"."""
+    import errno
     import shutil
+    import tempfile
 
-    from .io.atomic import atomic_path
+    from .io.atomic import atomic_path, check_free_space, check_output_path
 
-    with atomic_path(dst, overwrite) as tmp:
-        shutil.copyfile(src, tmp)
+    p = check_output_path(dst, overwrite)
+    folder = p.parent if str(p.parent) else "."
+    tmp = os.path.join(folder, f".{p.name}.{next(tempfile._get_candidate_names())}.link")
+    try:
+        os.link(src, tmp)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES):
+            raise MPISimError(f"{dst}: cannot write: {e.strerror}") from None
+        check_free_space([(dst, nbytes)], "the copy of the system matrix")
+        with atomic_path(dst, overwrite) as t:
+            shutil.copyfile(src, t)
+        return "copied from"
+    try:
+        if p.exists() and not overwrite:
+            raise MPISimError(f"{p}: output appeared while writing; not replaced")
+        os.replace(tmp, p)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return "linked to"
+
+
+STRIPE_BYTES = 96 << 20
+"""Bytes of one voxel stripe (C × K' rows × S voxels) of the build; two are in memory at a time."""
 
 
 def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, backend, chunk_voxels, progress,
-                         compression, overwrite):
+                         compression, overwrite, layout="rows"):
+    """Stream the matrix into ``path`` (atomically): voxel blocks of ``chunk_voxels`` are computed into
+    a stripe buffer, full stripes go to the I/O thread (:class:`mpisim.io.calibration.StripeWriter`)
+    while the next is computed. ``layout``: "rows" (contiguous rows, per-row checksums; the default,
+    see :mod:`mpisim.io.calibration`) or "chunked" (HDF5 chunks of a few rows × one stripe, fletcher32,
+    optional ``compression``; kept for the layout benchmark and ``--compression``)."""
     import h5py
 
     from . import tomlio
+    from .io import calibration as cal
     from .io import mdf
     from .io.atomic import atomic_path
     from .progress import Progress
 
+    if compression:
+        layout = "chunked"
     xp = B.xp_of(backend)
     cdtype = COMPLEX[settings.dtype]
     rdtype = np.float32 if cdtype == np.complex64 else np.float64
@@ -220,19 +327,19 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
     scale = moment_per_concentration(tracer, grid.voxel_volume) * settings.delta_concentration
     C, Kp, N, E = scanner.num_rx_channels, bins.size, grid.size, int(settings.background_frames)
     V = scanner.num_samples
-    if chunk_voxels is None:   # keep each chunk's time series near 64 MB (CPU) / 1 GB (GPU)
+    isz = np.dtype(cdtype).itemsize
+    if chunk_voxels is None:   # keep each block's time series near 64 MB (CPU) / 1 GB (GPU)
         budget = (1 << 30) if xp is not np else (64 << 20)
         chunk_voxels = int(max(1, min(N, budget // (3 * V * np.dtype(rdtype).itemsize))))
-    _check_disk(path, C * Kp * (N + E) * np.dtype(cdtype).itemsize)
+    per_block = max(1, STRIPE_BYTES // (C * Kp * isz * chunk_voxels))
+    stripe = int(min(N, chunk_voxels * per_block))
     positions = grid.positions()
     rng = np.random.default_rng(settings.seed)
     sig_bin = _noise_sigma_bin(scanner, settings)
-    hchunk = (1, 1, int(min(Kp, max(1, (1 << 21) // (8 * min(N + E, chunk_voxels))))), int(min(N + E, chunk_voxels)))
     bg = None
     if E:
         bg = (_complex_noise(rng, (C, Kp, E), sig_bin) if sig_bin > 0 else np.zeros((C, Kp, E))).astype(cdtype)
-    mean_bg = bg.mean(axis=-1, keepdims=True) if bg is not None and E >= 2 else 0.0
-    sum_abs_fg = np.zeros((C, Kp))
+    mean_bg = bg.mean(axis=-1) if bg is not None and E >= 2 else None
     bar = Progress(N, "sysmat", enabled=progress)
     with atomic_path(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as h:
@@ -243,20 +350,40 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
                                             "topology": scanner.topology})
             mdf._write_tracer(h, tracer, settings.delta_concentration, grid.voxel_volume / 1e-3)
             mdf._write_acquisition(h, _AcqView(scanner, tf, freqs), N + E, settings.averages)
-            ds = h.create_dataset("measurement/data", shape=(1, C, Kp, N + E), dtype=cdtype, chunks=hchunk,
-                                  fletcher32=True, compression=compression)
-            for a in range(0, N, chunk_voxels):
-                b = min(a + chunk_voxels, N)
-                cols = compute_columns(scanner, tracer, positions[a:b], bins, R, scale, xp=xp, real_dtype=rdtype)
-                cols = B.to_numpy(cols).astype(cdtype, copy=False)
-                if settings.noisy and sig_bin > 0:
-                    cols = cols + _complex_noise(rng, cols.shape, sig_bin).astype(cdtype)
-                ds[0, :, :, a:b] = cols
-                sum_abs_fg += np.abs(cols - mean_bg).sum(axis=-1)
-                bar.update(b - a)
+            shape = (1, C, Kp, N + E)
+            if layout == "rows":
+                offset = cal.create_row_dataset(h, shape, cdtype)
+                h.flush()
+                sink = cal.StripeWriter(tmp, offset, (C, Kp, N + E), cdtype, N, mean_bg)
+            else:
+                ds = h.create_dataset("measurement/data", shape=shape, dtype=cdtype, fletcher32=True,
+                                      chunks=(1, 1, int(min(Kp, CHUNK_ROWS)), stripe), compression=compression)
+                sink = _H5Sink(ds, N, mean_bg, C, Kp)
+            buffers = [np.empty((C, Kp, stripe), cdtype), np.empty((C, Kp, stripe), cdtype)]
+            try:
+                buf = buffers.pop()
+                s0 = 0
+                for a in range(0, N, chunk_voxels):
+                    b = min(a + chunk_voxels, N)
+                    view = buf[:, :, a - s0:b - s0]
+                    cols = compute_columns(scanner, tracer, positions[a:b], bins, R, scale, xp=xp, real_dtype=rdtype,
+                                           out=view if xp is np else None)
+                    if cols is not view:
+                        view[...] = B.to_numpy(cols)
+                    if settings.noisy and sig_bin > 0:
+                        view += _complex_noise(rng, view.shape, sig_bin).astype(cdtype)
+                    bar.update(b - a)
+                    if b - s0 == stripe or b == N:
+                        sink.submit(buf if b - s0 == stripe else np.ascontiguousarray(buf[:, :, :b - s0]), s0)
+                        s0 = b
+                        buf = buffers.pop() if buffers else sink.free()
+                if E:
+                    sink.submit(np.ascontiguousarray(bg), N)
+                sums, sum_abs_fg = sink.close()
+            except BaseException:
+                sink.abort()
+                raise
             bar.close()
-            if E:
-                ds[0, :, :, N:] = bg
             snr, snr_method = _snr(sum_abs_fg / max(N, 1), bg, sig_bin)
             mdf._write_flags(h, isFourierTransformed=True, isFastFrameAxis=True, isFramePermutation=True,
                              isFrequencySelection=True)
@@ -271,27 +398,49 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
             mdf._str(h, "calibration/order", "xyz")
             h["calibration/positions"] = positions
             h["calibration/snr"] = snr[None]
-            mdf._write_extension(h, scanner, tracer, extra={
-                "calibrationSettings": tomlio.dumps(settings.to_dict()), "snrMethod": snr_method,
-                "cacheKey": key, "cacheSummary": f"{scanner.name} {tracer.name} grid "
-                                                f"{'x'.join(map(str, grid.shape))} K={Kp} {settings.dtype}",
-                "noiseSigmaBin": sig_bin, "physicsVersion": PHYSICS_VERSION})
+            extra = {"calibrationSettings": tomlio.dumps(settings.to_dict()), "snrMethod": snr_method,
+                     "cacheKey": key, "cacheParams": cache_mod.canonical(params),
+                     "cacheSummary": f"{scanner.name} {tracer.name} grid {'x'.join(map(str, grid.shape))} K={Kp} "
+                                     f"{settings.dtype}",
+                     "noiseSigmaBin": sig_bin, "physicsVersion": PHYSICS_VERSION, "layout": (
+                         cal.LAYOUT if layout == "rows" else "chunked-fletcher32")}
+            if sums is not None:
+                extra["rowChecksum"] = sums
+                extra["checksumMethod"] = cal.checksum.METHOD
+            mdf._write_extension(h, scanner, tracer, extra=extra)
             h["_mpisim/complete"] = np.int8(1)
+            cal.write_manifest(h)
 
 
-def _check_disk(path, nbytes):
-    """Refuse to start a build whose output cannot fit on the target disk."""
-    import os
-    import shutil
+CHUNK_ROWS = 8
+"""Rows per HDF5 chunk of the "chunked" layout (the benchmark's alternative)."""
 
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    try:
-        free = shutil.disk_usage(folder).free
-    except OSError:
-        return
-    if nbytes > free:
-        raise MPISimError(f"{path}: the system matrix needs {nbytes / 2**30:.2f} GiB but only {free / 2**30:.2f} GiB "
-                          f"are free there; use --max-freq/--min-freq, a smaller grid or another folder")
+
+class _H5Sink:
+    """The "chunked" layout's writer: whole chunks through h5py (fletcher32 per chunk), in the caller's thread."""
+
+    def __init__(self, ds, snr_frames, mean_bg, C, K):
+        self.ds, self.snr_frames = ds, snr_frames
+        self.mean_bg = np.zeros((C, K), ds.dtype) if mean_bg is None else mean_bg.astype(ds.dtype)
+        self.abs_sum = np.zeros((C, K))
+        self._last = None
+
+    def submit(self, block, a):
+        w = block.shape[-1]
+        nv = min(w, max(0, self.snr_frames - a))
+        if nv:
+            self.abs_sum += np.abs(block[:, :, :nv] - self.mean_bg[..., None]).sum(axis=-1)
+        self.ds[0, :, :, a:a + w] = block
+        self._last = block
+
+    def free(self):
+        return self._last
+
+    def close(self):
+        return None, self.abs_sum
+
+    def abort(self):
+        pass
 
 
 class _AcqView:
@@ -334,32 +483,87 @@ def _snr(signal, bg, sig_bin):
 class SystemMatrix:
     """The system matrix as an operator from concentrations (mol Fe/L, N voxels) to spectra.
 
-    data : (C, K', N) complex (rows = channel × frequency bin, x-fastest voxel columns), scaled to
-    1 mol Fe/L when the delta concentration is known. ``bins`` are the 0-based rfft bins of the
-    rows, ``frequencies`` their Hz values; ``snr`` (C, K'); ``background`` (C, K', E) or None.
+    Either in memory (``data`` (C, K', N) complex) or on disk (:func:`load_system_matrix`): then
+    only the metadata are loaded and :meth:`rows` reads the rows a reconstruction uses, checked
+    against their checksums; ``data`` reads every row (small matrices, plots).
+    Rows are channel × frequency bin, columns x-fastest voxels; values are scaled to 1 mol Fe/L
+    when the delta concentration is known. ``bins`` are the 0-based rfft bins of the rows,
+    ``frequencies`` their Hz values; ``snr`` (C, K'); ``background`` (C, K', E) or None.
     """
 
-    def __init__(self, data, bins, frequencies, grid, snr=None, background=None, meta=None, unit="mol/L"):
+    def __init__(self, data, bins, frequencies, grid, snr=None, background=None, meta=None, unit="mol/L",
+                 source=None):
         self._nonzero_rows = None
-        self.data, self.bins, self.frequencies = data, np.asarray(bins), np.asarray(frequencies)
-        self.grid, self.snr, self.background = grid, snr, background
+        self._data, self._background = data, background
+        self.bins, self.frequencies = np.asarray(bins), np.asarray(frequencies)
+        self.grid, self.snr = grid, snr
         self.meta, self.unit = meta or {}, unit
+        self.source = source
+        """On-disk matrices: a :class:`_RowSource` (file, frame split, scale); None in memory."""
 
     @property
-    def shape(self):
-        C, K, N = self.data.shape
-        return (C * K, N)
-
-    @property
-    def nonzero_rows(self):
-        """(C, K') bool: rows with any non-zero entry (computed once; the data are not modified)."""
-        if self._nonzero_rows is None:
-            self._nonzero_rows = np.any(self.data != 0, axis=-1)
-        return self._nonzero_rows
+    def on_disk(self):
+        return self._data is None
 
     @property
     def num_channels(self):
-        return self.data.shape[0]
+        return self._data.shape[0] if self._data is not None else self.source.num_channels
+
+    @property
+    def num_background_frames(self):
+        if self._data is None:
+            return self.source.num_background
+        return 0 if self._background is None else self._background.shape[-1]
+
+    @property
+    def shape(self):
+        C, K = self.num_channels, self.bins.size
+        return (C * K, self.grid.size)
+
+    @property
+    def data(self):
+        """(C, K', N) in memory; an on-disk matrix reads every row once (mind the size: :meth:`rows`
+        reads only what is needed)."""
+        if self._data is None:
+            C, K = self.num_channels, self.bins.size
+            from .forward import check_memory
+
+            check_memory(C * K * (self.grid.size + self.source.num_background) * self.source.itemsize,
+                         f"the whole system matrix {self.meta.get('source', '')} (use rows() for a selection)")
+            cidx, kidx = np.divmod(np.arange(C * K), K)
+            A, bg = self.source.read(cidx, kidx, self.bins, background=True)
+            self._data = A.reshape(C, K, -1)
+            self._background = None if bg is None else bg.reshape(C, K, -1)
+        return self._data
+
+    @property
+    def background(self):
+        """(C, K', E) background frames (scaled like the data) or None."""
+        if self._data is None and self.source.num_background:
+            self.data
+        return self._background
+
+    def rows(self, cidx, kidx, background=False):
+        """Rows (channel ``cidx[i]``, bin position ``kidx[i]``) → (M, N) array (and (M, E) background
+        rows or None when ``background``): from memory, or read from the file and checked."""
+        cidx, kidx = np.asarray(cidx, np.int64), np.asarray(kidx, np.int64)
+        if self._data is not None:
+            A = self._data[cidx, kidx]
+            if not background:
+                return A
+            return A, (None if self._background is None else self._background[cidx, kidx])
+        A, bg = self.source.read(cidx, kidx, self.bins, background)
+        return (A, bg) if background else A
+
+    @property
+    def nonzero_rows(self):
+        """(C, K') bool rows with any non-zero entry, or None for an on-disk matrix (known only for
+        the rows read: :func:`mpisim.reco.reconstruct` drops zero rows after reading)."""
+        if self._data is None:
+            return None
+        if self._nonzero_rows is None:
+            self._nonzero_rows = np.any(self._data != 0, axis=-1)
+        return self._nonzero_rows
 
     @property
     def matrix(self):
@@ -386,6 +590,53 @@ class SystemMatrix:
         return SystemMatrix(d, self.bins[b], self.frequencies[b], self.grid, snr, bg, self.meta, self.unit)
 
 
+class _RowSource:
+    """Where an on-disk matrix's rows are: the file, which stored frames are voxels and which are
+    background, and the scale to mol Fe/L. ``on_damage`` (set for cache entries) is called with the
+    error when rows fail their checksum; it may rebuild the file and return True to read again."""
+
+    def __init__(self, path, num_channels, fg, bg, scale, itemsize, on_damage=None):
+        self.path, self.num_channels = str(path), num_channels
+        self.fg, self.bg, self.scale, self.itemsize = fg, bg, scale, itemsize
+        self.on_damage = on_damage
+
+    @property
+    def num_background(self):
+        return self.bg.size
+
+    def read(self, cidx, kidx, bins, background=False):
+        from .io.calibration import DamagedRows
+        from .io.mdf import read_rows
+
+        try:
+            full = read_rows(self.path, cidx, kidx, bins)
+        except DamagedRows as e:
+            if self.on_damage is None or not self.on_damage(e):
+                raise
+            full = read_rows(self.path, cidx, kidx, bins)
+        bg = full[:, self.bg] if (background and self.bg.size) else None
+        A = _keep_frames(full, self.fg)
+        if self.scale is not None:
+            A = _scaled(A, self.scale, owned=True)
+            bg = None if bg is None else _scaled(bg, self.scale, owned=True)
+        return A, bg
+
+
+def _keep_frames(full, fg):
+    """full (M, NE)[:, fg] as a C-contiguous (M, len(fg)) array, in place (no second copy) when the
+    voxel frames come first, as in every calibration file mpisim writes."""
+    M, NE = full.shape
+    N = fg.size
+    if N == NE:
+        return full
+    if not np.array_equal(fg, np.arange(N)):
+        return np.ascontiguousarray(full[:, fg])
+    flat = full.reshape(-1)
+    for i in range(1, M):                 # row i moves from i·NE to i·N (never past a later row's source)
+        flat[i * N:(i + 1) * N] = flat[i * NE:i * NE + N]
+    return flat[:M * N].reshape(M, N)
+
+
 def _scaled(a, factor, owned):
     """a · factor, in place when the array is ours (avoids a second copy of a big matrix)."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -397,59 +648,58 @@ def _scaled(a, factor, owned):
 
 
 def load_system_matrix(path, measurement=None):
+    """Open an MDF calibration file (ours or another tool's) as an on-disk :class:`SystemMatrix`:
+    the metadata and SNR are read now, the rows when they are used (:meth:`SystemMatrix.rows`)."""
     from .io.mdf import _guarded
 
     return _guarded(_load_system_matrix)(path, measurement)
 
 
-def _load_system_matrix(path, measurement=None):
-    """Read an MDF calibration file (ours or another tool's) into a :class:`SystemMatrix`."""
-    from .io.mdf import read_mdf
+def _load_system_matrix(path, measurement=None, on_damage=None):
+    from .io.mdf import read_calibration
 
-    meas = read_mdf(path) if measurement is None else measurement
+    meas = read_calibration(path) if measurement is None else measurement
     cal = meas.meta.get("calibration")
     if cal is None:
         raise MPISimError(f"{path}: not a calibration file (no /calibration group)")
-    if not meas.frequency_domain:
-        from .backend import rfft
-
-        spectra = rfft(meas.data, axis=-1)
-    else:
-        spectra = meas.data
-    # (N, J, C, K) → (C, K, N): for fast-frame-axis files this undoes a moveaxis view (no copy)
-    allf = np.moveaxis(spectra[:, 0], 0, -1)
     fg, bgi = meas.foreground_frames, meas.background_frames
-    if fg.size and fg.size == meas.num_frames:
-        data = allf
-    elif fg.size and np.array_equal(fg, np.arange(fg.size)):
-        data = allf[..., :fg.size]
-    else:
-        data = allf[..., fg]
-    bg = allf[..., bgi] if bgi.size else None
     size = cal.get("size")
-    if size is None or int(np.prod(size)) != data.shape[-1]:
+    if size is None or int(np.prod(size)) != fg.size:
         raise MPISimError(f"{path}: /calibration/size {None if size is None else np.ravel(size).tolist()} does not match "
-                          f"{data.shape[-1]} foreground frames")
+                          f"{fg.size} foreground frames")
     fov = cal.get("fieldOfView", np.ones(3))
     center = cal.get("fieldOfViewCenter", np.zeros(3))
     grid = Grid(tuple(int(s) for s in np.ravel(size)), tuple(np.ravel(fov)), tuple(np.ravel(center)))
     conc = meas.meta.get("tracer_concentration")
-    unit = "mol/L"
+    unit, scale = "mol/L", None
     if conc and conc > 0:
-        data = _scaled(data, 1.0 / conc, owned=measurement is None)
-        bg = None if bg is None else bg / np.asarray(conc, dtype=bg.real.dtype)
+        scale = 1.0 / conc
     else:
         unit = "delta-sample concentration"
-    bins = np.arange(meas.num_samples // 2 + 1) if meas.frequency_selection is None else meas.frequency_selection
+    K = meas.num_samples // 2 + 1
+    bins = np.arange(K) if meas.frequency_selection is None else meas.frequency_selection
     snr = cal.get("snr")
     if snr is not None:
         snr = np.asarray(snr, float)
         snr = snr.reshape(-1, *snr.shape[-2:])[0]
-        if snr.shape != data.shape[:2]:
+        if snr.shape != (meas.num_channels, bins.size):
             snr = None
     meta = dict(meas.meta)
     meta.update({"measurement": meas, "bandwidth": meas.bandwidth, "num_samples": meas.num_samples,
                  "drive_frequencies": meas.drive_frequencies, "gradient": meas.gradient,
                  "scanner": meas.scanner, "tracer": meas.tracer, "source": str(path),
                  "transfer_function": meas.transfer_function})
-    return SystemMatrix(data, bins, meas.all_frequencies[bins], grid, snr, bg, meta, unit)
+    itemsize = 8 if meas.data.dtype in (np.complex64, np.float32) else 16
+    if not meas.meta.get("rows_on_demand"):             # an in-memory Measurement was given
+        from .backend import rfft
+
+        spectra = meas.data if meas.frequency_domain else rfft(meas.data, axis=-1)
+        allf = np.moveaxis(spectra[:, 0], 0, -1)                      # (C, K, frames)
+        data = allf if fg.size == allf.shape[-1] else allf[..., fg]
+        bg = allf[..., bgi] if bgi.size else None
+        if scale is not None:
+            data = _scaled(data, scale, owned=False)
+            bg = None if bg is None else bg * np.asarray(scale, dtype=bg.real.dtype)
+        return SystemMatrix(data, bins, meas.all_frequencies[bins], grid, snr, bg, meta, unit)
+    source = _RowSource(path, meas.num_channels, fg, bgi, scale, itemsize, on_damage)
+    return SystemMatrix(None, bins, meas.all_frequencies[bins], grid, snr, None, meta, unit, source=source)

@@ -1,4 +1,6 @@
 import h5py
+import os
+
 import numpy as np
 import pytest
 from scipy.special import eval_chebyu
@@ -93,22 +95,36 @@ def test_cache_hit_miss_and_corruption(tmp_path, capsys):
     build_system_matrix(sc, tr, Grid(grid.shape, grid.fov, (0.001, 0, 0)), cache_dir=cd, log=msgs.append)
     assert "built" in msgs[-1]
     assert len(cache.list_entries(cd)) == 4
-    # corrupt the first entry: flip bytes inside the data
+    # corrupt the first entry: flip bytes inside the matrix. The hit does not read the matrix; the
+    # rows fail their checksum when read, and the entry is rebuilt before they are used
     entry = cache.entry_path(cache.make_key(_params(sc, tr, grid)), cd)
-    assert entry.exists()
-    raw = bytearray(entry.read_bytes())
-    with h5py.File(entry, "r") as h:
-        off = h["measurement/data"].id.get_chunk_info(0).byte_offset
-    raw[off + 100: off + 140] = bytes([0xA5]) * 40
-    entry.write_bytes(raw)
+    assert entry.exists() and not os.access(entry, os.W_OK) or os.geteuid() == 0
+    assert (entry.stat().st_mode & 0o777) == 0o444
+    _damage(entry, 100, 40)
     S3 = build_system_matrix(sc, tr, grid, cache_dir=cd, log=msgs.append)
-    assert any("damaged" in m for m in msgs[-2:]) and "built" in msgs[-1]
+    assert "served from cache" in msgs[-1]
     np.testing.assert_array_equal(S3.data, S1.data)
-    # truncated entry
+    assert any("fails its checksum" in m for m in msgs[-4:]) and "built" in msgs[-1]
+    # truncated entry: found by the (metadata-only) hit check
+    os.chmod(entry, 0o644)
     entry.write_bytes(entry.read_bytes()[:5000])
     build_system_matrix(sc, tr, grid, cache_dir=cd, log=msgs.append)
-    assert any("damaged" in m for m in msgs[-2:])
+    assert any("damaged" in m for m in msgs[-2:]) and "built" in msgs[-1]
     assert cache.clear(cd) == 4
+
+
+def _damage(path, at, n, dataset="measurement/data"):
+    """Overwrite n bytes at byte ``at`` of a dataset's raw storage (a read-only cache entry too)."""
+    with h5py.File(path, "r") as h:
+        off = h[dataset].id.get_offset()
+    mode = path.stat().st_mode
+    os.chmod(path, 0o644)
+    with open(path, "r+b") as f:
+        f.seek(off + at)
+        old = f.read(n)
+        f.seek(off + at)
+        f.write(bytes(b ^ 0xA5 for b in old))
+    os.chmod(path, mode)
 
 
 def _params(sc, tr, grid):

@@ -37,6 +37,7 @@ def atomic_path(path, overwrite=False):
         yield tmp
         if p.exists() and not overwrite:
             raise MPISimError(f"{p}: output appeared while writing; not replaced")
+        user_mode(tmp)
         os.replace(tmp, p)
     except OSError as e:
         _remove(tmp)
@@ -51,3 +52,45 @@ def atomic_path(path, overwrite=False):
 def _remove(tmp):
     with contextlib.suppress(OSError):
         os.remove(tmp)
+
+
+def free_bytes(folder):
+    """Free bytes on the file system of ``folder`` (None when unknown)."""
+    import shutil
+
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def check_free_space(plan, what="the output"):
+    """Refuse to start when the files a command will write do not fit.
+
+    ``plan``: [(path, bytes)] of every file to be written; sizes on the same file system are added
+    up before comparing with its free space, so a build into the cache plus a copy next to it is
+    checked as a whole. Raises a one-line :class:`MPISimError` naming the folder and both figures.
+    """
+    need = {}
+    for path, nbytes in plan:
+        folder = Path(path).parent if str(Path(path).parent) else Path(".")
+        folder = folder if folder.is_dir() else Path(".")
+        try:
+            dev = os.stat(folder).st_dev
+        except OSError:
+            continue
+        f, n, names = need.get(dev, (folder, 0, []))
+        need[dev] = (f, n + int(nbytes), names + [str(path)])
+    for folder, n, names in need.values():
+        free = free_bytes(folder)
+        if free is not None and n > free:
+            raise MPISimError(f"{folder}: {what} needs {n / 2**30:.2f} GiB ({', '.join(names)}) but only "
+                              f"{free / 2**30:.2f} GiB are free there; nothing was written")
+
+
+def user_mode(path, mode=0o666):
+    """Give a finished output the permissions the user's umask asks for (temporary files are 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    with contextlib.suppress(OSError):
+        os.chmod(path, mode & ~mask)

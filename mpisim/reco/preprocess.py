@@ -209,7 +209,8 @@ def select_rows(sm, params, bandwidth, usable=None):
     keep = in_band(f, params.min_freq, fmax)
     mask = np.zeros((C, f.size), bool)
     mask[ch] = keep[None, :]
-    mask &= sm.nonzero_rows
+    if sm.nonzero_rows is not None:          # on-disk matrices: zero rows are dropped once read
+        mask &= sm.nonzero_rows
     if usable is not None:
         mask &= usable[:, sm.bins]
     if sm.snr is not None and params.snr_threshold > 0:
@@ -223,7 +224,12 @@ def select_rows(sm, params, bandwidth, usable=None):
         m2[idx] = True
         mask &= m2.reshape(mask.shape)
     if not mask.any():
-        raise MPISimError(f"empty frequency selection: no rows pass SNR ≥ {params.snr_threshold:g}, "
+        src = sm.meta.get("source", "system matrix")
+        if usable is not None and not (usable[:, sm.bins] & keep[None, :]).any():
+            raise MPISimError(f"{src}: empty frequency selection: none of its {sm.bins.size} frequency bins in "
+                              f"{params.min_freq:g}–{fmax:g} Hz is held by the measurement (frequency selections "
+                              f"do not match)")
+        raise MPISimError(f"{src}: empty frequency selection: no rows pass SNR ≥ {params.snr_threshold:g}, "
                           f"{params.min_freq:g}–{fmax:g} Hz, channels {ch.tolist()}; lower --snr-threshold")
     return ch, mask
 

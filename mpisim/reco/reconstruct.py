@@ -104,11 +104,18 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     frames, bg_sub = select_frames(spec, meas, params, background)
     usable, band_info = usable_bins(meas, spec, params, bg_spec)
     ch, mask = select_rows(sm, params, meas.bandwidth, usable)
-    # rows: (channel, bin) pairs in channel-major order
+    # rows: (channel, bin) pairs in channel-major order; an on-disk matrix reads just these rows
     cidx, kidx = np.nonzero(mask)
-    S = sm.data
+    whiten_sm = params.weighting == "whitening" and sm.num_background_frames >= 2
+    A, sm_bg = sm.rows(cidx, kidx, background=True) if whiten_sm else (sm.rows(cidx, kidx), None)
+    if sm.nonzero_rows is None:                                  # drop the all-zero rows just read
+        nz = np.any(A != 0, axis=1)
+        if not nz.all():
+            A, cidx, kidx = _keep_rows(A, nz), cidx[nz], kidx[nz]
+            sm_bg = None if sm_bg is None else sm_bg[nz]
+            if not A.shape[0]:
+                raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: every selected row is zero")
     sm_tf = sm.meta.get("transfer_function")
-    A = S[cidx, kidx]                                            # (rows, N), a copy (fancy index)
     if sm_tf is not None:
         t = np.asarray(sm_tf)[cidx, sm.bins[kidx]]
         A = A / np.where(t == 0, 1, t)[:, None]
@@ -120,8 +127,8 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     sigma = None if level is None else level.sigma[cidx, sm.bins[kidx]]
     spread = None
     if params.weighting == "whitening":
-        if sm.background is not None and sm.background.shape[-1] >= 2:
-            spread = np.std(sm.background[cidx, kidx], axis=-1)
+        if sm_bg is not None:
+            spread = np.std(sm_bg, axis=-1)
         elif level is not None:
             spread = sigma
     w = row_weights(A, params, spread)
@@ -179,6 +186,15 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
             "measurement": meas.meta.get("source", "(in memory)"),
             "system_matrix": sm.meta.get("source", "(in memory)")}
     return Reconstruction(img.T, sm.grid, params, sm.unit, info, {"measurement": meas}, realisations)
+
+
+def _keep_rows(A, keep):
+    """A[keep] without a second copy of A: rows move up in place, a view of the first rows is returned."""
+    idx = np.flatnonzero(keep)
+    for j, i in enumerate(idx):
+        if i != j:
+            A[j] = A[i]
+    return A[:idx.size]
 
 
 VISIBILITY_MIN = 1.0
