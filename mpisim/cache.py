@@ -236,6 +236,12 @@ def list_entries(override=None):
         except Exception:
             summary = "(unreadable)"
         out.append((p, p.stat().st_size, summary))
+    for p in sorted(d.glob("sm-*.ref")):
+        try:
+            target = Path(p.read_text().strip())
+            out.append((p, target.stat().st_size, f"registered file {target}"))
+        except OSError:
+            out.append((p, 0, "(registered file missing)"))
     return out
 
 

@@ -92,23 +92,33 @@ def assemble_columns(spec, R, out, block):
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def fletcher64_update(state, words):
+def fletcher64_update(state, words, finite, step):
     """Fletcher-64 row checksums: add each row's uint32 ``words`` (M, W) to ``state`` (M, 2) uint64
-    (a, b), in place. Twin: :func:`mpisim.io.checksum.update_numpy`."""
+    (a, b), in place. Twin: :func:`mpisim.io.checksum.update_numpy`. In the same pass, ``finite[r]``
+    is cleared when row r holds a NaN or Inf: every ``step``-th word from word ``step − 1`` carries an
+    IEEE exponent in bits 20–30 (float32 data: step 1, exponent bits 23–30; float64: step 2)."""
     M, W = words.shape
     mod = np.uint64(0xFFFFFFFF)
+    emask = np.uint32(0x7F800000) if step == 1 else np.uint32(0x7FF00000)
     for r in prange(M):
         a = state[r, 0]
         b = state[r, 1]
+        bad = False
         for s in range(0, W, 4096):
             e = min(W, s + 4096)
             for j in range(s, e):
-                a += np.uint64(words[r, j])
+                w = words[r, j]
+                a += np.uint64(w)
                 b += a
+            for j in range(s + step - 1, e, step):
+                if (words[r, j] & emask) == emask:
+                    bad = True
             a %= mod
             b %= mod
         state[r, 0] = a
         state[r, 1] = b
+        if bad:
+            finite[r] = False
 
 
 @njit(parallel=True, cache=True, nogil=True)

@@ -295,7 +295,7 @@ def _link_or_copy(src, dst, overwrite, nbytes):
     return "linked to"
 
 
-STRIPE_BYTES = 96 << 20
+STRIPE_BYTES = 200 << 20
 """Bytes of one voxel stripe (C × K' rows × S voxels) of the build; two are in memory at a time."""
 
 
@@ -655,7 +655,18 @@ def load_system_matrix(path, measurement=None):
     return _guarded(_load_system_matrix)(path, measurement)
 
 
-def _load_system_matrix(path, measurement=None, on_damage=None):
+def _drop_from_cache(err):
+    """Rows of a file that is (a link to) a cache entry failed their checksum: remove the entry so the
+    next ``mpisim sysmat`` rebuilds it, and say so in the error."""
+    from .io.calibration import DamagedRows
+
+    if err.path and cache_mod.invalidate(err.path):
+        raise DamagedRows(f"{err}; it was a cached system matrix: removed from the cache, so `mpisim sysmat` "
+                          f"builds it again", err.path) from None
+    return False
+
+
+def _load_system_matrix(path, measurement=None, on_damage=_drop_from_cache):
     from .io.mdf import read_calibration
 
     meas = read_calibration(path) if measurement is None else measurement

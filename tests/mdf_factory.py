@@ -112,8 +112,12 @@ def flags(h, old_names=False, **on):
         h[f"measurement/{n}"] = np.int8(bool(on.get(key, False)))
 
 
-def write_mpifiles_sm(path, n=13, n_bg=6, seed=0, v1_complex=False, freq_select=None):
-    """Calibration (1, C, K, N) complex64, background frames at the end, a frame permutation."""
+def write_mpifiles_sm(path, n=13, n_bg=6, seed=0, v1_complex=False, freq_select=None, layout="fast"):
+    """Calibration (1, C, K, N) complex64, background frames at the end, a frame permutation.
+
+    ``layout``: "fast" (frame axis fastest, contiguous: the OpenMPIData files), "chunked" (the same,
+    HDF5 chunks of 5 rows × 40 frames), "slow" ((N, 1, C, K), frame axis slowest) or "time"
+    ((N, 1, C, V) float32 time samples, not Fourier transformed)."""
     import h5py
 
     pos, ax = grid_positions(n)
@@ -130,10 +134,16 @@ def write_mpifiles_sm(path, n=13, n_bg=6, seed=0, v1_complex=False, freq_select=
         write_common(h, num_frames=N)
         if v1_complex:
             h["measurement/data"] = np.stack([data.real, data.imag], -1).astype(np.float32)
+        elif layout == "chunked":
+            h.create_dataset("measurement/data", data=data.astype(np.complex64), chunks=(1, 1, 5, 40))
+        elif layout == "slow":
+            h["measurement/data"] = np.moveaxis(data, -1, 0)[:, :, :, :].astype(np.complex64)   # (N, 1, C, K)
+        elif layout == "time":
+            h["measurement/data"] = np.fft.irfft(np.moveaxis(data, -1, 0), n=V, axis=-1).astype(np.float32)
         else:
             h["measurement/data"] = data.astype(np.complex64)
-        flags(h, isFourierTransformed=True, isFastFrameAxis=True, isFramePermutation=True,
-              isFrequencySelection=freq_select is not None)
+        flags(h, isFourierTransformed=layout != "time", isFastFrameAxis=layout in ("fast", "chunked"),
+              isFramePermutation=True, isFrequencySelection=freq_select is not None)
         meander = np.arange(n * n).reshape(n, n)
         meander[1::2] = meander[1::2, ::-1]
         h["measurement/framePermutation"] = np.concatenate([meander.ravel(), np.arange(n * n, N)]) + 1

@@ -43,15 +43,20 @@ def update_numpy(state, block):
     return state
 
 
-def update(state, block):
-    """Add the bytes of ``block`` (M, P) to the row states (M, 2) in place (compiled when numba is there)."""
+def update(state, block, finite=None):
+    """Add the bytes of ``block`` (M, P) to the row states (M, 2) in place (compiled when numba is
+    there). ``finite`` (M,) bool, optional: cleared for rows of a float/complex ``block`` that hold
+    NaN or Inf, found in the same pass."""
     from .. import backend as B
 
     if not B.numba_available():
+        if finite is not None:
+            finite &= np.isfinite(block).all(axis=1)
         return update_numpy(state, block)
     from ..cpu_kernels import fletcher64_update
 
-    fletcher64_update(state, words(block))
+    step = 1 if np.dtype(block.dtype).itemsize // (2 if np.iscomplexobj(block) else 1) == 4 else 2
+    fletcher64_update(state, words(block), np.ones(block.shape[0], bool) if finite is None else finite, step)
     return state
 
 
@@ -60,6 +65,6 @@ def digest(state):
     return (state[..., 1] << np.uint64(32)) | state[..., 0]
 
 
-def of_rows(block):
-    """Checksums (M,) of whole rows (M, P) in one piece."""
-    return digest(update(new_state(block.shape[:1]), block))
+def of_rows(block, finite=None):
+    """Checksums (M,) of whole rows (M, P) in one piece (``finite``: see :func:`update`)."""
+    return digest(update(new_state(block.shape[:1]), block, finite))

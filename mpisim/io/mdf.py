@@ -557,6 +557,7 @@ def read_rows(path, channels, positions, bins=None):
         order = np.lexsort((positions, channels))
         ordered = bool(np.all(order == np.arange(M)))
         ch, pos = (channels, positions) if ordered else (channels[order], positions[order])
+        finite = None
         if lay.ft and lay.fast and lay.fac is None:
             cdtype = np.complex64 if (ds.dtype == np.complex64 or (ds.dtype.names and ds.dtype[0] == np.float32)
                                       or (lay.v1complex and ds.dtype == np.float32)) else np.complex128
@@ -565,13 +566,15 @@ def read_rows(path, channels, positions, bins=None):
             if sums is not None and sums.shape != (lay.num_channels, lay.num_bins):
                 sums = None
             starts = np.flatnonzero(np.r_[True, ch[1:] != ch[:-1]]) if M else np.array([], int)
+            if sums is not None:
+                finite = np.ones(M, bool)          # checked with the checksums, in one pass
             for s, e in zip(starts, np.r_[starts[1:], M]):
                 c = int(ch[s])
                 read_row_runs(path, ds, c, pos[s:e], out[s:e], cdtype)
                 if sums is not None:
                     from . import checksum
 
-                    bad = np.flatnonzero(checksum.of_rows(out[s:e]) != sums[c, pos[s:e]])
+                    bad = np.flatnonzero(checksum.of_rows(out[s:e], finite[s:e]) != sums[c, pos[s:e]])
                     if bad.size:
                         i = s + int(bad[0]) if ordered else int(order[s + bad[0]])
                         raise DamagedRows(f"{path}: /measurement/data {name(i)} fails its checksum "
@@ -592,11 +595,12 @@ def read_rows(path, channels, positions, bins=None):
                 out[:, f0:f0 + blk.shape[0]] = blk[:, ch, pos].T
             if out is None:
                 out = np.empty((M, 0), np.complex64)
+        if finite is None:
+            finite = np.isfinite(out).all(axis=1)
         if not ordered:
             inv = np.empty_like(order)
             inv[order] = np.arange(M)
-            out = out[inv]
-        finite = np.isfinite(out).all(axis=1)
+            out, finite = out[inv], finite[inv]
         if not finite.all():
             raise DamagedRows(f"{path}: /measurement/data {name(int(np.flatnonzero(~finite)[0]))} contains NaN or "
                               f"Inf", path)

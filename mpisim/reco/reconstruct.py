@@ -108,8 +108,10 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     cidx, kidx = np.nonzero(mask)
     whiten_sm = params.weighting == "whitening" and sm.num_background_frames >= 2
     A, sm_bg = sm.rows(cidx, kidx, background=True) if whiten_sm else (sm.rows(cidx, kidx), None)
+    zero_rows = 0
     if sm.nonzero_rows is None:                                  # drop the all-zero rows just read
         nz = np.any(A != 0, axis=1)
+        zero_rows = int((~nz).sum())
         if not nz.all():
             A, cidx, kidx = _keep_rows(A, nz), cidx[nz], kidx[nz]
             sm_bg = None if sm_bg is None else sm_bg[nz]
@@ -174,7 +176,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
             realisations = _bootstrap_realisations(solver, A, img, _noise_draws(sigma, params, b), lam, sweeps)
             noise_info["uncertainty"] = "bootstrap: reconstructions of S·c + noise around the estimate"
     t2 = time.perf_counter()
-    info = {"rows": int(A.shape[0]), "voxels": int(A.shape[1]), "frames": int(img.shape[1]),
+    info = {"rows": int(A.shape[0]), "zero_rows_dropped": zero_rows, "voxels": int(A.shape[1]), "frames": int(img.shape[1]),
             "background_subtracted": bool(bg_sub), "backend": use, "solve_seconds": t2 - t1,
             "total_seconds": t2 - t0, "channels": ch.tolist(),
             "rows_per_channel": [int((cidx == c).sum()) for c in range(sm.num_channels)],
