@@ -128,3 +128,70 @@ def sweep_multi(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
         f1 = min(F, f0 + size)
         if f1 > f0:
             _sweep_group(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _dot_update32(prow, pr, pi, row, cr, ci, N):
+    """Single-precision twin of :func:`_dot_update` (twice the SIMD width)."""
+    sr = np.float32(0.0)
+    si = np.float32(0.0)
+    for j in range(N):
+        qr = prow[2 * j]
+        qi = prow[2 * j + 1]
+        xr = cr[j] + qr * pr + qi * pi
+        xi = ci[j] + qr * pi - qi * pr
+        cr[j] = xr
+        ci[j] = xi
+        ar = row[2 * j]
+        ai = row[2 * j + 1]
+        sr += ar * xr - ai * xi
+        si += ar * xi + ai * xr
+    return sr, si
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _sweep_group32(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1):
+    """:func:`_sweep_group` in single precision (c, v, b float32; α in float64)."""
+    N = cr.shape[1]
+    G = f1 - f0
+    pr = np.zeros(G, np.float32)
+    pi = np.zeros(G, np.float32)
+    prev = -1
+    for kk in range(order.shape[0]):
+        k = order[kk]
+        if inv_den[k] == 0.0:
+            continue
+        row = Af[k]
+        prow = Af[prev] if prev >= 0 else row
+        for g in range(G):
+            f = f0 + g
+            sr, si = _dot_update32(prow, pr[g], pi[g], row, cr[f], ci[f], N)
+            a_r = (np.float64(br[f, k]) - sr - sqrt_lam * vr[f, k]) * inv_den[k]
+            a_i = (np.float64(bi[f, k]) - si - sqrt_lam * vi[f, k]) * inv_den[k]
+            vr[f, k] += np.float32(sqrt_lam * a_r)
+            vi[f, k] += np.float32(sqrt_lam * a_i)
+            pr[g] = a_r
+            pi[g] = a_i
+        prev = k
+    if prev >= 0:
+        prow = Af[prev]
+        for g in range(G):
+            f = f0 + g
+            for j in range(N):
+                qr = prow[2 * j]
+                qi = prow[2 * j + 1]
+                cr[f, j] += qr * pr[g] + qi * pi[g]
+                ci[f, j] += qr * pi[g] - qi * pr[g]
+
+
+@njit(cache=True, parallel=True)
+def sweep_multi32(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
+    """:func:`sweep_multi` in single precision, for right-hand sides whose results are statistics
+    (the noise realisations behind error bars): a float32 matrix only."""
+    F = cr.shape[0]
+    size = (F + groups - 1) // groups
+    for g in prange(groups):
+        f0 = g * size
+        f1 = min(F, f0 + size)
+        if f1 > f0:
+            _sweep_group32(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)

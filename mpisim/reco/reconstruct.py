@@ -110,7 +110,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     A, sm_bg = sm.rows(cidx, kidx, background=True) if whiten_sm else (sm.rows(cidx, kidx), None)
     zero_rows = 0
     if sm.nonzero_rows is None:                                  # drop the all-zero rows just read
-        nz = np.any(A != 0, axis=1)
+        nz = _nonzero_rows(A)
         zero_rows = int((~nz).sum())
         if not nz.all():
             A, cidx, kidx = _keep_rows(A, nz), cidx[nz], kidx[nz]
@@ -134,7 +134,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         elif level is not None:
             spread = sigma
     w = row_weights(A, params, spread)
-    if not np.all(np.isfinite(A)):
+    if not sm.on_disk and not np.all(np.isfinite(A)):        # rows read from disk were checked on reading
         raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: selected rows contain NaN or Inf")
     A = np.ascontiguousarray(A, dtype=np.complex64 if A.dtype in (np.complex64, np.float32) else A.dtype)
     use = B.resolve(backend)
@@ -153,12 +153,18 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         lam, lam_info = choose_lambda(solver, b.mean(axis=1), noise2 / b.shape[1])   # the mean of F frames
     realisations = None
     if params.uncertainty_samples and level is not None and not positive and params.solver == "kaczmarz":
-        # linear reconstruction: the noise realisations ride along with the data in one batched solve (the
-        # stopping rule watches the data only); tests/test_slow_studies.py::test_coverage_of_95_percent_interval
-        # compares the σ they give with the scan-to-scan spread
+        # linear reconstruction: the noise realisations go through the same sweeps as the data (the stopping
+        # rule watches the data only): on the GPU in one batched solve, on the CPU afterwards with the sweep
+        # count the data took, in single precision (they only feed statistics; twice as fast).
+        # tests/test_slow_studies.py::test_coverage_of_95_percent_interval compares the σ they give with the
+        # scan-to-scan spread
         n = _noise_draws(sigma, params, b)
-        both, sweeps, why = solver.solve(np.concatenate([b, n], axis=1), lam, watch=b.shape[1])
-        img, realisations = both[:, :b.shape[1]], both[:, b.shape[1]:].T.astype(np.float32)
+        if use == "cupy":
+            both, sweeps, why = solver.solve(np.concatenate([b, n], axis=1), lam, watch=b.shape[1])
+            img, realisations = both[:, :b.shape[1]], both[:, b.shape[1]:].T.astype(np.float32)
+        else:
+            img, sweeps, why = solver.solve(b, lam)
+            realisations = solver.solve(n, lam, sweeps=sweeps, quiet=True, statistics=True)[0].T.astype(np.float32)
     else:
         img, sweeps, why = solver.solve(b, lam)
     img = np.asarray(img)
@@ -171,7 +177,8 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
             noise_info["uncertainty"] = ("none: no background frames and no stated noise density, so no error bars "
                                          "(record background frames, or pass --uncertainty-samples 0 to silence this)")
         elif realisations is not None:
-            noise_info["uncertainty"] = "linear: reconstructed noise realisations (noise only), solved with the data"
+            noise_info["uncertainty"] = ("linear: reconstructed noise realisations (noise only), through the data's "
+                                         "sweeps")
         else:
             realisations = _bootstrap_realisations(solver, A, img, _noise_draws(sigma, params, b), lam, sweeps)
             noise_info["uncertainty"] = "bootstrap: reconstructions of S·c + noise around the estimate"
@@ -188,6 +195,15 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
             "measurement": meas.meta.get("source", "(in memory)"),
             "system_matrix": sm.meta.get("source", "(in memory)")}
     return Reconstruction(img.T, sm.grid, params, sm.unit, info, {"measurement": meas}, realisations)
+
+
+def _nonzero_rows(A):
+    """(M,) bool: rows of A with a non-zero entry (from the compiled row norms: no M × N temporary)."""
+    if A.dtype in (np.complex64, np.complex128) and B.numba_available() and A.flags.c_contiguous:
+        from .kaczmarz_cpu import row_norms2
+
+        return row_norms2(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1])) > 0
+    return np.any(A != 0, axis=1)
 
 
 def _keep_rows(A, keep):
@@ -232,9 +248,11 @@ class _Solver:
             self._dev = (B.to_device(self.A, "cupy"), None if self.w is None else B.to_device(self.w, "cupy"))
         return self._dev
 
-    def solve(self, b, lam, sweeps=None, quiet=False, watch=None):
+    def solve(self, b, lam, sweeps=None, quiet=False, watch=None, statistics=False):
         """b (M, F). ``sweeps`` fixes the number of sweeps (no stopping rule); ``watch``: the stopping
-        rule looks at the first ``watch`` columns only (the rest ride along)."""
+        rule looks at the first ``watch`` columns only (the rest ride along). ``statistics``: the
+        results only feed statistics (noise realisations): single precision where the CPU kernel
+        has it, and the data's residual ratio is left alone."""
         p = self.params
         auto = sweeps is None and p.iterations == "auto"
         n = sweeps or (p.max_iterations if auto else p.iterations)
@@ -251,7 +269,7 @@ class _Solver:
         from .kaczmarz import kaczmarz
 
         kw = dict(enforce_real=p.enforce_real, enforce_positive=self.positive, order=p.order, seed=p.seed,
-                  impl=self.impl, stop=rule)
+                  impl=self.impl, stop=rule, precision="single" if statistics else "double")
         if self.use == "cupy":
             A, w = self._device()
             c = kaczmarz(A, B.to_device(b, "cupy"), n, lam, row_weights=w, **kw)
@@ -266,7 +284,8 @@ class _Solver:
             if rule.ratio is not None:
                 self.last_residual_ratio = rule.ratio
             return c, rule.sweeps, rule.reason or f"max iterations ({n})"
-        self._residual(b, c)
+        if not statistics:
+            self._residual(b, c)
         return c, n, "fixed iterations"
 
     def _residual(self, b, c):
