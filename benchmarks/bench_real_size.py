@@ -179,11 +179,14 @@ def case19(d):
     solved = [ln for ln in r[3].splitlines() if "solved in" in ln]
     if solved:
         print(f"{'':4}{solved[0].strip()[:150]}")
+    r0 = check(mpisim("reco", m10, "--sm", sm, "--out", os.path.join(d, "reco19-0.mdf"), "--uncertainty-samples", "0"),
+               "reco without error bars")
+    row("  the same without error bars (--uncertainty-samples 0)", f"{r0[1]:.1f} s, {r0[2]:.0f} MB", "(context)", True)
     _, rss, diff = python(SAME_IMAGE, sm, m10, out)
     row("  image vs whole matrix in memory (max rel. diff)", f"{float(diff):.1e}", "≤ 1e-5", float(diff) <= 1e-5)
     _, _, line = python(DAMAGE, os.path.join(d, "cache-damage"), m1)
-    row("damaged cached matrix: detected on read and rebuilt", line[:28], "yes",
-        "detected on read True, rebuilt True" in line)
+    ok = "detected on read True, rebuilt True" in line and "image diff 0.0e+00" in line
+    row("damaged cached matrix: detected on read and rebuilt", "detected, rebuilt" if ok else "NOT", "yes", ok)
     print(f"{'':4}{line}")
     m1000 = os.path.join(d, "m1000.mdf")
     r = check(mpisim("simulate", "--scanner", "bruker-3d", "--phantom", "concentration", "--noise", "realistic",
@@ -194,8 +197,9 @@ def case19(d):
     dd = os.path.join(d, "disk")
     os.makedirs(dd, exist_ok=True)
     _, _, line = python(DISK, dd)
-    row("sysmat 19³ with 1 GiB free (faked)", line[:28], "exit 2, 0 files",
-        line.startswith("exit 2") and line.endswith("files left 0"))
+    row("sysmat 19³ with 1 GiB free (faked): refused before work", line.split(",")[0] + ", " +
+        line.split("files left ")[-1] + " files", "exit 2, 0 files", line.startswith("exit 2") and line.endswith("files left 0"))
+    print(f"{'':4}{line}")
 
 
 CORR = """

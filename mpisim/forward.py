@@ -291,7 +291,7 @@ class FrameSource:
                   "noise_sigma": self.sigma, "backend": self.backend})
 
 
-def check_memory(nbytes, what):
+def check_memory(nbytes, what, hint="use fewer frames or float32"):
     """Refuse (one-line error) an allocation larger than 80 % of the memory available now."""
     import os
 
@@ -301,7 +301,7 @@ def check_memory(nbytes, what):
         return
     if nbytes > 0.8 * avail:
         raise MPISimError(f"{what} would need {nbytes / 2**30:.1f} GiB, but only {avail / 2**30:.1f} GiB of memory "
-                          f"is available; use fewer frames or float32")
+                          f"is available; {hint}")
 
 
 def feedthrough_spectrum(scanner):

@@ -529,7 +529,8 @@ class SystemMatrix:
             from .forward import check_memory
 
             check_memory(C * K * (self.grid.size + self.source.num_background) * self.source.itemsize,
-                         f"the whole system matrix {self.meta.get('source', '')} (use rows() for a selection)")
+                         f"the whole system matrix {self.meta.get('source', '')}",
+                         "read a selection of its rows instead (SystemMatrix.rows)")
             cidx, kidx = np.divmod(np.arange(C * K), K)
             A, bg = self.source.read(cidx, kidx, self.bins, background=True)
             self._data = A.reshape(C, K, -1)
@@ -552,6 +553,11 @@ class SystemMatrix:
             if not background:
                 return A
             return A, (None if self._background is None else self._background[cidx, kidx])
+        from .forward import check_memory
+
+        check_memory(cidx.size * (self.grid.size + self.source.num_background) * self.source.itemsize,
+                     f"{self.meta.get('source', 'system matrix')}: the {cidx.size} selected rows",
+                     "raise --snr-threshold, lower --max-freq or pass --top-k")
         A, bg = self.source.read(cidx, kidx, self.bins, background)
         return (A, bg) if background else A
 

@@ -327,3 +327,13 @@ def test_chunk_failing_its_fletcher32_is_named(tmp_path):
     with pytest.raises(DamagedRows, match=r"c\.mdf: /measurement/data rows of channel 0, bin positions 24–31 "
                                           r"cannot be read"):
         S.rows([0], [25])
+
+
+def test_selection_too_big_for_memory_is_refused(small, monkeypatch, capsys):
+    d, m, sm = small
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda n: 16 if n == "SC_AVPHYS_PAGES" else real(n))  # 64 KiB available
+    capsys.readouterr()
+    assert main(["reco", str(m), "--sm", str(sm), "--out", str(d / "r.mdf")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "selected rows" in err and "--top-k" in err and str(sm) in err
