@@ -41,6 +41,9 @@ def convert(src, dst, to="frequency", min_freq=0.0, max_freq=0.0, overwrite=Fals
 
         data = irfft(meas.data, meas.num_samples, axis=-1)
         bins, selected = None, False
+    from .atomic import check_free_space
+
+    check_free_space([(dst, data.nbytes + (1 << 20))], "the converted file")
     with open_h5(src) as hin, atomic_path(dst, overwrite) as tmp:
         with h5py.File(tmp, "w") as h:
             for name in hin:
