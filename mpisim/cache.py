@@ -80,6 +80,25 @@ def ensure_dir(override=None):
     return d
 
 
+def _remove_unheld_lock(p):
+    try:
+        import fcntl
+    except ImportError:
+        return
+    try:
+        fd = os.open(p, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(OSError):
+            os.unlink(p)
+    except OSError:
+        pass                             # a build holds it
+    finally:
+        os.close(fd)
+
+
 def ref_path(key, override=None):
     """Registration of an entry that lives outside the cache (built on another file system)."""
     return cache_dir(override) / f"sm-{key[:32]}.ref"
@@ -250,9 +269,8 @@ def clear(override=None):
     d = cache_dir(override)
     n = 0
     if d.is_dir():
-        for p in d.glob("sm-*.lock"):        # build locks: no content, not counted
-            with contextlib.suppress(OSError):
-                p.unlink()
+        for p in d.glob("sm-*.lock"):        # build locks: no content, not counted; a held one stays
+            _remove_unheld_lock(p)
         for p in list(d.glob("sm-*.mdf")) + list(d.glob("sm-*.ref")) + list(d.glob(".sm-*.part")):
             try:
                 p.unlink()

@@ -91,41 +91,53 @@ def assemble_columns(spec, R, out, block):
                 out[l, k, p] = R[l, 0, k] * spec[p, 0, k] + R[l, 1, k] * spec[p, 1, k] + R[l, 2, k] * spec[p, 2, k]
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _fletcher64_row(state, words, finite, step, r):
+    mod = np.uint64(0xFFFFFFFF)
+    emask = np.uint32(0x7F800000) if step == 1 else np.uint32(0x7FF00000)
+    W = words.shape[1]
+    a = state[r, 0]
+    b = state[r, 1]
+    bad = False
+    for s in range(0, W, 4096):
+        e = min(W, s + 4096)
+        for j in range(s, e):
+            a += np.uint64(words[r, j])
+            b += a
+        for j in range(s + step - 1, e, step):
+            if (words[r, j] & emask) == emask:
+                bad = True
+        a %= mod
+        b %= mod
+    state[r, 0] = a
+    state[r, 1] = b
+    if bad:
+        finite[r] = False
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def fletcher64_update(state, words, finite, step):
     """Fletcher-64 row checksums: add each row's uint32 ``words`` (M, W) to ``state`` (M, 2) uint64
-    (a, b), in place. Twin: :func:`mpisim.io.checksum.update_numpy`. In the same pass, ``finite[r]``
-    is cleared when row r holds a NaN or Inf: every ``step``-th word from word ``step − 1`` carries an
-    IEEE exponent in bits 20–30 (float32 data: step 1, exponent bits 23–30; float64: step 2)."""
-    M, W = words.shape
-    mod = np.uint64(0xFFFFFFFF)
-    emask = np.uint32(0x7F800000) if step == 1 else np.uint32(0x7FF00000)
-    for r in prange(M):
-        a = state[r, 0]
-        b = state[r, 1]
-        bad = False
-        for s in range(0, W, 4096):
-            e = min(W, s + 4096)
-            for j in range(s, e):
-                w = words[r, j]
-                a += np.uint64(w)
-                b += a
-            for j in range(s + step - 1, e, step):
-                if (words[r, j] & emask) == emask:
-                    bad = True
-            a %= mod
-            b %= mod
-        state[r, 0] = a
-        state[r, 1] = b
-        if bad:
-            finite[r] = False
+    (a, b), in place, rows in parallel. Twin: :func:`mpisim.io.checksum.update_numpy`. In the same
+    pass, ``finite[r]`` is cleared when row r holds a NaN or Inf: every ``step``-th word from word
+    ``step − 1`` carries an IEEE exponent (float32 data: step 1, bits 23–30; float64: step 2, bits 20–30)."""
+    for r in prange(words.shape[0]):
+        _fletcher64_row(state, words, finite, step, r)
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(cache=True, nogil=True)
+def fletcher64_update_serial(state, words, finite, step):
+    """:func:`fletcher64_update` on one thread (for a thread that runs beside other parallel kernels)."""
+    for r in range(words.shape[0]):
+        _fletcher64_row(state, words, finite, step, r)
+
+
+@njit(cache=True, nogil=True)
 def abs_deviation_sum(block, mean, out):
-    """out[l, k] += Σ_p |block[l, k, p] − mean[l, k]| (float64), for the calibration SNR."""
+    """out[l, k] += Σ_p |block[l, k, p] − mean[l, k]| (float64), for the calibration SNR (one thread:
+    it runs on the build's I/O thread beside the parallel kernels)."""
     C, K, P = block.shape
-    for t in prange(C * K):
+    for t in range(C * K):
         l = t // K
         k = t % K
         m = mean[l, k]

@@ -225,8 +225,7 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
         cache_mod.remove(cache_mod.ref_path(key, cache_dir))
         if out is not None:
             cache_mod.remove(out)
-        fetch_or_build(rebuild_reason="rows failed their checksum")
-        return True
+        return fetch_or_build(rebuild_reason="rows failed their checksum")
 
     return _open(final, on_damage)
 
@@ -602,7 +601,7 @@ class SystemMatrix:
 class _RowSource:
     """Where an on-disk matrix's rows are: the file, which stored frames are voxels and which are
     background, and the scale to mol Fe/L. ``on_damage`` (set for cache entries) is called with the
-    error when rows fail their checksum; it may rebuild the file and return True to read again."""
+    error when rows fail their checksum; it may rebuild the file and return the path to read again."""
 
     def __init__(self, path, num_channels, fg, bg, scale, itemsize, on_damage=None):
         self.path, self.num_channels = str(path), num_channels
@@ -620,8 +619,10 @@ class _RowSource:
         try:
             full = read_rows(self.path, cidx, kidx, bins)
         except DamagedRows as e:
-            if self.on_damage is None or not self.on_damage(e):
+            again = self.on_damage(e) if self.on_damage is not None else None
+            if not again:
                 raise
+            self.path = str(again)             # the rebuilt file (a registered file is rebuilt in the cache)
             full = read_rows(self.path, cidx, kidx, bins)
         bg = full[:, self.bg] if (background and self.bg.size) else None
         A = _keep_frames(full, self.fg)
@@ -709,7 +710,7 @@ def _load_system_matrix(path, measurement=None, on_damage=_drop_from_cache):
                  "drive_frequencies": meas.drive_frequencies, "gradient": meas.gradient,
                  "scanner": meas.scanner, "tracer": meas.tracer, "source": str(path),
                  "transfer_function": meas.transfer_function})
-    itemsize = 8 if meas.data.dtype in (np.complex64, np.float32) else 16
+    itemsize = int(meas.meta.get("row_itemsize", 8 if meas.data.dtype in (np.complex64, np.float32) else 16))
     if not meas.meta.get("rows_on_demand"):             # an in-memory Measurement was given
         from .backend import rfft
 

@@ -337,3 +337,80 @@ def test_selection_too_big_for_memory_is_refused(small, monkeypatch, capsys):
     assert main(["reco", str(m), "--sm", str(sm), "--out", str(d / "r.mdf")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "selected rows" in err and "--top-k" in err and str(sm) in err
+
+
+def test_write_error_on_the_last_stripe_is_reported_not_hung(tmp_path, monkeypatch):
+    """A failing write (disk full) on the I/O thread ends the build with a one-line error and no file."""
+    import errno
+
+    import mpisim.io.calibration as cal
+    import mpisim.systemmatrix as smod
+    from mpisim.errors import MPISimError
+
+    monkeypatch.setattr(smod, "STRIPE_BYTES", 1 << 20)
+    calls = {"n": 0}
+    real = os.pwrite
+
+    def pwrite(fd, data, off):
+        calls["n"] += 1
+        if calls["n"] > 3 * 817 * 3:                       # fails on the 4th stripe (the last one here)
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, data, off)
+    monkeypatch.setattr(cal.os, "pwrite", pwrite)
+    sc = mpisim.get_scanner("bruker-2d")
+    with pytest.raises(MPISimError, match="disk full"):
+        build_system_matrix(sc, mpisim.Tracer(), default_grid(sc, (20, 10, 1)), CalibrationSettings(background_frames=3),
+                            out=tmp_path / "s.mdf", use_cache=False, chunk_voxels=50)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_damaged_registered_file_is_rebuilt_and_read(tmp_path, monkeypatch):
+    import mpisim.systemmatrix as smod
+
+    monkeypatch.setattr(smod, "_same_device", lambda a, b: False)
+    sc = mpisim.get_scanner("bruker-2d")
+    g = default_grid(sc, (8, 8, 1))
+    cd = tmp_path / "c"
+    good = build_system_matrix(sc, mpisim.Tracer(), g, cache_dir=cd, out=tmp_path / "a.mdf").rows([0], [3])
+    S = build_system_matrix(sc, mpisim.Tracer(), g, cache_dir=cd)
+    assert os.path.samefile(S.meta["source"], tmp_path / "a.mdf")
+    with h5py.File(tmp_path / "a.mdf", "r") as h:
+        NE = h["measurement/data"].shape[-1]
+    _damage(tmp_path / "a.mdf", 8 * 3 * NE, 8)
+    np.testing.assert_array_equal(S.rows([0], [3]), good)
+
+
+def test_row_size_of_complex128_matrices(tmp_path):
+    sc = mpisim.get_scanner("bruker-2d")
+    S = build_system_matrix(sc, mpisim.Tracer(), default_grid(sc, (4, 4, 1)), CalibrationSettings(dtype="complex128"),
+                            out=tmp_path / "s.mdf", use_cache=False)
+    assert S.source.itemsize == 16 and S.rows([0], [3]).dtype == np.complex128
+
+
+def test_build_with_numbas_fallback_threading_layer(tmp_path):
+    """The I/O thread's kernels are serial: the build runs under numba's non-thread-safe workqueue layer."""
+    code = ("import mpisim, mpisim.systemmatrix as s\n"
+            "s.STRIPE_BYTES = 1 << 20\n"
+            "sc = mpisim.get_scanner('bruker-2d')\n"
+            "s.build_system_matrix(sc, mpisim.Tracer(), s.default_grid(sc, (20, 10, 1)), out=r'%s', use_cache=False,"
+            " chunk_voxels=20, load=False)\n" % (tmp_path / "s.mdf"))
+    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "NUMBA_THREADING_LAYER": "workqueue"},
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-500:]
+
+
+def test_compound_in_i_r_order_is_not_read_raw(tmp_path):
+    F.write_mpifiles_sm(tmp_path / "a.mdf")
+    with h5py.File(tmp_path / "a.mdf", "r") as h:
+        d = h["measurement/data"][()]
+    ir = np.dtype([("i", "<f4"), ("r", "<f4")])
+    swapped = np.empty(d.shape, ir)
+    swapped["r"], swapped["i"] = d.real, d.imag
+    import shutil
+
+    shutil.copy(tmp_path / "a.mdf", tmp_path / "b.mdf")
+    with h5py.File(tmp_path / "b.mdf", "r+") as h:
+        del h["measurement/data"]
+        h["measurement/data"] = swapped
+    np.testing.assert_array_equal(load_system_matrix(tmp_path / "b.mdf").rows([1, 0], [7, 9]),
+                                  load_system_matrix(tmp_path / "a.mdf").rows([1, 0], [7, 9]))

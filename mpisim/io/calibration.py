@@ -121,7 +121,7 @@ class StripeWriter:
     def _write(self, block, a, numba):
         C, K, w = block.shape
         rows = np.ascontiguousarray(block).reshape(C * K, w)
-        checksum.update(self.state, rows)
+        checksum.update(self.state, rows, parallel=False)   # this thread runs beside the build's parallel kernels
         nv = min(w, max(0, self.snr_frames - a))
         if nv:
             if numba:
@@ -135,11 +135,19 @@ class StripeWriter:
         for r in range(C * K):
             if self._stop:
                 return
-            os.pwrite(fd, rows[r], base + r * NE * isz)
+            n = os.pwrite(fd, rows[r], base + r * NE * isz)
+            if n != rows[r].nbytes:
+                raise OSError(28, f"short write ({n} of {rows[r].nbytes} bytes)")
 
     def close(self):
         """Wait for every submitted block; returns (row checksums (C, K') uint64, SNR sums (C, K'))."""
-        self._q.put(None)
+        while True:                              # the thread may have stopped on an error, queue full
+            try:
+                self._q.put(None, timeout=0.2)
+                break
+            except queue.Full:
+                if not self._thread.is_alive():
+                    break
         self._thread.join()
         os.close(self.fd)
         self._raise()
@@ -152,10 +160,11 @@ class StripeWriter:
         except queue.Full:
             pass
         self._thread.join(timeout=30)
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
+        if not self._thread.is_alive():          # never close a descriptor a write may still use
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
 
 
 def _io_error(e):
@@ -245,8 +254,15 @@ def raw_offset(ds):
         off = ds.id.get_offset()
     except Exception:
         return None
-    if off is None or ds.dtype.byteorder == ">" or (ds.dtype.names and any(
-            ds.dtype.fields[n][0].byteorder == ">" for n in ds.dtype.names)):
+    dt = ds.dtype
+    if off is None or dt.byteorder == ">":
+        return None
+    if dt.names:                             # a compound must be exactly (r, i) of one little-endian float
+        f = dt.fields
+        if dt.names != ("r", "i") or f["r"][1] != 0 or f["i"][1] != dt.itemsize // 2 or f["r"][0] != f["i"][0] \
+                or f["r"][0].kind != "f" or f["r"][0].byteorder == ">" or f["r"][0].itemsize * 2 != dt.itemsize:
+            return None
+    elif dt.kind != "c":
         return None
     return int(off)
 

@@ -43,7 +43,7 @@ def update_numpy(state, block):
     return state
 
 
-def update(state, block, finite=None):
+def update(state, block, finite=None, parallel=True):
     """Add the bytes of ``block`` (M, P) to the row states (M, 2) in place (compiled when numba is
     there). ``finite`` (M,) bool, optional: cleared for rows of a float/complex ``block`` that hold
     NaN or Inf, found in the same pass."""
@@ -53,10 +53,11 @@ def update(state, block, finite=None):
         if finite is not None:
             finite &= np.isfinite(block).all(axis=1)
         return update_numpy(state, block)
-    from ..cpu_kernels import fletcher64_update
+    from ..cpu_kernels import fletcher64_update, fletcher64_update_serial
 
+    kernel = fletcher64_update if parallel else fletcher64_update_serial
     step = 1 if np.dtype(block.dtype).itemsize // (2 if np.iscomplexobj(block) else 1) == 4 else 2
-    fletcher64_update(state, words(block), np.ones(block.shape[0], bool) if finite is None else finite, step)
+    kernel(state, words(block), np.ones(block.shape[0], bool) if finite is None else finite, step)
     return state
 
 

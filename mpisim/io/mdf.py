@@ -442,6 +442,15 @@ class _Layout:
             fac = r.array("acquisition/receiver/dataConversionFactor", required=False)
             self.fac = None if fac is None else np.asarray(fac, float)
 
+    @property
+    def row_itemsize(self):
+        """Bytes of one complex value of a row as :func:`read_rows` returns it."""
+        d = self.ds.dtype
+        if self.ft:
+            return d.itemsize * (2 if self.v1complex else 1)
+        real = 8 if d.itemsize > 2 and not (d.kind == "f" and d.itemsize == 4 and self.fac is None) else 4
+        return 2 * real
+
     def convert(self, a, channel_axis):
         """Stored values → complex (or float volts); ``channel_axis`` of ``a`` holds the receive channels."""
         path = self.path
@@ -695,6 +704,7 @@ def _measurement(r, info, lay, a):
         J = lay.ds.shape[0] if lay.fast else lay.ds.shape[1]
         a = np.empty((N, J, nchan, 0), np.complex64 if ft else np.float32)
         meta["rows_on_demand"] = True
+        meta["row_itemsize"] = lay.row_itemsize
     return Measurement(
         data=a, is_background=bg, bandwidth=info["bandwidth"], num_samples=V,
         drive_frequencies=info["drive"]["frequencies"], drive_strengths=info["drive"]["strengths"],
