@@ -750,7 +750,7 @@ def format_info(info):
     if "tracer" in info:
         t = info["tracer"]
         lines.append(f"tracer:      {t['name'] or '?'}, solute {t['solute'] or '?'}, "
-                     f"concentration {t['concentration'] if t['concentration'] is not None else '?'} mol/L")
+                     f"concentration {format(t['concentration'], '.6g') if t['concentration'] is not None else '?'} mol/L")
     if "drive" in info:
         d = info["drive"]
         fr = ", ".join(f"{f / 1e3:.3f} kHz" for f in d["frequencies"])

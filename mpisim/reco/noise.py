@@ -93,9 +93,10 @@ def noise_level(meas, spec, params, background_spec=None, tf=None, background_sc
             with np.errstate(divide="ignore", invalid="ignore"):
                 var = np.where(np.abs(tf) > 0, var / np.abs(np.where(tf == 0, 1, tf)) ** 2, 0.0)
         src = "noise density stated in the file (no background frames)"
-    scale = float(np.max(np.abs(spec)) ** 2) if spec.size else 0.0
-    if not np.nanmax(var, initial=0.0) > 1e-20 * scale:
-        return None                      # noise-free data (round-off only): no noise level
+    with np.errstate(over="ignore"):     # absurd (fuzzed) data: an infinite scale just means "no noise level"
+        scale = float(np.max(np.abs(spec)).astype(np.float64) ** 2) if spec.size else 0.0
+        if not float(np.nanmax(var, initial=0.0)) > 1e-20 * scale:
+            return None                  # noise-free data (round-off only): no noise level
     bg_var = var
     var = var * (background_scale if E >= 2 else 1.0)
     frame = np.sqrt(var)
