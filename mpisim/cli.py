@@ -148,23 +148,35 @@ def _load_extra():
 
 
 def main(argv=None):
-    _load_extra()
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
-    try:
-        args.func(args)
-    except MPISimError as e:
-        print(f"mpisim {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"mpisim {args.command}: interrupted; no output written", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    """The ``mpisim`` command. Interrupts are handled from the first line (see :mod:`mpisim.interrupt`);
+    run as a program (``argv`` None), the handlers stay until the process exits, so a signal that
+    arrives after the work is done cannot turn into a traceback on the way out."""
+    from . import interrupt
+    from .io import atomic
+
+    with interrupt.handlers(restore=argv is not None), atomic.record_outputs() as written:
+        try:
+            _load_extra()
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 2
+            args.func(args)
+            interrupt.check()                    # a signal during the last, unchecked step
+        except MPISimError as e:
+            print(f"mpisim {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, interrupt.Interrupted) as e:
+            code = e.exit_code if isinstance(e, interrupt.Interrupted) else 130
+            atomic.remove_outputs(written)       # an interrupt leaves no output, even one already renamed
+            name = getattr(locals().get("args"), "command", None)
+            print(f"mpisim{' ' + name if name else ''}: interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}); "
+                  f"no output written", file=sys.stderr)
+            return code
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     return 0
 
 

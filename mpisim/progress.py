@@ -15,6 +15,9 @@ class Progress:
         self.t0 = self._last = time.perf_counter()
 
     def update(self, n=1):
+        from .interrupt import check
+
+        check()                          # long loops report progress: a natural place to stop
         self.done += n
         if not self.enabled:
             return

@@ -285,9 +285,14 @@ def _link_or_copy(src, dst, overwrite, nbytes):
             shutil.copyfile(src, t)
         return "copied from"
     try:
+        from . import interrupt
+        from .io.atomic import committed
+
+        interrupt.check()
         if p.exists() and not overwrite:
             raise MPISimError(f"{p}: output appeared while writing; not replaced")
         os.replace(tmp, p)
+        committed(p)
     finally:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

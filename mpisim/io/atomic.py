@@ -35,10 +35,15 @@ def atomic_path(path, overwrite=False):
     os.close(fd)
     try:
         yield tmp
+        from .. import interrupt
+
+        interrupt.check()                 # nothing is committed after an interrupt
         if p.exists() and not overwrite:
             raise MPISimError(f"{p}: output appeared while writing; not replaced")
         user_mode(tmp)
         os.replace(tmp, p)
+        if _RECORD is not None:
+            _RECORD.append(p)
     except OSError as e:
         _remove(tmp)
         if e.errno == 28:
@@ -47,6 +52,32 @@ def atomic_path(path, overwrite=False):
     except BaseException:
         _remove(tmp)
         raise
+
+
+_RECORD = None
+
+
+@contextlib.contextmanager
+def record_outputs():
+    """Collect the paths :func:`atomic_path` commits during the block (the command line removes them
+    when the command is interrupted after all)."""
+    global _RECORD
+    saved, _RECORD = _RECORD, []
+    try:
+        yield _RECORD
+    finally:
+        _RECORD = saved
+
+
+def committed(path):
+    """Record an output put in place by other means than :func:`atomic_path` (a hard link)."""
+    if _RECORD is not None:
+        _RECORD.append(Path(path))
+
+
+def remove_outputs(paths):
+    for p in paths:
+        _remove(p)
 
 
 def _remove(tmp):

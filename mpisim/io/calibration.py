@@ -90,8 +90,11 @@ class StripeWriter:
 
     def free(self, timeout=None):
         """A buffer the I/O thread has written (blocks until one is)."""
+        from .. import interrupt
+
         while True:
             self._raise()
+            interrupt.check()
             try:
                 return self._done.get(timeout=0.2)
             except queue.Empty:

@@ -577,7 +577,10 @@ def read_rows(path, channels, positions, bins=None):
             starts = np.flatnonzero(np.r_[True, ch[1:] != ch[:-1]]) if M else np.array([], int)
             if sums is not None:
                 finite = np.ones(M, bool)          # checked with the checksums, in one pass
+            from .. import interrupt
+
             for s, e in zip(starts, np.r_[starts[1:], M]):
+                interrupt.check()
                 c = int(ch[s])
                 read_row_runs(path, ds, c, pos[s:e], out[s:e], cdtype)
                 if sums is not None:
@@ -592,7 +595,10 @@ def read_rows(path, channels, positions, bins=None):
             per_frame = max(1, ds.size // max(lay.num_frames, 1)) * max(ds.dtype.itemsize, 8) * (1 if lay.ft else 2)
             fb = max(1, BLOCK_BYTES // per_frame)
             out = None
+            from .. import interrupt
+
             for f0 in range(0, NE, fb):
+                interrupt.check()
                 try:
                     blk = lay.read_frames(slice(f0, min(NE, f0 + fb)))[:, 0]
                 except MPISimError as e:

@@ -1,0 +1,87 @@
+"""SIGINT and SIGTERM at random moments of long commands leave nothing behind (issue 13, item 1;
+the streamed outputs and the cache of issue 11)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import mpisim
+from mpisim import cache
+
+MOMENTS = 30
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    d = tmp_path_factory.mktemp("interrupts")
+    sc = mpisim.get_scanner("bruker-2d")
+    mpisim.simulate(sc, mpisim.Tracer(), mpisim.get_phantom("shapes", sc),
+                    mpisim.SimulationSettings.realistic(sc, frames=3, background_frames=4, seed=1), out=d / "in.mdf")
+    from mpisim.cli import main
+
+    assert main(["sysmat", "--grid", "25x25x1", "--cache-dir", str(d / "c0"), "--out", str(d / "sm-in.mdf")]) == 0
+    return d
+
+
+def commands(d):
+    """name → (argv after 'mpisim', output path, cache folder or None)."""
+    return {
+        "simulate": (["simulate", "--scanner", "bruker-3d", "--phantom", "concentration", "--noise", "realistic",
+                      "--frames", "60", "--out", str(d / "sim.mdf")], d / "sim.mdf", None),
+        "sysmat": (["sysmat", "--scanner", "bruker-3d", "--grid", "6x6x6", "--cache-dir", str(d / "c"),
+                    "--out", str(d / "sm.mdf")], d / "sm.mdf", d / "c"),
+        "reco": (["reco", str(d / "in.mdf"), "--sm", str(d / "sm-in.mdf"), "--out", str(d / "reco.mdf")],
+                 d / "reco.mdf", None),
+        "convert": (["convert", str(d / "in.mdf"), str(d / "conv.mdf"),
+                     "--to", "frequency"], d / "conv.mdf", None),
+    }
+
+
+def leftovers(d):
+    return sorted(p.name for p in d.rglob(".*") if p.is_file())          # temporary names start with a dot
+
+
+def test_interrupts_at_random_moments_leave_nothing(work):
+    rng = np.random.default_rng(11)
+    cmds = commands(work)
+    seen = {"interrupted": 0, "finished": 0}
+    for i in range(MOMENTS):
+        name = list(cmds)[i % len(cmds)]
+        argv, out, cdir = cmds[name]
+        sig = signal.SIGINT if rng.random() < 0.5 else signal.SIGTERM
+        delay = float(rng.uniform(0.3, 3.0 if name in ("simulate", "sysmat") else 1.6))
+        p = subprocess.Popen([sys.executable, "-m", "mpisim", *argv], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        p.send_signal(sig)
+        _, err = p.communicate(timeout=120)
+        where = f"{name} after {delay:.2f} s ({sig.name})"
+        assert "Traceback" not in err and "Exception ignored" not in err, where + "\n" + err
+        if p.returncode == 0:                                   # finished before the signal took effect
+            seen["finished"] += 1
+            assert out.exists(), where
+        else:
+            seen["interrupted"] += 1
+            assert p.returncode == (130 if sig == signal.SIGINT else 143), where + "\n" + err
+            assert not out.exists(), where
+            assert err.strip().splitlines()[-1].endswith("interrupted (" + ("Ctrl-C" if sig == signal.SIGINT
+                                                                            else "SIGTERM") + "); no output written")
+            assert len(err.strip().splitlines()) == 1, where + "\n" + err
+        assert leftovers(work) == [], where
+        if cdir is not None and cdir.exists():                 # entries are complete or absent, never half-made
+            for e in cdir.glob("sm-*.mdf"):
+                with __import__("h5py").File(e, "r") as h:
+                    key = h["_mpisim/cacheKey"][()].decode()
+                assert cache.verify(e, key) is None, where
+        if out.exists():
+            os.chmod(out, 0o644)
+            out.unlink()
+    assert seen["interrupted"] >= MOMENTS // 2, seen
+    for name, (argv, out, _) in cmds.items():                    # the next identical run succeeds
+        r = subprocess.run([sys.executable, "-m", "mpisim", *argv], capture_output=True, text=True)
+        assert r.returncode == 0 and out.exists(), name + r.stderr
