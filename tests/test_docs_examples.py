@@ -39,6 +39,8 @@ def test_docs_build_strict(tmp_path):
     det = (site / "generated" / "detection-limit" / "index.html").read_text()
     assert "detection limit ≈" in det and "labelled" in det
     assert "T/µ0" in (site / "generated" / "api" / "index.html").read_text()
+    shown = [str(p.relative_to(site)) for p in site.rglob("*.html") if "{#" in p.read_text()]
+    assert not shown, f"heading attributes shown as text in {shown}"
 
 
 def test_demo_end_to_end(tmp_path, capsys):
@@ -69,3 +71,29 @@ def test_plot_any_file(tmp_path, capsys):
         assert main(["plot", str(f)]) == 0
         assert f.with_suffix(".png").stat().st_size > 5000
     assert "reconstruction" in capsys.readouterr().out
+
+
+def test_docs_config_fails_on_a_broken_anchor_and_renders_heading_ids(tmp_path):
+    """mkdocs.yml's own markdown and validation settings: a link to a missing anchor fails the strict build,
+    and a heading id such as {#x} becomes an id, never text."""
+    pytest.importorskip("mkdocs", reason="mkdocs not installed (pip install -e '.[test]')")
+    import yaml
+
+    cfg = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    mini = {"site_name": "t", "docs_dir": "docs", "strict": True, "markdown_extensions": cfg["markdown_extensions"],
+            "validation": cfg["validation"]}
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# Home\n\nSee [the part](other.md#the-part).\n")
+    (tmp_path / "docs" / "other.md").write_text("# Other\n\n## A part {#the-part}\n\ntext\n")
+    (tmp_path / "mkdocs.yml").write_text(yaml.safe_dump(mini))
+
+    def build():
+        return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", "site"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    r = build()
+    assert r.returncode == 0, r.stderr[-2000:]
+    html = (tmp_path / "site" / "other" / "index.html").read_text()
+    assert 'id="the-part"' in html and "{#" not in html
+    (tmp_path / "docs" / "index.md").write_text("# Home\n\nSee [the part](other.md#no-such-part).\n")
+    r = build()
+    assert r.returncode != 0 and "no-such-part" in r.stdout + r.stderr

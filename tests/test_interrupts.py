@@ -1,5 +1,5 @@
-"""SIGINT and SIGTERM at random moments of long commands leave nothing behind (issue 13, item 1;
-the streamed outputs and the cache of issue 11)."""
+"""SIGINT and SIGTERM at random moments of long commands (simulate, sysmat, reco, convert and the titrate
+study) leave nothing behind (issue 13, item 1; the streamed outputs and the cache of issue 11)."""
 
 import os
 import signal
@@ -39,7 +39,13 @@ def commands(d):
                  d / "reco.mdf", None),
         "convert": (["convert", str(d / "in.mdf"), str(d / "conv.mdf"),
                      "--to", "frequency"], d / "conv.mdf", None),
+        "titrate": (["titrate", "--cells", "1e3,1e4", "--seeds", "1", "--averages", "10", "--png",
+                     str(d / "titrate.png")], d / "titrate.png", d / "ct"),       # a study: many simulations
     }
+
+
+def ENV(d):
+    return {**os.environ, "MPISIM_CACHE_DIR": str(d / "ct")}
 
 
 def leftovers(d):
@@ -54,9 +60,9 @@ def test_interrupts_at_random_moments_leave_nothing(work):
         name = list(cmds)[i % len(cmds)]
         argv, out, cdir = cmds[name]
         sig = signal.SIGINT if rng.random() < 0.5 else signal.SIGTERM
-        delay = float(rng.uniform(0.3, 3.0 if name in ("simulate", "sysmat") else 1.6))
+        delay = float(rng.uniform(0.3, 3.0 if name in ("simulate", "sysmat", "titrate") else 1.6))
         p = subprocess.Popen([sys.executable, "-m", "mpisim", *argv], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True, env=ENV(work))
         time.sleep(delay)
         p.send_signal(sig)
         _, err = p.communicate(timeout=120)
@@ -83,5 +89,5 @@ def test_interrupts_at_random_moments_leave_nothing(work):
             out.unlink()
     assert seen["interrupted"] >= MOMENTS // 2, seen
     for name, (argv, out, _) in cmds.items():                    # the next identical run succeeds
-        r = subprocess.run([sys.executable, "-m", "mpisim", *argv], capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "mpisim", *argv], capture_output=True, text=True, env=ENV(work))
         assert r.returncode == 0 and out.exists(), name + r.stderr

@@ -16,7 +16,7 @@ def check_output_path(path, overwrite=False):
     """Raise a clear error if ``path`` exists (and not ``overwrite``) or its folder is unwritable."""
     p = Path(path)
     if p.exists() and not overwrite:
-        raise MPISimError(f"{p}: output exists; pass --overwrite (overwrite=True) to replace it")
+        raise MPISimError(f"{p}: output exists; pass --overwrite to replace it")
     if p.is_dir():
         raise MPISimError(f"{p}: output path is a folder")
     folder = p.parent if str(p.parent) else Path(".")

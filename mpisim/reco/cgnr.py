@@ -4,7 +4,7 @@ import numpy as np
 
 from .. import backend as B
 from ..errors import MPISimError
-from .kaczmarz import absolute_lambda
+from .kaczmarz_base import absolute_lambda
 
 
 def cgnr(A, b, iterations=20, lam=0.0, *, relative_lambda=True, enforce_real=True, enforce_positive=True,

@@ -12,41 +12,19 @@ Solves min ‖A c − b‖² + λ‖c‖² through the extended system [A, √λ
 ``numpy`` (the reference/fallback: numpy per row), ``cuda`` (fused CUDA kernels in
 ``kernels/kaczmarz.cu``, one launch per sweep) and ``cupy-loop`` (a per-row cupy loop, the way the
 reference tool's GPU path works; for comparison only).
+
+This module is the one front door: :func:`kaczmarz` picks the implementation; the implementations
+share :mod:`mpisim.reco.kaczmarz_base` (λ normalisation, row orders, projections, the numpy sweep)
+and never import this module back.
 """
 
 import numpy as np
 
 from .. import backend as B
-from ..errors import MPISimError, check_positive
+from ..errors import MPISimError
+from .kaczmarz_base import ORDERS, absolute_lambda, project, row_orders, sweep_numpy  # noqa: F401 (the front door)
 
-ORDERS = ("cyclic", "shuffle", "random")
 IMPLS = ("auto", "numba", "numpy", "cuda", "cupy-loop")
-
-
-def absolute_lambda(A, lam, relative=True, row_norms2=None):
-    """λ used in the update: ``lam · ‖A‖_F² / N`` when relative, else ``lam`` (numpy or cupy A;
-    pass the squared row norms when they are already known)."""
-    check_positive("lambda", lam, allow_zero=True)
-    if not relative:
-        return float(lam)
-    if row_norms2 is None:
-        xp = B.get_array_module(A)
-        row_norms2 = xp.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
-    return float(lam) * float(row_norms2.sum()) / A.shape[1]
-
-
-def row_orders(M, iterations, order="cyclic", seed=0):
-    """Row sequence of every sweep: list of int64 arrays."""
-    if order not in ORDERS:
-        raise MPISimError(f"row order must be one of {', '.join(ORDERS)}, got {order!r}")
-    rng = np.random.default_rng(seed)
-    if order == "cyclic":
-        o = np.arange(M, dtype=np.int64)
-        return [o] * iterations
-    if order == "shuffle":
-        o = rng.permutation(M).astype(np.int64)
-        return [o] * iterations
-    return [rng.permutation(M).astype(np.int64) for _ in range(iterations)]
 
 
 def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=True, enforce_positive=True,
@@ -123,29 +101,6 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         c = _solve_numba(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, groups, stop,
                          np.float32 if single_precision else np.float64)
     return c[:, 0] if single else c
-
-
-def project(c, enforce_real, enforce_positive):
-    """The per-sweep projections, in place, for numpy or cupy complex arrays."""
-    if enforce_real:
-        c.imag[...] = 0
-    if enforce_positive:
-        c.real[...] = c.real * (c.real > 0)
-
-
-def sweep_numpy(A, b, order, inv_den, sqrt_lam, c, v):
-    """numpy twin of the compiled/CUDA sweeps: one pass over ``order``; c (N, F), v (M, F) in place.
-
-    Array-module generic: with cupy arrays it is the per-row GPU loop (a few launches and a host
-    sync per row), the pattern of the reference tool. ``inv_den`` is a host (numpy) array.
-    """
-    for k in order:
-        if inv_den[k] == 0:
-            continue
-        s = A[k]
-        alpha = (b[k] - s @ c - sqrt_lam * v[k]) * inv_den[k]
-        c += s.conj()[:, None] * alpha[None, :]
-        v[k] += sqrt_lam * alpha
 
 
 def _solve_numpy(A, b, orders, inv_den, lam, er, ep, callback, stop=None):

@@ -100,7 +100,7 @@ def _sweeps(kern, grid, A, N, b, F, fb, orders, inv, sq, c, v, partial, er, ep, 
 
 def _solve_loop(cp, A, b, orders, inv, sq, c, v, er, ep, stop=None):
     """Per-row cupy loop (the numpy twin run on cupy arrays): the slow pattern, for comparison."""
-    from .kaczmarz import project, sweep_numpy
+    from .kaczmarz_base import project, sweep_numpy
 
     inv_h = cp.asnumpy(inv)
     for it, order in enumerate(orders):

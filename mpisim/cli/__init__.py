@@ -1,0 +1,72 @@
+"""The ``mpisim`` command line: one module per command (or close group of commands).
+
+Each command module has ``add_parser(sub)`` (its options, help and defaults) and a ``run(args)``
+that checks what argparse cannot and calls the library; option groups used by several commands
+(tracer, backend, ``--overwrite``) live in :mod:`mpisim.cli.common`. :func:`main` turns user mistakes
+(:class:`~mpisim.errors.MPISimError`) into one line and exit status 2, and interrupts into one line
+and exit status 130 / 143 with no output left (:mod:`mpisim.interrupt`). To add a command, write
+``mpisim/cli/<name>.py`` with those two functions and add its name to :data:`COMMANDS`
+(docs/conventions.md, "The command line").
+"""
+
+import argparse
+import importlib
+import os
+import sys
+
+from ..errors import MPISimError
+
+EPILOG = """Units: SI throughout; fields in T/µ0 (12 mT = 0.012), concentrations in mol Fe/L.
+Examples:
+  mpisim simulate --scanner bruker-2d --phantom shapes --noise realistic --frames 10 --out meas.mdf
+  mpisim sysmat --scanner bruker-2d --grid 41x41x1 --out sm.mdf
+  mpisim reco meas.mdf --sm sm.mdf --out reco.mdf --png reco.png
+  mpisim info meas.mdf
+"""
+
+COMMANDS = ("simulate", "info", "sysmat", "cache", "reco", "demo", "convert", "quantify", "studies", "plot")
+"""Command modules, in the order ``mpisim --help`` lists them (``studies`` adds titrate and track)."""
+
+
+def build_parser():
+    from .. import __version__
+
+    p = argparse.ArgumentParser(prog="mpisim", description="Magnetic particle imaging simulator and reconstructor.",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"mpisim {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").add_parser(sub)
+    return p
+
+
+def main(argv=None):
+    """The ``mpisim`` command. Interrupts are handled from the first line (see :mod:`mpisim.interrupt`);
+    run as a program (``argv`` None), the handlers stay until the process exits, so a signal that
+    arrives after the work is done cannot turn into a traceback on the way out."""
+    from .. import interrupt
+    from ..io import atomic
+
+    with interrupt.handlers(restore=argv is not None), atomic.record_outputs() as written:
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 2
+            args.func(args)
+            interrupt.check()                    # a signal during the last, unchecked step
+        except MPISimError as e:
+            print(f"mpisim {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except (KeyboardInterrupt, interrupt.Interrupted) as e:
+            code = e.exit_code if isinstance(e, interrupt.Interrupted) else 130
+            atomic.remove_outputs(written)       # an interrupt leaves no output, even one already renamed
+            name = getattr(locals().get("args"), "command", None)
+            print(f"mpisim{' ' + name if name else ''}: interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}); "
+                  f"no output written", file=sys.stderr)
+            return code
+        except BrokenPipeError:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
+    return 0

@@ -1,0 +1,68 @@
+"""Option groups and parsers shared by the commands (defined once)."""
+
+from ..errors import MPISimError
+
+
+def float_or_si(text, name, unit=""):
+    """Parse '25e-9', '25nm', '10pg', '2e-9' into SI floats (see :mod:`mpisim.units`)."""
+    from ..units import parse_quantity
+
+    return parse_quantity(text, name, f"a number in {unit}" if unit else "")
+
+
+def freq(text, name):
+    return float_or_si(text, name, "Hz")
+
+
+def backend_arg(p):
+    p.add_argument("--backend", default="auto", choices=["auto", "numpy", "cupy"],
+                   help="array backend: cupy on a GPU, numpy on the CPU (default: auto)")
+
+
+def tracer_from_args(args):
+    from ..particles import Tracer, default_tracer
+
+    from ..units import parse_diameter
+
+    d = parse_diameter(args.tracer_diameter)
+    kw = {}
+    if getattr(args, "relaxation_time", None) is not None:
+        kw["relaxation_time"] = float_or_si(args.relaxation_time, "--relaxation-time", "s")
+        if not 0 <= kw["relaxation_time"] <= 1e-3:
+            raise MPISimError(f"--relaxation-time must be 0-1 ms in s (e.g. 3e-6), got {args.relaxation_time!r}")
+    if getattr(args, "size_sigma", None):
+        kw["size_sigma"] = float(args.size_sigma)
+    return default_tracer(d, **kw) if not kw else Tracer(core_diameter=d, name=f"magnetite-{d * 1e9:g}nm", **kw)
+
+
+def add_tracer_args(p):
+    p.add_argument("--tracer-diameter", default="25e-9", metavar="D",
+                   help="median core diameter in m (25e-9, or 25nm; default 25 nm)")
+    p.add_argument("--relaxation-time", default=None, metavar="TAU", help="Debye relaxation time in s (default: none, equilibrium Langevin)")
+    p.add_argument("--size-sigma", default=None, type=float, metavar="S",
+                   help="σ of a log-normal core-size distribution (default: monodisperse)")
+
+
+def int_list(text, name, one_based=False):
+    if not text:
+        return ()
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                a, b = part.split("-")
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise MPISimError(f"{name} must be integers like 1,2 or 0-9, got {text!r}") from None
+    if one_based:
+        if any(x < 1 for x in out):
+            raise MPISimError(f"{name} are 1-based, got {text!r}")
+        out = [x - 1 for x in out]
+    return tuple(out)
+
+
+def overwrite_arg(p):
+    p.add_argument("--overwrite", action="store_true", help="replace output files that exist")

@@ -1,0 +1,16 @@
+"""``mpisim info``: what an MDF file holds (metadata only)."""
+
+
+def add_parser(sub):
+    i = sub.add_parser("info", help="summarise MDF files", description="Print scanner, sequence, shape and flags.")
+    i.add_argument("files", nargs="+", help="MDF files")
+    i.set_defaults(func=run)
+
+
+def run(args):
+    from ..io.mdf import format_info, read_header
+
+    for i, path in enumerate(args.files):
+        if i:
+            print()
+        print(format_info(read_header(path)))
