@@ -492,6 +492,18 @@ class _Layout:
         return self.convert(a, 2)
 
 
+def _open_data(h, path):
+    """(reader, header, layout) of an open file that must hold /acquisition and /measurement/data."""
+    r = _Reader(h, path)
+    info = _header(r)
+    for g in ("acquisition", "measurement"):
+        if g not in info["groups"]:
+            raise MPISimError(f"{path}: missing mandatory group /{g}")
+    if "measurement/data" not in h:
+        raise MPISimError(f"{path}: no /measurement/data (metadata-only MDF file)")
+    return r, info, _Layout(r, info)
+
+
 @_guarded
 def read_mdf(path):
     """Read an MDF measurement or calibration file into a :class:`Measurement`.
@@ -502,16 +514,8 @@ def read_mdf(path):
     A calibration's rows are better read with :func:`read_rows` (only the rows in use).
     """
     with open_h5(path) as h:
-        r = _Reader(h, path)
-        info = _header(r)
-        for g in ("acquisition", "measurement"):
-            if g not in info["groups"]:
-                raise MPISimError(f"{path}: missing mandatory group /{g}")
-        if "measurement/data" not in h:
-            raise MPISimError(f"{path}: no /measurement/data (metadata-only MDF file)")
-        lay = _Layout(r, info)
-        a = lay.read_frames()
-        return _measurement(r, info, lay, a)
+        r, info, lay = _open_data(h, path)
+        return _measurement(r, info, lay, lay.read_frames())
 
 
 @_guarded
@@ -519,14 +523,8 @@ def read_calibration(path):
     """A calibration file's metadata as a :class:`Measurement` whose data are a zero-size stand-in
     (``meta["rows_on_demand"]``): the matrix stays on disk; :func:`read_rows` reads the rows in use."""
     with open_h5(path) as h:
-        r = _Reader(h, path)
-        info = _header(r)
-        for g in ("acquisition", "measurement"):
-            if g not in info["groups"]:
-                raise MPISimError(f"{path}: missing mandatory group /{g}")
-        if "measurement/data" not in h:
-            raise MPISimError(f"{path}: no /measurement/data (metadata-only MDF file)")
-        return _measurement(r, info, _Layout(r, info), None)
+        r, info, lay = _open_data(h, path)
+        return _measurement(r, info, lay, None)
 
 
 @_guarded
@@ -548,9 +546,7 @@ def read_rows(path, channels, positions, bins=None):
     positions = np.asarray(positions, np.int64).ravel()
     M = channels.size
     with open_h5(path) as h:
-        r = _Reader(h, path)
-        info = _header(r)
-        lay = _Layout(r, info)
+        r, info, lay = _open_data(h, path)
         ds, NE = lay.ds, lay.num_frames
         if M and (channels.min() < 0 or channels.max() >= lay.num_channels):
             raise MPISimError(f"{path}: receive channel out of range 0..{lay.num_channels - 1}")
