@@ -134,9 +134,7 @@ def _solve_numba(A, b, orders, inv_den, lam, er, ep, callback, groups, stop=None
     inv = np.ascontiguousarray(inv_den, dtype=np.float64)
     groups = int(groups or numba.get_num_threads())
     for it, order in enumerate(orders):
-        if real is np.float32:
-            K.sweep_multi32(Af, br, bi, order, inv, sq, cr, ci, vr, vi, min(groups, F))
-        elif F == 1:
+        if F == 1 and real is np.float64:
             K.sweep_single(Af, br[0], bi[0], order, inv, sq, cr[0], ci[0], vr[0], vi[0])
         else:
             K.sweep_multi(Af, br, bi, order, inv, sq, cr, ci, vr, vi, min(groups, F))

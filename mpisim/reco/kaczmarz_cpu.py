@@ -2,9 +2,11 @@
 :func:`mpisim.reco.kaczmarz.sweep_numpy`.
 
 The matrix is passed as a float view of a complex array, (M, 2N) with real and imaginary parts
-interleaved; the iterate c and the auxiliary v as separate real/imaginary float64 arrays.
-Accumulations are in float64 whatever the matrix precision. The update with row k and the dot
-product with the next row are fused into one pass over c (same arithmetic, half the traffic).
+interleaved; the iterate c and the auxiliary v as separate real/imaginary arrays, float64 (images)
+or float32 (statistics only: noise realisations); the iterate's type sets the arithmetic, α is
+float64 either way. The update with row k and the dot product with the next row are fused into one
+pass over c (same arithmetic, half the traffic), and for many frames each pass serves two or three
+frames, so a matrix element is loaded once for all of them.
 """
 
 import numpy as np
@@ -26,23 +28,87 @@ def row_norms2(Af):
     return out
 
 
-@njit(cache=True, fastmath=True)
-def _dot_update(prow, pr, pi, row, cr, ci, N):
-    """c += conj(prow)·(pr + i pi), then return row · c (fused, one pass)."""
-    sr = 0.0
-    si = 0.0
+@njit(cache=True, fastmath=True, nogil=True)
+def _dot_update(prow, pr, pi, row, cr, ci, N, zero):
+    """c += conj(prow)·(pr + i pi), then return row · c (fused, one pass). Arithmetic in the type of
+    ``zero`` and c (float64, or float32 for the single-precision path)."""
+    sr = zero
+    si = zero
     for j in range(N):
-        qr = np.float64(prow[2 * j])
-        qi = np.float64(prow[2 * j + 1])
+        qr = prow[2 * j]
+        qi = prow[2 * j + 1]
         xr = cr[j] + qr * pr + qi * pi
         xi = ci[j] + qr * pi - qi * pr
         cr[j] = xr
         ci[j] = xi
-        ar = np.float64(row[2 * j])
-        ai = np.float64(row[2 * j + 1])
+        ar = row[2 * j]
+        ai = row[2 * j + 1]
         sr += ar * xr - ai * xi
         si += ar * xi + ai * xr
     return sr, si
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _dot_update2(prow, p, row, c0r, c0i, c1r, c1i, N, zero):
+    """:func:`_dot_update` for two frames at once (p = (pr0, pi0, pr1, pi1)): each matrix element is
+    loaded once for both, which makes the pass compute-bound instead of load-bound (1.6× per frame)."""
+    s0r = zero
+    s0i = zero
+    s1r = zero
+    s1i = zero
+    for j in range(N):
+        qr = prow[2 * j]
+        qi = prow[2 * j + 1]
+        ar = row[2 * j]
+        ai = row[2 * j + 1]
+        xr = c0r[j] + qr * p[0] + qi * p[1]
+        xi = c0i[j] + qr * p[1] - qi * p[0]
+        c0r[j] = xr
+        c0i[j] = xi
+        s0r += ar * xr - ai * xi
+        s0i += ar * xi + ai * xr
+        yr = c1r[j] + qr * p[2] + qi * p[3]
+        yi = c1i[j] + qr * p[3] - qi * p[2]
+        c1r[j] = yr
+        c1i[j] = yi
+        s1r += ar * yr - ai * yi
+        s1i += ar * yi + ai * yr
+    return s0r, s0i, s1r, s1i
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _dot_update3(prow, p, row, c0r, c0i, c1r, c1i, c2r, c2i, N, zero):
+    """:func:`_dot_update2` for three frames (p = (pr0, pi0, pr1, pi1, pr2, pi2))."""
+    s0r = zero
+    s0i = zero
+    s1r = zero
+    s1i = zero
+    s2r = zero
+    s2i = zero
+    for j in range(N):
+        qr = prow[2 * j]
+        qi = prow[2 * j + 1]
+        ar = row[2 * j]
+        ai = row[2 * j + 1]
+        xr = c0r[j] + qr * p[0] + qi * p[1]
+        xi = c0i[j] + qr * p[1] - qi * p[0]
+        c0r[j] = xr
+        c0i[j] = xi
+        s0r += ar * xr - ai * xi
+        s0i += ar * xi + ai * xr
+        yr = c1r[j] + qr * p[2] + qi * p[3]
+        yi = c1i[j] + qr * p[3] - qi * p[2]
+        c1r[j] = yr
+        c1i[j] = yi
+        s1r += ar * yr - ai * yi
+        s1i += ar * yi + ai * yr
+        zr = c2r[j] + qr * p[4] + qi * p[5]
+        zi = c2i[j] + qr * p[5] - qi * p[4]
+        c2r[j] = zr
+        c2i[j] = zi
+        s2r += ar * zr - ai * zi
+        s2i += ar * zi + ai * zr
+    return s0r, s0i, s1r, s1i, s2r, s2i
 
 
 @njit(cache=True, fastmath=True)
@@ -66,7 +132,7 @@ def sweep_single(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
                 sr += ar * cr[j] - ai * ci[j]
                 si += ar * ci[j] + ai * cr[j]
         else:
-            sr, si = _dot_update(Af[prev], pr, pi, row, cr, ci, N)
+            sr, si = _dot_update(Af[prev], pr, pi, row, cr, ci, N, 0.0)
         pr = (br[k] - sr - sqrt_lam * vr[k]) * inv_den[k]
         pi = (bi[k] - si - sqrt_lam * vi[k]) * inv_den[k]
         vr[k] += sqrt_lam * pr
@@ -81,14 +147,30 @@ def sweep_single(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
             ci[j] += qr * pi - qi * pr
 
 
-@njit(cache=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True)
+def _alpha(br, bi, vr, vi, f, k, sr, si, inv_den, sqrt_lam, pr, pi, g):
+    """Row k's step for frame f (α in float64 whatever the iterate's precision): v_k += √λ α,
+    and α kept in (pr[g], pi[g]) for the fused update with the next row."""
+    a_r = (np.float64(br[f, k]) - sr - sqrt_lam * vr[f, k]) * inv_den[k]
+    a_i = (np.float64(bi[f, k]) - si - sqrt_lam * vi[f, k]) * inv_den[k]
+    vr[f, k] += sqrt_lam * a_r
+    vi[f, k] += sqrt_lam * a_i
+    pr[g] = a_r
+    pi[g] = a_i
+
+
+@njit(cache=True, fastmath=True, nogil=True)
 def _sweep_group(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1):
-    """Frames f0..f1 (c: (F, N), v: (F, M)): each row is applied to every frame of the group
-    while it is in cache, with the fused update/dot of :func:`sweep_single`."""
+    """Frames f0..f1 (c: (F, N), v: (F, M)): each row is applied to every frame of the group while
+    it is in cache, three (or two) frames per pass over the row, with the fused update/dot of
+    :func:`sweep_single`. The iterate's dtype (float64, or float32 for statistics) sets the
+    arithmetic; α is float64 either way."""
     N = cr.shape[1]
     G = f1 - f0
-    pr = np.zeros(G)
-    pi = np.zeros(G)
+    zero = cr.dtype.type(0)
+    pr = np.zeros(G, cr.dtype)
+    pi = np.zeros(G, cr.dtype)
+    p = np.zeros(6, cr.dtype)
     prev = -1
     for kk in range(order.shape[0]):
         k = order[kk]
@@ -96,82 +178,28 @@ def _sweep_group(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1):
             continue
         row = Af[k]
         prow = Af[prev] if prev >= 0 else row
-        for g in range(G):
+        g = 0
+        while g < G:
             f = f0 + g
-            sr, si = _dot_update(prow, pr[g], pi[g], row, cr[f], ci[f], N)
-            a_r = (br[f, k] - sr - sqrt_lam * vr[f, k]) * inv_den[k]
-            a_i = (bi[f, k] - si - sqrt_lam * vi[f, k]) * inv_den[k]
-            vr[f, k] += sqrt_lam * a_r
-            vi[f, k] += sqrt_lam * a_i
-            pr[g] = a_r
-            pi[g] = a_i
-        prev = k
-    if prev >= 0:
-        prow = Af[prev]
-        for g in range(G):
-            f = f0 + g
-            for j in range(N):
-                qr = np.float64(prow[2 * j])
-                qi = np.float64(prow[2 * j + 1])
-                cr[f, j] += qr * pr[g] + qi * pi[g]
-                ci[f, j] += qr * pi[g] - qi * pr[g]
-
-
-@njit(cache=True, parallel=True)
-def sweep_multi(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
-    """One sweep for F right-hand sides, frames as rows: b (F, M), c (F, N), v (F, M).
-    The frames are split into ``groups`` that run in parallel on the CPU cores."""
-    F = cr.shape[0]
-    size = (F + groups - 1) // groups
-    for g in prange(groups):
-        f0 = g * size
-        f1 = min(F, f0 + size)
-        if f1 > f0:
-            _sweep_group(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)
-
-
-@njit(cache=True, fastmath=True, nogil=True)
-def _dot_update32(prow, pr, pi, row, cr, ci, N):
-    """Single-precision twin of :func:`_dot_update` (twice the SIMD width)."""
-    sr = np.float32(0.0)
-    si = np.float32(0.0)
-    for j in range(N):
-        qr = prow[2 * j]
-        qi = prow[2 * j + 1]
-        xr = cr[j] + qr * pr + qi * pi
-        xi = ci[j] + qr * pi - qi * pr
-        cr[j] = xr
-        ci[j] = xi
-        ar = row[2 * j]
-        ai = row[2 * j + 1]
-        sr += ar * xr - ai * xi
-        si += ar * xi + ai * xr
-    return sr, si
-
-
-@njit(cache=True, fastmath=True, nogil=True)
-def _sweep_group32(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1):
-    """:func:`_sweep_group` in single precision (c, v, b float32; α in float64)."""
-    N = cr.shape[1]
-    G = f1 - f0
-    pr = np.zeros(G, np.float32)
-    pi = np.zeros(G, np.float32)
-    prev = -1
-    for kk in range(order.shape[0]):
-        k = order[kk]
-        if inv_den[k] == 0.0:
-            continue
-        row = Af[k]
-        prow = Af[prev] if prev >= 0 else row
-        for g in range(G):
-            f = f0 + g
-            sr, si = _dot_update32(prow, pr[g], pi[g], row, cr[f], ci[f], N)
-            a_r = (np.float64(br[f, k]) - sr - sqrt_lam * vr[f, k]) * inv_den[k]
-            a_i = (np.float64(bi[f, k]) - si - sqrt_lam * vi[f, k]) * inv_den[k]
-            vr[f, k] += np.float32(sqrt_lam * a_r)
-            vi[f, k] += np.float32(sqrt_lam * a_i)
-            pr[g] = a_r
-            pi[g] = a_i
+            left = G - g
+            if left == 1:
+                sr, si = _dot_update(prow, pr[g], pi[g], row, cr[f], ci[f], N, zero)
+                _alpha(br, bi, vr, vi, f, k, sr, si, inv_den, sqrt_lam, pr, pi, g)
+                g += 1
+            elif left == 2 or left == 4:
+                p[0], p[1], p[2], p[3] = pr[g], pi[g], pr[g + 1], pi[g + 1]
+                s0r, s0i, s1r, s1i = _dot_update2(prow, p, row, cr[f], ci[f], cr[f + 1], ci[f + 1], N, zero)
+                _alpha(br, bi, vr, vi, f, k, s0r, s0i, inv_den, sqrt_lam, pr, pi, g)
+                _alpha(br, bi, vr, vi, f + 1, k, s1r, s1i, inv_den, sqrt_lam, pr, pi, g + 1)
+                g += 2
+            else:
+                p[0], p[1], p[2], p[3], p[4], p[5] = pr[g], pi[g], pr[g + 1], pi[g + 1], pr[g + 2], pi[g + 2]
+                s0r, s0i, s1r, s1i, s2r, s2i = _dot_update3(prow, p, row, cr[f], ci[f], cr[f + 1], ci[f + 1],
+                                                            cr[f + 2], ci[f + 2], N, zero)
+                _alpha(br, bi, vr, vi, f, k, s0r, s0i, inv_den, sqrt_lam, pr, pi, g)
+                _alpha(br, bi, vr, vi, f + 1, k, s1r, s1i, inv_den, sqrt_lam, pr, pi, g + 1)
+                _alpha(br, bi, vr, vi, f + 2, k, s2r, s2i, inv_den, sqrt_lam, pr, pi, g + 2)
+                g += 3
         prev = k
     if prev >= 0:
         prow = Af[prev]
@@ -185,13 +213,15 @@ def _sweep_group32(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)
 
 
 @njit(cache=True, parallel=True)
-def sweep_multi32(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
-    """:func:`sweep_multi` in single precision, for right-hand sides whose results are statistics
-    (the noise realisations behind error bars): a float32 matrix only."""
+def sweep_multi(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
+    """One sweep for F right-hand sides, frames as rows: b (F, M), c (F, N), v (F, M).
+    The frames are split into ``groups`` that run in parallel on the CPU cores. With float32
+    b, c and v (and a complex64 matrix) the same sweep runs in single precision, for right-hand
+    sides whose results are statistics (the noise realisations behind error bars)."""
     F = cr.shape[0]
     size = (F + groups - 1) // groups
     for g in prange(groups):
         f0 = g * size
         f1 = min(F, f0 + size)
         if f1 > f0:
-            _sweep_group32(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)
+            _sweep_group(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)
