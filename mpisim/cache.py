@@ -77,6 +77,9 @@ def ensure_dir(override=None):
         raise MPISimError(f"cache folder {d} cannot be created: {e.strerror}") from None
     if not os.access(d, os.W_OK | os.X_OK):
         raise MPISimError(f"cache folder {d} is not writable (use --cache-dir or --no-cache)")
+    from .io.atomic import remove_stale_parts
+
+    remove_stale_parts(d)                   # partial builds of killed processes
     return d
 
 
@@ -261,17 +264,26 @@ def list_entries(override=None):
             out.append((p, target.stat().st_size, f"registered file {target}"))
         except OSError:
             out.append((p, 0, "(registered file missing)"))
+    from .io.atomic import stale_parts
+
+    for p in sorted(stale_parts(d)):
+        with contextlib.suppress(OSError):
+            out.append((p, p.stat().st_size, "partial file of a killed process (removed by the next build or "
+                                             "`mpisim cache clear`)"))
     return out
 
 
 def clear(override=None):
-    """Delete all cache entries (and stale temporary files); returns how many files were removed."""
+    """Delete all cache entries and the partial files of killed processes (a build in progress keeps
+    its own); returns how many files were removed."""
     d = cache_dir(override)
     n = 0
     if d.is_dir():
         for p in d.glob("sm-*.lock"):        # build locks: no content, not counted; a held one stays
             _remove_unheld_lock(p)
-        for p in list(d.glob("sm-*.mdf")) + list(d.glob("sm-*.ref")) + list(d.glob(".sm-*.part")):
+        from .io.atomic import stale_parts
+
+        for p in list(d.glob("sm-*.mdf")) + list(d.glob("sm-*.ref")) + stale_parts(d):
             try:
                 p.unlink()
                 n += 1

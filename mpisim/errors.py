@@ -28,6 +28,8 @@ def check_finite(name, value):
 
 def check_positive(name, value, allow_zero=False):
     """Raise :class:`MPISimError` unless ``value`` is a finite number > 0 (or >= 0)."""
+    if isinstance(value, (bool, str)):
+        raise MPISimError(f"{name} must be a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -53,7 +53,7 @@ class SimulationSettings:
     def __post_init__(self):
         for name in ("frames", "background_frames", "averages"):
             minimum = 0 if name == "background_frames" else 1
-            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum))
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum, 2 ** 31 - 1))
         check_positive("noise level (V/√Hz)", self.noise_density, allow_zero=True)
         check_positive("background level (V)", self.background_level, allow_zero=True)
         if self.dtype not in DTYPES:
@@ -202,8 +202,13 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
 
         check_output_path(out, overwrite)
         N = settings.background_frames + settings.frames
-        check_free_space([(out, N * scanner.num_rx_channels * scanner.num_samples
-                           * np.dtype(DTYPES[settings.dtype]).itemsize)], "the simulated measurement")
+        nbytes = (int(N) * int(scanner.num_rx_channels) * int(scanner.num_samples)
+                  * int(np.dtype(DTYPES[settings.dtype]).itemsize))
+        check_free_space([(out, nbytes)], "the simulated measurement")
+        if progress and nbytes > 2 ** 30:
+            import sys
+
+            print(f"{out}: {N} frames, {nbytes / 2**30:.1f} GiB to write", file=sys.stderr)
     source = FrameSource(scanner, tracer, phantom, settings, backend=backend, progress=progress,
                          chunk_voxels=chunk_voxels)
     if out is not None:

@@ -91,6 +91,13 @@ class Grid:
         return {"shape": list(self.shape), "fov": list(self.fov), "center": list(self.center)}
 
 
+MAX_SIDE = 4096
+"""Most voxels along one grid axis."""
+MAX_VOXELS = 2 ** 27
+"""Most voxels in a grid (134 million; a 512³ grid): counted in Python integers, so no size
+overflows on the way to the memory and disk checks."""
+
+
 def parse_shape(text):
     """Parse ``"41x41x1"`` (or ``"41,41,1"``) into a shape triple (clear error otherwise)."""
     parts = str(text).lower().replace(",", "x").split("x")
@@ -102,6 +109,8 @@ def parse_shape(text):
         raise MPISimError(f"grid must have three sizes NXxNYxNZ, got {text!r}")
     if any(v <= 0 for v in vals):
         raise MPISimError(f"grid sizes must be positive, got {text!r}")
+    if any(v > MAX_SIDE for v in vals) or vals[0] * vals[1] * vals[2] > MAX_VOXELS:
+        raise MPISimError(f"grid {text!r} is too large: at most {MAX_SIDE} voxels per axis and {MAX_VOXELS} in all")
     return tuple(vals)
 
 

@@ -39,13 +39,19 @@ class SelectionField:
         if g.shape != (3, 3):
             raise MPISimError(f"selection_field.gradient must be 3x3, got shape {g.shape}")
         check_finite("selection_field.gradient", g)
-        scale = max(np.abs(g).max(), 1e-300)
+        scale = np.abs(g).max()
+        if scale == 0:
+            raise MPISimError("selection_field.gradient is zero: there is no field-free point")
         if abs(np.trace(g)) > 1e-9 * scale:
             raise MPISimError(f"selection_field.gradient must have trace 0 (div B = 0), got trace {np.trace(g):g} T/m/µ0")
         if np.abs(g - g.T).max() > 1e-9 * scale:
             raise MPISimError("selection_field.gradient must be symmetric (curl H = 0)")
-        if abs(np.linalg.det(g)) < 1e-12 * scale**3:
+        eig = np.abs(np.linalg.eigvalsh(g))
+        if eig.min() < 1e-9 * scale:
             raise MPISimError("selection_field.gradient must be invertible for a field-free point")
+        if eig.min() < 1e-3:
+            raise MPISimError(f"selection_field.gradient is too weak for a scanner: smallest eigenvalue "
+                              f"{eig.min():.3g} T/m/µ0 (at least 0.001)")
         object.__setattr__(self, "gradient", _tuple2(g))
 
     @property
@@ -75,6 +81,8 @@ class DriveChannel:
         if self.amplitude > 1.0:
             raise MPISimError(f"drive channel {self.axis} amplitude must be in T/µ0 (e.g. 0.012), got {self.amplitude}")
         object.__setattr__(self, "divider", check_int(f"drive channel {self.axis} divider", self.divider, 1))
+        if isinstance(self.phase, bool) or not isinstance(self.phase, (int, float, np.number)):
+            raise MPISimError(f"drive channel {self.axis} phase must be a number in rad, got {self.phase!r}")
         check_finite(f"drive channel {self.axis} phase", float(self.phase))
         if self.waveform != "sine":
             raise MPISimError(f"drive channel {self.axis}: only waveform 'sine' is supported, got {self.waveform!r}")
@@ -197,7 +205,18 @@ class Scanner:
             v = getattr(self, name)
             if isinstance(v, dict):
                 object.__setattr__(self, name, _from_dict(cls, v, name))
+        g = self.gradient
+        for c in self.drive_field.channels:
+            r = np.abs(np.linalg.solve(g, c.amplitude * np.eye(3)[AXES.index(c.axis)])).max()
+            if r > 0.5:
+                raise MPISimError(f"drive channel {c.axis} moves the field-free point by ±{r:.3g} m (more than "
+                                  f"0.5 m): amplitude {c.amplitude:g} T/µ0 is too large for the gradient")
         v = self.num_samples_exact
+        if v > MAX_SAMPLES:
+            raise MPISimError(
+                f"the drive cycle (lcm of drive_field.channels divider / drive_field.base_frequency = "
+                f"{self.drive_field.cycle:.3g} s) sampled at 2 × receiver.bandwidth = {self.receiver.sampling_rate:.3g} Hz "
+                f"is {v:.3g} samples; at most {MAX_SAMPLES} are supported")
         if abs(v - round(v)) > 1e-6 * max(v, 1):
             raise MPISimError(
                 f"drive cycle {self.drive_field.cycle:g} s times sampling rate {self.receiver.sampling_rate:g} Hz "
@@ -311,8 +330,8 @@ class Scanner:
 
     @classmethod
     def load(cls, path):
-        """Read a scanner TOML file."""
-        return cls.from_dict(tomlio.load(path), str(path))
+        """Read a scanner TOML file (validated key by key, see :func:`read_scanner_toml`)."""
+        return read_scanner_toml(path)[0]
 
 
 def _from_dict(cls, d, source):
@@ -327,6 +346,135 @@ def _from_dict(cls, d, source):
         return cls(**d)
     except TypeError as e:
         raise MPISimError(f"{source}: {e}") from None
+
+
+# --- the TOML schema ---------------------------------------------------------------------------------
+
+MAX_SAMPLES = 2 ** 22
+"""Most samples per drive cycle a scanner may have (4 194 304; the 3D Bruker sequence has 53 856):
+above it one period of one voxel's signal alone is tens of MB and a system matrix is out of reach."""
+
+_REQUIRED, _OPTIONAL = True, False
+# key: (required, kind[, low, high, unit]); kind: str, table, tables (count range), int, num, vec3, mat3
+_SCHEMA = {
+    "": {"name": (_OPTIONAL, "str"), "manufacturer": (_OPTIONAL, "str"), "facility": (_OPTIONAL, "str"),
+         "topology": (_OPTIONAL, "str"), "selection_field": (_REQUIRED, "table"),
+         "drive_field": (_REQUIRED, "table"), "receiver": (_REQUIRED, "table")},
+    "selection_field": {"gradient": (_REQUIRED, "mat3", -1e3, 1e3, "T/m/µ0")},
+    "drive_field": {"base_frequency": (_REQUIRED, "num", 0.0, 1e9, "Hz"),
+                    "channels": (_REQUIRED, "tables", 1, 3, "channel")},
+    "drive_field.channels": {"axis": (_REQUIRED, "str"), "amplitude": (_REQUIRED, "num", 0.0, 1.0, "T/µ0"),
+                             "divider": (_REQUIRED, "int", 1, 2 ** 31, ""),
+                             "phase": (_OPTIONAL, "num", -1e3, 1e3, "rad"), "waveform": (_OPTIONAL, "str")},
+    "receiver": {"bandwidth": (_REQUIRED, "num", 0.0, 1e9, "Hz"), "channels": (_REQUIRED, "tables", 1, 16, "coil"),
+                 "noise_density": (_OPTIONAL, "num", 0.0, 1.0, "V/√Hz"),
+                 "background_level": (_OPTIONAL, "num", 0.0, 1e3, "V"),
+                 "bandstop_attenuation": (_OPTIONAL, "num", 0.0, 1.0, ""),
+                 "bandstop_width": (_OPTIONAL, "num", 0.0, 1e9, "Hz"),
+                 "feedthrough_level": (_OPTIONAL, "num", 0.0, 1e6, "V"),
+                 "transfer_function": (_OPTIONAL, "str")},
+    "receiver.channels": {"sensitivity": (_REQUIRED, "vec3", -1e3, 1e3, "T/A")},
+}
+
+
+_POSITIVE = ("base_frequency", "bandwidth", "amplitude")
+"""Keys whose lower bound (0) is excluded."""
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_value(source, key, v, spec):
+    """Type and range of one TOML value; a one-line error naming the key."""
+    kind = spec[1]
+    where = f"{source}: {key}"
+    if kind == "str":
+        if not isinstance(v, str):
+            raise MPISimError(f"{where} must be a string, got {v!r}")
+        return
+    if kind == "table":
+        if not isinstance(v, dict):
+            raise MPISimError(f"{where} must be a table ([{key}]), got {v!r}")
+        return
+    lo, hi, unit = spec[2], spec[3], spec[4]
+    unit = f" {unit}" if unit else ""
+    if kind == "tables":
+        if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+            raise MPISimError(f"{where} must be an array of tables ([[{key}]]), got {v!r}")
+        if not lo <= len(v) <= hi:
+            raise MPISimError(f"{where} must hold {lo} to {hi} {unit.strip()}s, got {len(v)}")
+        return
+    if kind in ("num", "int"):
+        if not _is_number(v) or (kind == "int" and not float(v).is_integer()):
+            raise MPISimError(f"{where} must be {'an integer' if kind == 'int' else 'a number'}{unit and ' in' + unit}, "
+                              f"got {v!r}")
+        positive = key.rsplit(".", 1)[-1] in _POSITIVE
+        if not math.isfinite(v) or v > hi or v < lo or (positive and v <= lo):
+            raise MPISimError(f"{where} = {v!r} is out of range ({'> ' if positive else ''}{lo:g} to {hi:g}{unit})")
+        return
+    shape = (3,) if kind == "vec3" else (3, 3)
+    ok = isinstance(v, list) and len(v) == 3 and all(
+        (_is_number(x) if kind == "vec3" else isinstance(x, list) and len(x) == 3 and all(map(_is_number, x)))
+        for x in v)
+    if not ok:
+        raise MPISimError(f"{where} must be {'3 numbers' if kind == 'vec3' else 'a 3x3 matrix of numbers'}{unit and ' in' + unit}, "
+                          f"got {v!r}")
+    a = np.array(v, float).reshape(shape)
+    if not np.all(np.isfinite(a)) or np.abs(a).max() > hi:
+        raise MPISimError(f"{where} is out of range (finite, |value| <= {hi:g}{unit})")
+
+
+def validate_scanner_dict(d, source="scanner TOML"):
+    """Check a scanner table (parsed TOML) key by key: required sections and keys, types and
+    ranges, each error one line naming the key. Returns the optional keys that were missing and
+    so take mpisim's defaults (e.g. ``receiver.noise_density``)."""
+    if not isinstance(d, dict):
+        raise MPISimError(f"{source}: expected a table, got {type(d).__name__}")
+    filled = []
+
+    def walk(table, section, key_prefix):
+        schema = _SCHEMA[section]
+        unknown = sorted(set(table) - set(schema))
+        if unknown:
+            raise MPISimError(f"{source}: unknown key(s) {', '.join(key_prefix + k for k in unknown)}; "
+                              f"known in {('[' + section + ']') if section else 'the top level'}: {', '.join(schema)}")
+        missing = [key_prefix + k for k, spec in schema.items() if spec[0] and k not in table]
+        if missing:
+            raise MPISimError(f"{source}: missing {'key' if len(missing) == 1 else 'keys'} {', '.join(missing)}")
+        for k, spec in schema.items():
+            if k not in table:
+                filled.append(key_prefix + k)
+                continue
+            _check_value(source, key_prefix + k, table[k], spec)
+            sub = f"{section}.{k}" if section else k
+            if spec[1] == "table":
+                walk(table[k], sub, f"{sub}.")
+            elif spec[1] == "tables":
+                for i, item in enumerate(table[k]):
+                    walk(item, sub, f"{sub}[{i}].")
+
+    walk(d, "", "")
+    return [k for k in filled if k.split(".")[0] in ("drive_field", "receiver")]
+
+
+def read_scanner_toml(path):
+    """(Scanner, defaults filled) from a scanner TOML file: validated key by key
+    (:func:`validate_scanner_dict`); a transfer-function path must exist (relative paths are
+    taken from the TOML file's folder, then the working directory)."""
+    d = tomlio.load(path)
+    filled = validate_scanner_dict(d, str(path))
+    tf = d.get("receiver", {}).get("transfer_function", "")
+    if tf:
+        cand = [Path(path).parent / tf, Path(tf)] if not Path(tf).is_absolute() else [Path(tf)]
+        found = next((c for c in cand if c.is_file()), None)
+        if found is None:
+            raise MPISimError(f"{path}: receiver.transfer_function {tf!r} does not exist")
+        d["receiver"]["transfer_function"] = str(found)
+    try:
+        return Scanner.from_dict(d, str(path)), filled
+    except MPISimError as e:
+        raise MPISimError(e if str(e).startswith(str(path)) else f"{path}: {e}") from None
 
 
 # --- presets --------------------------------------------------------------------------------------

@@ -173,6 +173,10 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
         params = {**params, "layout": "chunked", "compression": compression}
         key = cache_mod.make_key(params)
     nbytes = _file_bytes(scanner, grid, settings)
+    from .forward import check_memory
+
+    check_memory(_build_memory(scanner, grid), f"building a {grid.size}-voxel system matrix",
+                 hint="use a coarser grid")
     build = dict(scanner=scanner, tracer=tracer, grid=grid, settings=settings, key=key, params=params,
                  backend=backend, chunk_voxels=chunk_voxels, progress=progress, compression=compression,
                  layout=layout)
@@ -238,9 +242,15 @@ def _open(path, on_damage):
 
 def _file_bytes(scanner, grid, settings):
     """Bytes of the matrix in its file (the dataset; metadata are small)."""
-    bins = frequency_bins(scanner, settings)
-    return (scanner.num_rx_channels * bins.size * (grid.size + int(settings.background_frames))
-            * np.dtype(COMPLEX[settings.dtype]).itemsize + (4 << 20))
+    bins = frequency_bins(scanner, settings)       # Python integers: no size overflows on the way to the checks
+    return (int(scanner.num_rx_channels) * int(bins.size) * (int(grid.size) + int(settings.background_frames))
+            * int(np.dtype(COMPLEX[settings.dtype]).itemsize) + (4 << 20))
+
+
+def _build_memory(scanner, grid):
+    """Bytes a build holds besides its bounded stripes (STRIPE_BYTES, two at a time): voxel
+    positions and per-voxel bookkeeping, ~64 B per voxel, and one period of the drive field."""
+    return int(grid.size) * 64 + 2 * STRIPE_BYTES + int(scanner.num_samples) * 3 * 8 * 4
 
 
 def _same_device(folder, path):

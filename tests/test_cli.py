@@ -37,7 +37,10 @@ def test_simulate_bad_input(tmp_path, capsys, args, needle):
 
 def test_bad_scanner_files(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text("[selection_field]\ngradient = [[1,0,0],[0,1,0],[0,0,1]]\n")
+    import mpisim
+
+    good = mpisim.get_scanner("bruker-1d").to_toml()
+    bad.write_text(good.replace("[-1.0, 0.0, 0.0]", "[1.0, 0.0, 0.0]"))
     assert run("simulate", "--scanner", bad, "--out", tmp_path / "o.mdf") == 2
     assert "trace 0" in capsys.readouterr().err
     bad.write_text("this is = = not toml")

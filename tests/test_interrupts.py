@@ -91,3 +91,47 @@ def test_interrupts_at_random_moments_leave_nothing(work):
     for name, (argv, out, _) in cmds.items():                    # the next identical run succeeds
         r = subprocess.run([sys.executable, "-m", "mpisim", *argv], capture_output=True, text=True, env=ENV(work))
         assert r.returncode == 0 and out.exists(), name + r.stderr
+
+
+def _kill_when_part_appears(argv, folder, env, timeout=60):
+    """Start ``mpisim argv``, SIGKILL it as soon as a partial file shows up in ``folder``."""
+    p = subprocess.Popen([sys.executable, "-m", "mpisim", *argv], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL, env=env)
+    t_end = time.time() + timeout
+    while time.time() < t_end and p.poll() is None:
+        if list(folder.glob(".*.part")):
+            time.sleep(0.2)
+            break
+        time.sleep(0.02)
+    p.kill()
+    p.wait()
+    return sorted(folder.glob(".*.part"))
+
+
+def test_sigkill_leftovers_are_listed_and_removed(tmp_path):
+    """A SIGKILLed build or simulation leaves its partial file (nothing can prevent that); `cache list`
+    shows the cache's, `cache clear` removes them, and the next run removes those of its own output
+    (issue 13: stale *.part files)."""
+    from mpisim.cli import main
+
+    cdir, env = tmp_path / "c", {**os.environ, "MPISIM_CACHE_DIR": str(tmp_path / "c")}
+    cdir.mkdir()
+    sysmat = ["sysmat", "--scanner", "bruker-3d", "--grid", "9x9x9", "--cache-dir", str(cdir),
+              "--out", str(tmp_path / "sm.mdf")]
+    parts = _kill_when_part_appears(sysmat, cdir, env)
+    assert parts, "the killed build left no partial file to test with"
+    listed = subprocess.run([sys.executable, "-m", "mpisim", "cache", "list", "--cache-dir", str(cdir)],
+                            capture_output=True, text=True).stdout
+    assert parts[0].name in listed and "killed process" in listed
+    assert main(["cache", "clear", "--cache-dir", str(cdir)]) == 0
+    assert not list(cdir.glob(".*.part"))
+    parts = _kill_when_part_appears(sysmat, cdir, env)              # and again: the next build removes it
+    assert parts
+    assert main([*sysmat, "--grid", "3x3x3", "--overwrite"]) == 0
+    assert not list(cdir.glob(".*.part"))
+    out = tmp_path / "sim.mdf"                                     # an output's partial file: its next run
+    sim = ["simulate", "--scanner", "bruker-3d", "--phantom", "concentration", "--frames", "400", "--out", str(out)]
+    parts = _kill_when_part_appears(sim, tmp_path, env)
+    assert parts and not out.exists()
+    assert main([*sim[:-4], "--frames", "1", "--out", str(out)]) == 0
+    assert out.exists() and not list(tmp_path.glob(".*.part"))

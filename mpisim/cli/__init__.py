@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from ..errors import MPISimError
 
@@ -28,16 +29,34 @@ COMMANDS = ("simulate", "info", "sysmat", "cache", "reco", "demo", "convert", "q
 """Command modules, in the order ``mpisim --help`` lists them (``studies`` adds titrate and track)."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (the rule for every user mistake), pointing at --help."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)\n")
+
+
 def build_parser():
     from .. import __version__
 
-    p = argparse.ArgumentParser(prog="mpisim", description="Magnetic particle imaging simulator and reconstructor.",
+    p = _Parser(prog="mpisim", description="Magnetic particle imaging simulator and reconstructor.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"mpisim {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)
     return p
+
+
+def _report_warnings(command, warned):
+    """Warnings of a command that succeeded, one line each (the same message once): a failed
+    command prints only its error, never the warnings that led to it."""
+    seen = []
+    for w in warned:
+        text = " ".join(str(w.message).split())
+        if text not in seen:
+            seen.append(text)
+            print(f"mpisim {command}: warning: {text}", file=sys.stderr)
 
 
 def main(argv=None):
@@ -54,8 +73,11 @@ def main(argv=None):
             if not getattr(args, "func", None):
                 parser.print_help()
                 return 2
-            args.func(args)
+            with warnings.catch_warnings(record=True) as warned:
+                warnings.simplefilter("always")
+                args.func(args)
             interrupt.check()                    # a signal during the last, unchecked step
+            _report_warnings(args.command, warned)
         except MPISimError as e:
             print(f"mpisim {args.command}: error: {e}", file=sys.stderr)
             return 2

@@ -43,7 +43,25 @@ def add_tracer_args(p):
                    help="σ of a log-normal core-size distribution (default: monodisperse)")
 
 
-def int_list(text, name, one_based=False):
+def scanner_from_arg(value):
+    """The scanner of ``--scanner``: a preset, or a TOML file validated key by key; names on stdout
+    the optional keys a TOML file left out and that therefore take mpisim's defaults."""
+    from pathlib import Path
+
+    from ..scanner import PRESETS, get_scanner, read_scanner_toml
+
+    if value in PRESETS or not (str(value).endswith(".toml") or Path(value).exists()):
+        return get_scanner(value)
+    scanner, filled = read_scanner_toml(value)
+    if filled:
+        print(f"note: {value} leaves out {', '.join(filled)}: mpisim's defaults are used "
+              f"(they are recorded in the output)")
+    return scanner
+
+
+def int_list(text, name, one_based=False, limit=None):
+    """'1,2,5-7' → (1, 2, 5, 6, 7). ``limit``: every value must be below it (checked on the range
+    ends, before anything is expanded)."""
     if not text:
         return ()
     out = []
@@ -51,12 +69,20 @@ def int_list(text, name, one_based=False):
         part = part.strip()
         try:
             if "-" in part:
-                a, b = part.split("-")
-                out.extend(range(int(a), int(b) + 1))
+                a, b = (int(x) for x in part.split("-"))
+                if b < a:
+                    raise MPISimError(f"{name}: range {part!r} runs backwards")
+                if limit is not None and b - one_based >= limit:
+                    raise MPISimError(f"{name}: {b} is beyond the last of {limit} (got {text!r})")
+                if b - a >= 10_000_000:
+                    raise MPISimError(f"{name}: range {part!r} is too long (10 million values at most)")
+                out.extend(range(a, b + 1))
             else:
                 out.append(int(part))
         except ValueError:
             raise MPISimError(f"{name} must be integers like 1,2 or 0-9, got {text!r}") from None
+    if limit is not None and any(x - one_based >= limit for x in out):
+        raise MPISimError(f"{name}: values must be below {limit + one_based}, got {text!r}")
     if one_based:
         if any(x < 1 for x in out):
             raise MPISimError(f"{name} are 1-based, got {text!r}")

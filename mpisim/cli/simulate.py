@@ -1,7 +1,7 @@
 """``mpisim simulate``: a measurement of a phantom, written frame block by frame block."""
 
 from ..errors import MPISimError
-from .common import float_or_si, backend_arg, tracer_from_args, add_tracer_args
+from .common import scanner_from_arg, float_or_si, backend_arg, tracer_from_args, add_tracer_args
 
 
 def add_parser(sub):
@@ -34,11 +34,10 @@ def add_parser(sub):
 def run(args):
     from ..io.atomic import check_output_path
     from ..phantoms import get_phantom
-    from ..scanner import get_scanner
     from ..forward import SimulationSettings, simulate
 
     check_output_path(args.out, args.overwrite)
-    scanner = get_scanner(args.scanner)
+    scanner = scanner_from_arg(args.scanner)
     tracer = tracer_from_args(args)
     kw = {"frames": args.frames, "background_frames": args.background_frames, "seed": args.seed,
           "averages": args.averages, "dtype": args.dtype}

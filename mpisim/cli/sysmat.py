@@ -1,7 +1,7 @@
 """``mpisim sysmat``: simulate a system matrix into an MDF calibration file (cached)."""
 
 from ..errors import MPISimError
-from .common import float_or_si, freq, backend_arg, tracer_from_args, add_tracer_args, overwrite_arg
+from .common import scanner_from_arg, float_or_si, freq, backend_arg, tracer_from_args, add_tracer_args, overwrite_arg
 
 
 def add_parser(sub):
@@ -37,11 +37,10 @@ def add_parser(sub):
 def run(args):
     from ..grid import parse_shape, parse_triple
     from ..io.atomic import check_output_path
-    from ..scanner import get_scanner
     from ..systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 
     check_output_path(args.out, args.overwrite)
-    scanner = get_scanner(args.scanner)
+    scanner = scanner_from_arg(args.scanner)
     shape = parse_shape(args.grid)
     fov = parse_triple(args.fov, "--fov") if args.fov else None
     grid = default_grid(scanner, shape, fov, parse_triple(args.center, "--center"))

@@ -31,7 +31,9 @@ def check_output_path(path, overwrite=False):
 def atomic_path(path, overwrite=False):
     """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds."""
     p = check_output_path(path, overwrite)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part", dir=p.parent if str(p.parent) else ".")
+    folder = p.parent if str(p.parent) else Path(".")
+    remove_stale_parts(folder, p.name)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}{_owner()}", suffix=".part", dir=folder)
     os.close(fd)
     try:
         yield tmp
@@ -55,6 +57,72 @@ def atomic_path(path, overwrite=False):
 
 
 _RECORD = None
+
+
+def _host():
+    import socket
+
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
+
+
+def _owner():
+    """The part of a temporary name that says who writes it: ``~host~pid~``."""
+    return f"~{_host()}~{os.getpid()}~"
+
+
+STALE_LEGACY_SECONDS = 24 * 3600
+"""A partial file without an owner in its name (older mpisim) counts as stale after a day."""
+
+
+def stale_parts(folder, name=None):
+    """Partial files (``.NAME~host~pid~XXXX.part``) in ``folder`` left by processes that no longer
+    run on this host (killed with SIGKILL, or a crash of the machine); ``name``: only those of that
+    output. Files of live processes, or of other hosts sharing the folder, are never listed."""
+    import time
+
+    folder = Path(folder)
+    out = []
+    try:
+        candidates = list(folder.glob(f".{name}*.part" if name else ".*.part"))
+    except OSError:
+        return out
+    host = _host()
+    for p in candidates:
+        parts = p.name[:-len(".part")].split("~")
+        if len(parts) >= 4 and (name is None or parts[0] == f".{name}"):
+            if parts[-3] != host or not parts[-2].isdigit() or _alive(int(parts[-2])):
+                continue
+            out.append(p)
+        elif len(parts) == 1 and (name is None or p.name.startswith(f".{name}.")):
+            try:
+                if time.time() - p.stat().st_mtime > STALE_LEGACY_SECONDS:
+                    out.append(p)
+            except OSError:
+                pass
+    return out
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:                  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_parts(folder, name=None):
+    """Delete :func:`stale_parts`; returns [(path, bytes)] of what was removed."""
+    removed = []
+    for p in stale_parts(folder, name):
+        try:
+            size = p.stat().st_size
+            p.unlink()
+            removed.append((p, size))
+        except OSError:
+            pass
+    return removed
 
 
 @contextlib.contextmanager

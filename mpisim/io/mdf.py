@@ -12,6 +12,7 @@ import datetime
 import math
 import uuid
 
+import h5py
 import numpy as np
 
 from .. import __version__
@@ -369,6 +370,7 @@ def _header(r):
     if missing:
         raise MPISimError(f"{r.path}: missing mandatory group(s) {', '.join('/' + g for g in missing)} "
                           f"(not an MDF file?)")
+    _check_metadata(r)
     info["is_simulation"] = bool(r.number("experiment/isSimulation", required=False, default=0))
     info["scanner"] = {k: r.string(f"scanner/{k}") for k in ("name", "manufacturer", "facility", "topology")}
     if "tracer" in h:
@@ -420,6 +422,69 @@ def _header(r):
     return info
 
 
+BULK = ("measurement/data", "reconstruction/data", "_mpisim/noiseRealisations", "_mpisim/rowChecksum",
+        "calibration/snr", "acquisition/receiver/transferFunction", "calibration/positions", "reconstruction/positions")
+"""Datasets too big to scan in the header; each is checked where it is read."""
+
+MAX_DATA = 1e12
+"""Largest magnitude a measurement or calibration value may have (after the data conversion factor):
+far beyond any receive voltage or ADC count, and small enough that sums of squares stay finite."""
+
+_RANGES = {
+    # field: (low, high, low excluded); a value outside is refused naming the field
+    "acquisition/receiver/bandwidth": (0, 1e10, True), "acquisition/drivefield/baseFrequency": (0, 1e10, True),
+    "acquisition/drivefield/divider": (0, 2 ** 31, True), "acquisition/drivefield/numChannels": (1, 64, False),
+    "acquisition/drivefield/strength": (-10, 10, False), "acquisition/drivefield/phase": (-1e3, 1e3, False),
+    "acquisition/drivefield/cycle": (0, 1e3, True),
+    "acquisition/gradient": (-1e3, 1e3, False), "acquisition/offsetField": (-10, 10, False),
+    "acquisition/receiver/numSamplingPoints": (1, 2 ** 26, False), "acquisition/receiver/numChannels": (1, 1024, False),
+    "acquisition/receiver/dataConversionFactor": (-1e9, 1e9, False),
+    "acquisition/numAverages": (0, 2 ** 31, False), "acquisition/numFrames": (0, 2 ** 31, False),
+    "acquisition/numPeriodsPerFrame": (1, 2 ** 31, False), "acquisition/numPeriods": (1, 2 ** 31, False),
+    "tracer/concentration": (0, 1e3, False), "tracer/volume": (0, 1e3, False),
+    "calibration/size": (1, 2 ** 16, False), "calibration/fieldOfView": (0, 10, False),
+    "calibration/fieldOfViewCenter": (-10, 10, False), "calibration/deltaSampleSize": (0, 10, False),
+    "reconstruction/size": (1, 2 ** 16, False), "reconstruction/fieldOfView": (0, 10, False),
+    "reconstruction/fieldOfViewCenter": (-10, 10, False),
+    "_mpisim/phantom/shape": (1, 2 ** 16, False), "_mpisim/phantom/fieldOfView": (0, 10, False),
+    "_mpisim/phantom/fieldOfViewCenter": (-10, 10, False), "_mpisim/phantom/concentration": (0, 1e3, False),
+    "_mpisim/phantom/ironMass": (0, 1e3, False), "_mpisim/noiseSigmaBin": (0, 1e12, False),
+    "measurement/frequencySelection": (1, 2 ** 26, False), "measurement/framePermutation": (1, 2 ** 31, False),
+}
+"""Physical ranges of the numeric metadata (SI units: Hz, T/µ0, T/m/µ0, m, mol/L, L, kg): wide enough
+for any real scanner, narrow enough that nothing downstream overflows."""
+
+
+def _check_metadata(r):
+    """Every numeric metadata field finite, the known ones inside :data:`_RANGES`, the checksums of
+    their own type: a one-line error naming the field (bulk data are checked where they are read)."""
+    h, path = r.h, r.path
+    names = []
+    h.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    for n in names:
+        ds = h[n]
+        if n in BULK or ds.dtype.kind not in "biufc" or ds.size > 1_000_000:
+            continue
+        try:
+            a = ds[()]
+        except Exception as e:
+            raise MPISimError(f"{path}: /{n} cannot be read ({str(e).splitlines()[0][:80]})") from None
+        a = np.asarray(a)
+        if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+            raise MPISimError(f"{path}: /{n} holds NaN or Inf")
+        if n in _RANGES and a.size:
+            lo, hi, open_low = _RANGES[n]
+            vals = np.abs(a) if a.dtype.kind == "c" else a
+            bad = (vals > hi) | (vals < lo) | ((vals == lo) if open_low else False)
+            if np.any(bad):
+                x = vals.ravel()[int(np.flatnonzero(bad.ravel())[0])]
+                raise MPISimError(f"{path}: /{n} = {x:.6g} is outside its physical range "
+                                  f"({'> ' if open_low else ''}{lo:g} to {hi:g})")
+    if "_mpisim/rowChecksum" in h and h["_mpisim/rowChecksum"].dtype != np.uint64:
+        raise MPISimError(f"{path}: /_mpisim/rowChecksum is {h['_mpisim/rowChecksum'].dtype}, not uint64 "
+                          f"(damaged file)")
+
+
 class _Layout:
     """How ``/measurement/data`` is stored: axis order, complex encoding, conversion to volts."""
 
@@ -467,14 +532,15 @@ class _Layout:
                 C_ = self.num_channels
                 shape = [1] * a.ndim
                 shape[channel_axis] = C_
-                if fac.size == 2 * C_:
-                    fac = fac.T if (fac.shape == (2, C_) and C_ != 2) else fac.reshape(C_, 2)
-                    a = a * fac[:, 0].reshape(shape) + fac[:, 1].reshape(shape)
-                elif fac.size == 2:
-                    a = a * fac.ravel()[0] + fac.ravel()[1]
-                else:
-                    raise MPISimError(f"{path}: /acquisition/receiver/dataConversionFactor has shape {fac.shape}, "
-                                      f"expected ({C_}, 2)")
+                with np.errstate(over="ignore", invalid="ignore"):   # overflow → inf, refused by the reader
+                    if fac.size == 2 * C_:
+                        fac = fac.T if (fac.shape == (2, C_) and C_ != 2) else fac.reshape(C_, 2)
+                        a = a * fac[:, 0].reshape(shape) + fac[:, 1].reshape(shape)
+                    elif fac.size == 2:
+                        a = a * fac.ravel()[0] + fac.ravel()[1]
+                    else:
+                        raise MPISimError(f"{path}: /acquisition/receiver/dataConversionFactor has shape "
+                                          f"{fac.shape}, expected ({C_}, 2)")
         if a.dtype.kind not in "fc":
             raise MPISimError(f"{path}: /measurement/data has unsupported type {a.dtype}")
         return a
@@ -629,6 +695,10 @@ def _measurement(r, info, lay, a):
         if not finite.all():
             bad = np.argwhere(~finite)[0]
             raise MPISimError(f"{path}: /measurement/data contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
+        big = float(np.abs(a).max(initial=0))
+        if big > MAX_DATA:
+            raise MPISimError(f"{path}: /measurement/data holds a value of magnitude {big:.3g}, beyond any signal "
+                              f"({MAX_DATA:g}; damaged file or wrong dataConversionFactor?)")
         if a.dtype.kind == "f" and ft and not v1complex:
             raise MPISimError(f"{path}: isFourierTransformed is set but /measurement/data is real")
     elif ft and not v1complex and lay.ds.dtype.kind == "f":

@@ -19,6 +19,10 @@ def write_reconstruction(path, reco, overwrite=False):
     from .. import tomlio
 
     meas = reco.meta.get("measurement")
+    img = np.asarray(reco.image)
+    if not np.all(np.isfinite(img)) or np.abs(img).max(initial=0) > 1e30:
+        raise MPISimError(f"{path}: not written: the reconstruction is not finite (or beyond float32); the "
+                          f"inputs hold values far outside their physical range")
     with atomic_path(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as h:
             sc = getattr(meas, "scanner", None)

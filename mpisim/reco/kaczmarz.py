@@ -86,6 +86,8 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         norms2 = row_norms2(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1]))
     else:
         norms2 = xp.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
+    if not bool(xp.all(xp.isfinite(norms2))):
+        raise MPISimError("the system matrix holds values so large that their squares overflow (damaged file?)")
     lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)
     inv_den = xp.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
     orders = row_orders(A.shape[0], int(iterations), order, seed)
