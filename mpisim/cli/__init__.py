@@ -48,6 +48,39 @@ def build_parser():
     return p
 
 
+class _Tee:
+    """Keeps a copy of what a command prints on stdout (to check that it named its outputs)."""
+
+    def __enter__(self):
+        self._out, self._parts = sys.stdout, []
+        tee = self
+
+        class _W:
+            def write(self, text):
+                tee._parts.append(text)
+                return tee._out.write(text)
+
+            def __getattr__(self, name):
+                return getattr(tee._out, name)
+
+        sys.stdout = _W()
+        return self
+
+    def __exit__(self, *exc):
+        sys.stdout = self._out
+
+    def text(self):
+        return "".join(self._parts)
+
+
+def _name_outputs(written, said, json_mode):
+    """Every file a command wrote is named on stdout: those its own messages did not name are
+    listed here (on stderr in --json mode, where stdout carries only the JSON)."""
+    for p in dict.fromkeys(str(x) for x in written):
+        if p not in said and os.path.exists(p):
+            print(f"wrote {p}", file=sys.stderr if json_mode else sys.stdout)
+
+
 def _report_warnings(command, warned):
     """Warnings of a command that succeeded, one line each (the same message once): a failed
     command prints only its error, never the warnings that led to it."""
@@ -73,10 +106,11 @@ def main(argv=None):
             if not getattr(args, "func", None):
                 parser.print_help()
                 return 2
-            with warnings.catch_warnings(record=True) as warned:
+            with warnings.catch_warnings(record=True) as warned, _Tee() as said:
                 warnings.simplefilter("always")
                 args.func(args)
             interrupt.check()                    # a signal during the last, unchecked step
+            _name_outputs(written, said.text(), getattr(args, "json", False))
             _report_warnings(args.command, warned)
         except MPISimError as e:
             print(f"mpisim {args.command}: error: {e}", file=sys.stderr)

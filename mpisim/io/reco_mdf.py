@@ -6,8 +6,8 @@ from .. import __version__
 from ..errors import MPISimError
 from .atomic import atomic_path
 from .h5 import open_h5
-from .mdf import (_Reader, _guarded, _str, _write_acquisition, _write_extension, _write_header, _write_tracer,
-                  _write_truth, truth_of)
+from .mdf import (_Reader, _check_metadata, _guarded, _str, _write_acquisition, _write_extension, _write_header,
+                  _write_tracer, _write_truth, truth_of)
 
 
 def write_reconstruction(path, reco, overwrite=False):
@@ -57,6 +57,10 @@ def write_reconstruction(path, reco, overwrite=False):
     return path
 
 
+MAX_MOLAR = 1e3
+"""Largest iron concentration (mol/L) a reconstruction in mol/L may hold: pure iron is 140 mol/L."""
+
+
 @_guarded
 def read_reconstruction(path):
     """Read an MDF reconstruction → :class:`~mpisim.reco.reconstruct.Reconstruction` (frame 0..Q)."""
@@ -69,6 +73,7 @@ def read_reconstruction(path):
         r = _Reader(h, path)
         if "reconstruction/data" not in h:
             raise MPISimError(f"{path}: no /reconstruction/data (not a reconstruction file)")
+        _check_metadata(r)
         data = np.asarray(r.array("reconstruction/data"), float)
         if data.ndim == 2:
             data = data[:, :, None]
@@ -87,6 +92,9 @@ def read_reconstruction(path):
         if grid.size != data.shape[1]:
             raise MPISimError(f"{path}: /reconstruction/size {grid.shape} does not match {data.shape[1]} voxels")
         unit = r.string("_mpisim/unit", default="")
+        if unit == "mol/L" and np.abs(data).max(initial=0) > MAX_MOLAR:
+            raise MPISimError(f"{path}: /reconstruction/data holds {np.abs(data).max():.3g} mol/L, beyond any iron "
+                              f"concentration ({MAX_MOLAR:g} mol/L; pure iron is 140 mol/L)")
         params = RecoParams()
         info = {"source": str(path)}
         if "_mpisim/recoParams" in h:
