@@ -150,7 +150,7 @@ def assemble_columns_xp(spec, R, xp=np):
 
 def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overwrite=False, backend="auto",
                         use_cache=True, cache_dir=None, chunk_voxels=None, progress=False, compression=None,
-                        log=None, load=True, layout="rows"):
+                        log=None, load=True, layout="rows", scheduler=None, workers=None):
     """Build (or fetch from the cache) the system matrix of ``scanner`` and ``tracer`` on ``grid``.
 
     Returns an on-disk :class:`SystemMatrix` of the cache entry or ``out`` (rows are read when a
@@ -159,6 +159,10 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
     the entry is read-only, and so is the link), a copy only across file systems.
     ``log``: a callable for one-line status messages (default: stderr when ``progress``).
     Free disk space is checked for everything the build writes before it starts.
+    ``scheduler`` (a Dask scheduler address) or ``workers`` (N > 0: a local Dask cluster of N
+    processes): voxel blocks are computed on the Dask workers and streamed, in order, to this
+    process, the file's single writer; the file is identical to a local build (same blocks, same
+    noise draws, drawn here).
     """
     from .io.atomic import check_free_space, check_output_path
     from .scanner import get_scanner
@@ -179,7 +183,7 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
                  hint="use a coarser grid")
     build = dict(scanner=scanner, tracer=tracer, grid=grid, settings=settings, key=key, params=params,
                  backend=backend, chunk_voxels=chunk_voxels, progress=progress, compression=compression,
-                 layout=layout)
+                 layout=layout, dask=(scheduler, workers) if scheduler or workers else None)
     if not use_cache:
         if out is None:
             raise MPISimError("without the cache an output path is needed (--out)")
@@ -314,7 +318,7 @@ STRIPE_BYTES = 200 << 20
 
 
 def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, backend, chunk_voxels, progress,
-                         compression, overwrite, layout="rows"):
+                         compression, overwrite, layout="rows", dask=None):
     """Stream the matrix into ``path`` (atomically): voxel blocks of ``chunk_voxels`` are computed into
     a stripe buffer, full stripes go to the I/O thread (:class:`mpisim.io.calibration.StripeWriter`)
     while the next is computed. ``layout``: "rows" (contiguous rows, per-row checksums; the default,
@@ -355,7 +359,13 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
         bg = (_complex_noise(rng, (C, Kp, E), sig_bin) if sig_bin > 0 else np.zeros((C, Kp, E))).astype(cdtype)
     mean_bg = bg.mean(axis=-1) if bg is not None and E >= 2 else None
     bar = Progress(N, "sysmat", enabled=progress)
-    with atomic_path(path, overwrite) as tmp:
+    blocks = [(a, min(a + chunk_voxels, N)) for a in range(0, N, chunk_voxels)]
+    remote = None
+    if dask is not None:
+        remote = _remote_columns(dask, scanner, tracer, positions, blocks, bins, R, scale, rdtype)
+    with contextlib.ExitStack() as stack, atomic_path(path, overwrite) as tmp:
+        if remote is not None:
+            stack.callback(remote.close)
         # created afresh ("x"), not truncated: on ext4 a file truncated to zero is flushed when closed
         # (auto_da_alloc), which made the build wait ~0.5 s per GB for the disk
         os.remove(tmp)
@@ -380,11 +390,13 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
             try:
                 buf = buffers.pop()
                 s0 = 0
-                for a in range(0, N, chunk_voxels):
-                    b = min(a + chunk_voxels, N)
+                for a, b in blocks:
                     view = buf[:, :, a - s0:b - s0]
-                    cols = compute_columns(scanner, tracer, positions[a:b], bins, R, scale, xp=xp, real_dtype=rdtype,
-                                           out=view if xp is np else None)
+                    if remote is not None:
+                        cols = next(remote)
+                    else:
+                        cols = compute_columns(scanner, tracer, positions[a:b], bins, R, scale, xp=xp,
+                                               real_dtype=rdtype, out=view if xp is np else None)
                     if cols is not view:
                         view[...] = B.to_numpy(cols)
                     if settings.noisy and sig_bin > 0:
@@ -427,6 +439,40 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
             mdf._write_extension(h, scanner, tracer, extra=extra)
             h["_mpisim/complete"] = np.int8(1)
             cal.write_manifest(h)
+
+
+def _remote_columns(dask, scanner, tracer, positions, blocks, bins, R, scale, rdtype):
+    """Generator of the blocks' columns computed on Dask workers, in block order, at most a few blocks
+    per worker in flight (bounded memory here). ``close()`` cancels what is left and shuts down."""
+    from .sweep import _client
+
+    scheduler, workers = dask
+    ctx = _client(workers, scheduler)
+    client = ctx.__enter__()
+    try:
+        shared = client.scatter([scanner, tracer, bins, R], broadcast=True)
+        ahead = 2 * max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+        futures = {}
+
+        def submit(i):
+            a, b = blocks[i]
+            futures[i] = client.submit(compute_columns, shared[0], shared[1], positions[a:b], shared[2], shared[3],
+                                       scale, real_dtype=rdtype, pure=False)
+
+        for i in range(min(ahead, len(blocks))):
+            submit(i)
+        for i in range(len(blocks)):
+            from . import interrupt
+
+            interrupt.check()
+            cols = futures.pop(i).result()
+            if i + ahead < len(blocks):
+                submit(i + ahead)
+            yield cols
+    finally:
+        for f in futures.values():
+            f.cancel()
+        ctx.__exit__(None, None, None)
 
 
 CHUNK_ROWS = 8

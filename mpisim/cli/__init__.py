@@ -25,7 +25,7 @@ Examples:
   mpisim info meas.mdf
 """
 
-COMMANDS = ("simulate", "info", "sysmat", "cache", "reco", "demo", "convert", "quantify", "studies", "plot")
+COMMANDS = ("simulate", "info", "sysmat", "cache", "reco", "demo", "convert", "quantify", "studies", "design", "plot")
 """Command modules, in the order ``mpisim --help`` lists them (``studies`` adds titrate and track)."""
 
 

@@ -29,6 +29,10 @@ def add_parser(sub):
     p.add_argument("--cache-dir", default=None, help="cache folder (default $MPISIM_CACHE_DIR or ~/.cache/mpisim)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     backend_arg(p)
+    p.add_argument("--scheduler", default=None,
+                   help="compute voxel blocks on a running Dask scheduler, e.g. tcp://host:8786 (default: here)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="compute voxel blocks on a local Dask cluster of this many processes (default: here)")
     p.add_argument("--out", required=True, help="output MDF file")
     overwrite_arg(p)
     p.set_defaults(func=run)
@@ -40,6 +44,8 @@ def run(args):
     from ..systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 
     check_output_path(args.out, args.overwrite)
+    if args.workers is not None and args.workers < 1:
+        raise MPISimError(f"--workers must be >= 1, got {args.workers}")
     scanner = scanner_from_arg(args.scanner)
     shape = parse_shape(args.grid)
     fov = parse_triple(args.fov, "--fov") if args.fov else None
@@ -57,7 +63,8 @@ def run(args):
         min_freq=freq(args.min_freq, "--min-freq"), max_freq=freq(args.max_freq, "--max-freq"), dtype=args.dtype)
     build_system_matrix(scanner, tracer, grid, settings, out=args.out, overwrite=args.overwrite,
                         backend=args.backend, use_cache=not args.no_cache, cache_dir=args.cache_dir,
-                        progress=True, compression=args.compression, load=False)
+                        progress=True, compression=args.compression, load=False, scheduler=args.scheduler,
+                        workers=args.workers)
     from ..io.mdf import read_header
 
     _, C, K, N = read_header(args.out)["data_shape"]

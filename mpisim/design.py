@@ -1,0 +1,269 @@
+"""Scanner design: the figures of merit of a scanner and tracer, each with its unit and method.
+
+:func:`figures_of_merit` answers what a design gives — field of view and its coverage by the
+trajectory, repetition time and frame rate, spatial resolution per driven axis, the detection limit
+in iron and in cells, and the drive field against published human safety limits. Every figure is a
+:class:`Figure` (key, value in SI units, unit, how it was obtained); :func:`as_table` and
+:func:`as_dict` print and serialise them. Sweeps over many designs are in :mod:`mpisim.sweep`.
+
+Units: m, s, Hz, kg (iron), T (drive fields: the scanner's T/µ0 amplitudes are µ0H in tesla),
+T/s, W/kg.
+"""
+
+from dataclasses import dataclass
+import math
+
+import numpy as np
+
+from . import constants as C
+from .errors import MPISimError, check_positive
+
+from .particles import LANGEVIN_DERIVATIVE_FWHM as LANGEVIN_FWHM  # noqa: E402  Δx = 4.1610 / (β G), PHYSICS.md §5
+
+ROSE_SNR = 5.0
+"""Detection criterion: matched-filter signal-to-noise ratio of 5 (Rose criterion)."""
+
+SAR_LIMITS = {"normal": 2.0, "first_level": 4.0}
+"""Whole-body SAR limits in W/kg of IEC 60601-2-33 (MR equipment): normal operating mode and first
+level controlled operating mode. See docs/howto-design.md."""
+
+PNS_PEAK_FIELD = 7e-3
+"""Default human magnetostimulation threshold for the drive field, peak µ0H in T (torso, ~25 kHz;
+Saritas et al., IEEE Trans Med Imaging 32:1600, 2013). A design parameter: see docs/howto-design.md."""
+
+TISSUE_CONDUCTIVITY = 0.5
+"""Mean tissue conductivity in S/m of the SAR estimate (homogeneous body model)."""
+
+TISSUE_DENSITY = 1000.0
+"""Tissue density in kg/m³ of the SAR estimate."""
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of merit: ``value`` in ``unit`` (SI), and ``method``: how it was obtained."""
+
+    key: str
+    label: str
+    value: float
+    unit: str
+    method: str
+
+
+@dataclass(frozen=True)
+class DesignSettings:
+    """What the figures of merit assume besides scanner and tracer.
+
+    averages : drive cycles averaged per frame (noise σ/√averages).
+    iron_per_cell : kg of iron per labelled cell (10 pg = 1e-14 kg).
+    body_radius : m, radius of the homogeneous cylinder of the SAR estimate (0.15 m: adult torso).
+    pns_limit : T, peak drive field compared with the magnetostimulation threshold.
+    snr : detection threshold (matched-filter SNR).
+    """
+
+    averages: int = 1
+    iron_per_cell: float = 10 * C.PICOGRAM
+    body_radius: float = 0.15
+    pns_limit: float = PNS_PEAK_FIELD
+    snr: float = ROSE_SNR
+
+    def __post_init__(self):
+        from .errors import check_int
+
+        object.__setattr__(self, "averages", check_int("averages", self.averages, 1, 2 ** 31 - 1))
+        check_positive("iron per cell (kg)", self.iron_per_cell)
+        check_positive("body radius (m)", self.body_radius)
+        check_positive("magnetostimulation limit (T)", self.pns_limit)
+        check_positive("detection SNR", self.snr)
+
+
+def figures_of_merit(scanner, tracer=None, settings=None):
+    """The figures of merit of ``scanner`` (preset, TOML path or :class:`~mpisim.scanner.Scanner`)
+    with ``tracer`` (default: the 25 nm magnetite tracer) → {key: :class:`Figure`}, in print order."""
+    from .particles import Tracer
+    from .scanner import AXES, get_scanner
+
+    sc = get_scanner(scanner)
+    tr = tracer or Tracer()
+    st = settings or DesignSettings()
+    out = {}
+
+    def add(key, label, value, unit, method):
+        out[key] = Figure(key, label, float(value), unit, method)
+
+    ext = fov_extent(sc)
+    for i in sc.driven_axes:
+        add(f"fov_{AXES[i]}", f"field of view {AXES[i]}", ext[i], "m",
+            "extent of the FFP path, 2 Σ_l |(G⁻¹)_il| A_l (exact)")
+    add("coverage", "largest distance FOV point → FFP path", trajectory_coverage(sc), "m",
+        "FOV sampled at 21 points per driven axis, FFP path at ≥ 20 000 points per cycle (k-d tree)")
+    add("repetition_time", "repetition time", sc.drive_field.cycle, "s", "lcm(dividers) / base frequency (exact)")
+    add("frame_rate", "frame rate", 1.0 / sc.drive_field.cycle, "1/s", "1 / repetition time (one cycle per frame)")
+    g = sc.gradient
+    for i in sc.driven_axes:
+        ax = AXES[i]
+        add(f"resolution_{ax}", f"resolution {ax} (PSF FWHM)", psf_fwhm(sc, tr, i), "m",
+            "FWHM of the x-space PSF of the simulated particle response (size distribution and Debye "
+            "relaxation included), rising half of the drive cycle, 16 384 samples per period")
+        add(f"resolution_{ax}_langevin", f"resolution {ax} (Langevin estimate)",
+            LANGEVIN_FWHM / (tr.beta * abs(g[i, i])), "m", "4.161 k_B T / (µ0 m G), median core, no relaxation")
+    lim = detection_limit(sc, tr, st)
+    add("detection_limit_iron", "detection limit (iron)", lim, "kg",
+        f"1 point sample at the centre: matched-filter SNR {st.snr:g} over all receive bins (band-stop applied) "
+        f"against the receiver's white noise, {st.averages} averaged cycle(s)")
+    add("detection_limit_cells", "detection limit (cells)", lim / st.iron_per_cell, "cells",
+        f"detection limit / {st.iron_per_cell / C.PICOGRAM:g} pg iron per cell")
+    peak, slew = drive_peak_and_slew(sc)
+    add("drive_peak", "drive field, peak µ0H", peak, "T", "max over the cycle of |H_D(t)| (sampled at ≥ 20 000 points)")
+    add("drive_slew", "drive field, peak dB/dt", slew, "T/s", "max over the cycle of |dH_D/dt|")
+    add("pns_ratio", "drive peak / magnetostimulation limit", peak / st.pns_limit, "1",
+        f"against {st.pns_limit * 1e3:g} mT (Saritas et al. 2013; see docs/howto-design.md)")
+    sar = sar_estimate(sc, st.body_radius)
+    add("sar", f"SAR (cylinder r = {st.body_radius:g} m)", sar, "W/kg",
+        f"Σ_l σ (2π f_l A_l)² R² / (16 ρ): homogeneous cylinder, σ = {TISSUE_CONDUCTIVITY} S/m, "
+        f"ρ = {TISSUE_DENSITY:g} kg/m³, field along its axis")
+    add("sar_ratio", "SAR / IEC 60601-2-33 normal-mode limit", sar / SAR_LIMITS["normal"], "1",
+        "against 2 W/kg whole-body (IEC 60601-2-33)")
+    return out
+
+
+def fov_extent(scanner):
+    """(3,) extent in m of the FFP path along x, y, z: 2 Σ_l |(G⁻¹)_il| A_l."""
+    from .scanner import AXES
+
+    ginv = np.linalg.inv(scanner.gradient)
+    ext = np.zeros(3)
+    for c in scanner.drive_field.channels:
+        ext += 2 * np.abs(ginv[:, AXES.index(c.axis)]) * c.amplitude
+    return ext
+
+
+def _dense_times(scanner, minimum=20000):
+    n = max(scanner.num_samples, minimum)
+    return np.arange(n) * (scanner.drive_field.cycle / n)
+
+
+def trajectory_coverage(scanner, points_per_axis=21):
+    """Largest distance (m) from a point of the field of view to the FFP path."""
+    from scipy.spatial import cKDTree
+
+    path = scanner.ffp(_dense_times(scanner)).T
+    ext = fov_extent(scanner)
+    centre = np.zeros(3)
+    axes = [np.linspace(-e / 2, e / 2, points_per_axis) if e > 0 else np.zeros(1) for e in ext]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3) + centre
+    d, _ = cKDTree(path).query(grid)
+    return float(d.max())
+
+
+def psf_fwhm(scanner, tracer, axis, samples=16384):
+    """FWHM (m) of the x-space PSF along ``axis`` (0, 1, 2), from the simulated particle response.
+
+    The channel driving ``axis`` alone sweeps the FFP over a point sample at the centre; the mean
+    moment along the axis follows the tracer's size-averaged Langevin curve, delayed by its Debye
+    relaxation (applied to the moment spectrum, as the forward model does); the x-space PSF is the
+    induced signal divided by the FFP speed, on the rising half of the cycle (PHYSICS.md §5). NaN when
+    the PSF does not fall to half its maximum inside the field of view.
+    """
+    from .scanner import AXES
+
+    ch = [c for c in scanner.drive_field.channels if AXES.index(c.axis) == axis]
+    if not ch:
+        raise MPISimError(f"axis {AXES[axis]} is not driven")
+    c = ch[0]
+    f = scanner.drive_field.base_frequency / c.divider
+    G = scanner.gradient[axis, axis]
+    t = np.arange(samples) / (samples * f)
+    h = c.amplitude * np.sin(2 * np.pi * f * t + c.phase)                 # field at the sample, T/µ0
+    field = np.zeros((3, samples))
+    field[axis] = h
+    m = tracer.unit_magnetisation(field)[axis]
+    spec = np.fft.rfft(m) * tracer.debye_factor(np.fft.rfftfreq(samples, t[1]))
+    k = np.fft.rfftfreq(samples, 1.0 / samples)
+    dm = np.fft.irfft(spec * 2j * np.pi * k * f, samples)                 # dm/dt (spectral derivative)
+    dh = 2 * np.pi * f * c.amplitude * np.cos(2 * np.pi * f * t + c.phase)
+    x = -h / G                                                            # FFP position on the axis
+    rising = (dh * np.sign(-1.0 / G) > 0) & (np.abs(h) < 0.95 * c.amplitude)
+    psf = dm[rising] / dh[rising]                                         # dm/dH along the path
+    xs = x[rising]
+    o = np.argsort(xs)
+    xs, psf = xs[o], np.abs(psf[o])
+    i0 = int(np.argmax(psf))
+    half = psf[i0] / 2
+    left = np.flatnonzero(psf[:i0] < half)
+    right = np.flatnonzero(psf[i0:] < half)
+    if not left.size or not right.size:
+        return float("nan")
+    a, b = left[-1], i0 + right[0]
+    xl = np.interp(half, [psf[a], psf[a + 1]], [xs[a], xs[a + 1]])
+    xr = np.interp(half, [psf[b], psf[b - 1]], [xs[b], xs[b - 1]])
+    return float(xr - xl)
+
+
+def detection_limit(scanner, tracer, settings=None):
+    """Smallest iron mass (kg) at the centre detectable with matched-filter SNR ``settings.snr``.
+
+    Signal: the forward model's receive spectra (C, K) of 1 ng of iron at the centre, band-stop
+    applied, over one drive cycle. Noise: white, σ = noise_density·√bandwidth per sample, so
+    E|n_k|² = V σ² / averages per bin of the unnormalised rfft; the matched filter's noise is then
+    √(E|n|²/2) and its SNR ‖û‖ / √(E|n|²/2). Proportional to the noise density and to 1/√averages.
+    """
+    from .forward import receive_chain, response, unit_moments
+
+    st = settings or DesignSettings()
+    if scanner.receiver.noise_density <= 0:
+        raise MPISimError("the receiver's noise_density is 0: no detection limit (any amount is detectable)")
+    ng = 1e-12
+    m = unit_moments(scanner, tracer, np.zeros((1, 3)))[0] * ng * tracer.moment_per_iron_mass   # (3, V) A·m²
+    f = scanner.frequencies
+    spec = np.fft.rfft(m, axis=-1)                                                              # (3, K)
+    u = np.einsum("lck,ck->lk", response(scanner, tracer, f, receive_chain(scanner, f, bandstop=True)), spec)
+    u[:, 0] = 0.0
+    sigma = scanner.receiver.noise_sigma
+    var_bin = scanner.num_samples * sigma ** 2 / st.averages
+    snr_per_ng = float(np.sqrt(np.sum(np.abs(u) ** 2))) / math.sqrt(var_bin / 2)
+    if not snr_per_ng > 0:
+        raise MPISimError("the receive chain sees no particle signal from the centre (no detection limit)")
+    return st.snr / snr_per_ng * ng
+
+
+def drive_peak_and_slew(scanner):
+    """(peak |µ0 H_D| in T, peak |µ0 dH_D/dt| in T/s) over one cycle."""
+    from .scanner import AXES
+
+    t = _dense_times(scanner)
+    dh = np.zeros((3, t.size))
+    for c in scanner.drive_field.channels:
+        f = scanner.drive_field.base_frequency / c.divider
+        dh[AXES.index(c.axis)] += 2 * np.pi * f * c.amplitude * np.cos(2 * np.pi * f * t + c.phase)
+    h = scanner.drive_field_at(t)
+    return float(np.sqrt((h ** 2).sum(0)).max()), float(np.sqrt((dh ** 2).sum(0)).max())
+
+
+def sar_estimate(scanner, body_radius):
+    """Time- and cross-section-averaged SAR (W/kg) of a homogeneous cylinder of radius
+    ``body_radius`` (m) in the drive field, each channel's field along the cylinder axis:
+    E(r) = r ω B / 2, so SAR = σ ω² B² R² / (16 ρ) per channel, channels adding in power."""
+    total = 0.0
+    for c in scanner.drive_field.channels:
+        w = 2 * np.pi * scanner.drive_field.base_frequency / c.divider
+        total += TISSUE_CONDUCTIVITY * (w * c.amplitude) ** 2 * body_radius ** 2 / (16 * TISSUE_DENSITY)
+    return float(total)
+
+
+def as_dict(figures):
+    """{key: {"value", "unit", "label", "method"}} (JSON-ready; NaN becomes None)."""
+    return {k: {"value": (None if not math.isfinite(f.value) else f.value), "unit": f.unit, "label": f.label,
+                "method": f.method} for k, f in figures.items()}
+
+
+_SHOW = {"m": (1e3, "mm"), "s": (1e3, "ms"), "kg": (1e12, "ng"), "T": (1e3, "mT")}
+
+
+def as_table(figures):
+    """Figures as an aligned text table in readable units (mm, ms, ng, mT)."""
+    lines = []
+    for f in figures.values():
+        scale, unit = _SHOW.get(f.unit, (1.0, f.unit))
+        v = "n/a" if not math.isfinite(f.value) else f"{f.value * scale:.4g}"
+        lines.append(f"{f.label:42} {v:>10} {unit}")
+    return "\n".join(lines)

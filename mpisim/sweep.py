@@ -1,0 +1,359 @@
+"""Parameter sweeps over scanner designs, run on Dask (dask.distributed).
+
+A sweep varies scanner, tracer and design-setting fields over grids or lists (:func:`parse_vary`),
+evaluates :func:`mpisim.design.figures_of_merit` for every combination, and streams one CSV row per
+design to ``DIR/results.csv`` as designs finish (so an interrupted sweep keeps what it finished and
+``resume=True`` completes it), then plots every figure against the varied parameters
+(``DIR/figures.png``).
+
+Keys of ``--vary`` (SI units):
+
+- ``scanner.PATH`` — any scanner TOML key, e.g. ``scanner.receiver.noise_density``,
+  ``scanner.drive_field.base_frequency``, ``scanner.drive_field.channels[0].divider``;
+  short forms ``selection.``, ``drive.``, ``receiver.`` for ``scanner.selection_field.`` etc.
+  ``selection.gradient`` = G scales the gradient matrix so that its strongest axis has |G_ii| = G
+  (T/m/µ0); ``drive.amplitude`` sets every channel's amplitude (T/µ0).
+- ``tracer.FIELD`` — a :class:`mpisim.particles.Tracer` field, e.g. ``tracer.core_diameter``.
+- ``design.FIELD`` — a :class:`mpisim.design.DesignSettings` field, e.g. ``design.averages``.
+
+Values: ``a:b:n`` (n values from a to b), ``a,b,c`` (a list), or one value.
+"""
+
+import contextlib
+import csv
+import itertools
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MPISimError
+
+ALIASES = {"selection.": "scanner.selection_field.", "drive.": "scanner.drive_field.",
+           "receiver.": "scanner.receiver."}
+
+
+def parse_values(spec, key):
+    """'1:7:7' → [1, 2, ..., 7]; '20e-9,25e-9' → list; '3' → [3.0]."""
+    text = str(spec).strip()
+    try:
+        if ":" in text:
+            parts = text.split(":")
+            if len(parts) != 3:
+                raise ValueError
+            a, b, n = float(parts[0]), float(parts[1]), int(parts[2])
+            vals = list(np.linspace(a, b, max(n, 0)))
+        else:
+            vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise MPISimError(f"--vary {key}: values must be a:b:n or a,b,c numbers, got {text!r}") from None
+    if not vals:
+        raise MPISimError(f"--vary {key}: no values in {text!r}" + (" (a range needs at least one value)"
+                                                                       if ":" in text else ""))
+    if not all(math.isfinite(v) for v in vals):
+        raise MPISimError(f"--vary {key}: values must be finite, got {text!r}")
+    return [float(v) for v in vals]
+
+
+def parse_vary(items):
+    """['KEY=SPEC', ...] → {canonical key: [values]} (keys checked against the scanner/tracer/design fields)."""
+    out = {}
+    for item in items:
+        if "=" not in str(item):
+            raise MPISimError(f"--vary must look like KEY=a:b:n or KEY=a,b, got {item!r}")
+        key, spec = str(item).split("=", 1)
+        key = canonical_key(key.strip())
+        if key in out:
+            raise MPISimError(f"--vary {key} is given twice")
+        out[key] = parse_values(spec, key)
+    if not out:
+        raise MPISimError("a sweep needs at least one --vary KEY=VALUES")
+    return out
+
+
+def canonical_key(key):
+    for short, long in ALIASES.items():
+        if key.startswith(short):
+            key = long + key[len(short):]
+    group = key.split(".", 1)[0]
+    if group not in ("scanner", "tracer", "design") or "." not in key:
+        raise MPISimError(f"--vary {key}: unknown field; keys start with scanner., tracer. or design. "
+                          f"(or selection., drive., receiver.)")
+    return key
+
+
+def _known(key, scanner_dict):
+    from dataclasses import fields
+
+    from .design import DesignSettings
+    from .particles import Tracer
+
+    group, rest = key.split(".", 1)
+    if group == "tracer":
+        return rest in {f.name for f in fields(Tracer)}
+    if group == "design":
+        return rest in {f.name for f in fields(DesignSettings)}
+    if rest in ("selection_field.gradient", "drive_field.amplitude"):
+        return True
+    node = scanner_dict
+    for part in _path(rest):
+        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) \
+                and part < len(node):
+            node = node[part]
+        else:
+            return False
+    return not isinstance(node, (dict, list))
+
+
+def _path(rest):
+    parts = []
+    for p in rest.split("."):
+        if "[" in p and p.endswith("]"):
+            name, idx = p[:-1].split("[")
+            parts += [name, int(idx)]
+        else:
+            parts.append(p)
+    return parts
+
+
+def check_keys(vary, scanner):
+    from .scanner import get_scanner
+
+    d = get_scanner(scanner).to_dict()
+    for key in vary:
+        try:
+            ok = _known(key, d)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise MPISimError(f"--vary {key}: no such field of this scanner, tracer or design settings")
+
+
+def designs(vary):
+    """[(design id, {key: value})] over the product of the value lists, in a fixed order."""
+    keys = list(vary)
+    return [(i, dict(zip(keys, combo))) for i, combo in enumerate(itertools.product(*(vary[k] for k in keys)))]
+
+
+def build(scanner, tracer, settings, params):
+    """(Scanner, Tracer, DesignSettings) of one design: the base ones with ``params`` applied."""
+    import copy
+    from dataclasses import replace
+
+    from .scanner import Scanner, get_scanner
+
+    sc = get_scanner(scanner)
+    d = copy.deepcopy(sc.to_dict())
+    tkw, skw = {}, {}
+    for key, value in params.items():
+        group, rest = key.split(".", 1)
+        if group == "tracer":
+            tkw[rest] = value
+        elif group == "design":
+            skw[rest] = int(round(value)) if rest == "averages" else value
+        elif rest == "selection_field.gradient":
+            g = np.array(d["selection_field"]["gradient"], float)
+            d["selection_field"]["gradient"] = (g * (value / np.abs(np.diag(g)).max())).tolist()
+        elif rest == "drive_field.amplitude":
+            for c in d["drive_field"]["channels"]:
+                c["amplitude"] = value
+        else:
+            node = d
+            parts = _path(rest)
+            for p in parts[:-1]:
+                node = node[p]
+            old = node[parts[-1]]
+            node[parts[-1]] = int(round(value)) if isinstance(old, int) and not isinstance(old, bool) else value
+    return Scanner.from_dict(d, "design"), replace(tracer, **tkw), replace(settings, **skw)
+
+
+def evaluate(scanner, tracer, settings, design_id, params):
+    """One design's row: {"design": id, params..., figure keys (SI values)..., "status"}. Never raises
+    for a design that is not physical: the error goes into ``status``."""
+    from .design import figures_of_merit
+
+    row = {"design": design_id, **params}
+    try:
+        sc, tr, st = build(scanner, tracer, settings, params)
+        for k, f in figures_of_merit(sc, tr, st).items():
+            row[k] = f.value
+        row["status"] = "ok"
+    except MPISimError as e:
+        row["status"] = f"error: {e}"
+    return row
+
+
+def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=None, scheduler=None, resume=False,
+              progress=True, plot=True, client=None):
+    """Evaluate every design of ``vary`` and stream the rows to ``out_dir/results.csv``.
+
+    ``workers``: 0 evaluates in this process (no Dask); N starts a local Dask cluster with N worker
+    processes (default: one per CPU core); ``scheduler``: the address of a running Dask scheduler
+    (``tcp://host:8786``). ``resume``: keep the rows of an earlier run of the same sweep and evaluate
+    only the missing designs. ``client``: an existing ``distributed.Client`` to use instead.
+    Returns the rows, ordered by design id.
+    """
+    from .design import DesignSettings
+    from .particles import Tracer
+    from .scanner import get_scanner
+
+    sc = get_scanner(scanner)
+    tracer = tracer or Tracer()
+    settings = settings or DesignSettings()
+    check_keys(vary, sc)
+    out = Path(out_dir)
+    todo = designs(vary)
+    spec = {"scanner": sc.to_dict(), "tracer": tracer.to_dict(), "settings": settings.__dict__,
+            "vary": vary}
+    results = out / "results.csv"
+    done = {}
+    if out.exists() and any(out.iterdir()):
+        stored = out / "sweep.json"
+        if not resume:
+            raise MPISimError(f"{out}: folder holds an earlier sweep; pass --resume to complete it or choose "
+                              f"another --out")
+        if not stored.exists() or json.loads(stored.read_text()) != json.loads(json.dumps(spec)):
+            raise MPISimError(f"{out}: --resume needs the same sweep (scanner, tracer, settings and --vary) as "
+                              f"the one recorded in {stored}")
+        done = {int(r["design"]): r for r in _read_rows(results)}
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_atomic(out / "sweep.json", json.dumps(spec, indent=1))
+    pending = [(i, p) for i, p in todo if i not in done]
+    columns = ["design", *vary, *_figure_keys(sc, tracer, settings), "status"]
+    new = not results.exists()
+    with open(results, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+            fh.flush()
+        for row in _execute(sc, tracer, settings, pending, workers, scheduler, progress, client):
+            writer.writerow(row)
+            fh.flush()
+            done[int(row["design"])] = row
+    rows = [done[i] for i in sorted(done)]
+    if plot:
+        plot_sweep(rows, list(vary), out / "figures.png")
+    return rows
+
+
+def _figure_keys(sc, tracer, settings):
+    from .design import figures_of_merit
+
+    try:
+        return list(figures_of_merit(sc, tracer, settings))
+    except MPISimError:
+        return []
+
+
+def _execute(sc, tracer, settings, pending, workers, scheduler, progress, client=None):
+    """Rows of ``pending`` designs, in the order they finish."""
+    from .progress import Progress
+
+    with Progress(len(pending), "designs", enabled=progress and len(pending) > 1) as bar:
+        if workers == 0 and scheduler is None and client is None:
+            for i, p in pending:
+                yield evaluate(sc, tracer, settings, i, p)
+                bar.update()
+            return
+        from distributed import as_completed
+
+        with (contextlib.nullcontext(client) if client is not None else _client(workers, scheduler)) as client:
+            futures = [client.submit(evaluate, sc, tracer, settings, i, p, pure=False, key=f"design-{i}-{os.getpid()}")
+                       for i, p in pending]
+            try:
+                for fut in as_completed(futures):
+                    yield fut.result()
+                    bar.update()
+            finally:
+                client.cancel(futures)
+
+
+class _client:
+    """A Dask client: to ``scheduler`` when given, else to a local cluster of ``workers`` processes."""
+
+    def __init__(self, workers, scheduler):
+        self.workers, self.scheduler = workers, scheduler
+
+    def __enter__(self):
+        import logging
+
+        from distributed import Client, LocalCluster
+
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+        self.cluster = None
+        if self.scheduler:
+            try:
+                self.client = Client(self.scheduler, timeout="10s")
+            except (OSError, TimeoutError) as e:
+                raise MPISimError(f"cannot reach the Dask scheduler at {self.scheduler} ({type(e).__name__})") from None
+        else:
+            n = self.workers or os.cpu_count() or 1
+            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+            self.client = Client(self.cluster)
+        return self.client
+
+    def __exit__(self, *exc):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def _read_rows(path):
+    if not Path(path).exists():
+        return []
+    with open(path, newline="") as fh:
+        return [r for r in csv.DictReader(fh) if r.get("status")]
+
+
+def _write_atomic(path, text):
+    from .io.atomic import atomic_path
+
+    with atomic_path(path, overwrite=True) as tmp:
+        Path(tmp).write_text(text)
+
+
+def plot_sweep(rows, keys, path):
+    """One panel per figure of merit against the first varied key (a line per value of the others)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plot import save_figure_atomic
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return None
+    skip = set(keys) | {"design", "status"}
+    figs = [k for k in ok[0] if k not in skip]
+    n = len(figs)
+    cols = 4
+    nrows = math.ceil(n / cols)
+    x_key, others = keys[0], keys[1:]
+
+    def draw(p):
+        fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 3 * nrows), squeeze=False)
+        groups = {}
+        for r in ok:
+            groups.setdefault(tuple(float(r[k]) for k in others), []).append(r)
+        for ax, key in zip(axes.ravel(), figs):
+            for label, rs in groups.items():
+                rs = sorted(rs, key=lambda r: float(r[x_key]))
+                ax.plot([float(r[x_key]) for r in rs], [float(r[key]) for r in rs], "o-", ms=3,
+                        label=", ".join(f"{k.split('.')[-1]}={v:g}" for k, v in zip(others, label)) or None)
+            ax.set_title(key, fontsize=9)
+            ax.set_xlabel(x_key, fontsize=8)
+            ax.tick_params(labelsize=7)
+        for ax in axes.ravel()[n:]:
+            ax.axis("off")
+        if others and len(groups) <= 8:
+            axes.ravel()[0].legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(p, dpi=90)
+        plt.close(fig)
+
+    save_figure_atomic(draw, path, overwrite=True)
+    return path
