@@ -19,9 +19,10 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 class Interrupted(BaseException):
     """The user interrupted the command (a BaseException, so ``except Exception`` does not swallow it)."""
 
-    def __init__(self, signum):
+    def __init__(self, signum, kept=None):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.kept = kept           # what the command keeps on purpose (a sweep's finished rows), or None
 
     @property
     def exit_code(self):

@@ -218,6 +218,14 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
             raise MPISimError(f"{out}: --resume needs the same sweep (scanner, tracer, settings and --vary) as "
                               f"the one recorded in {stored}")
         done = {int(r["design"]): r for r in _read_rows(results)}
+        if results.exists():                     # keep whole rows only (a killed run may have left half of one)
+            columns0 = list(next(iter(done.values())).keys()) if done else None
+            if columns0:
+                with open(results, newline="") as fh:
+                    header = next(csv.reader(fh), None)
+                _write_atomic(results, _csv_text(header or columns0, [done[i] for i in sorted(done)]))
+            else:
+                results.unlink()
     else:
         out.mkdir(parents=True, exist_ok=True)
         _write_atomic(out / "sweep.json", json.dumps(spec, indent=1))
@@ -229,10 +237,18 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
         if new:
             writer.writeheader()
             fh.flush()
-        for row in _execute(sc, tracer, settings, pending, workers, scheduler, progress, client):
-            writer.writerow(row)
-            fh.flush()
-            done[int(row["design"])] = row
+        from . import interrupt
+
+        try:
+            for row in _execute(sc, tracer, settings, pending, workers, scheduler, progress, client):
+                writer.writerow(row)
+                fh.flush()
+                done[int(row["design"])] = row
+                interrupt.check()
+        except (interrupt.Interrupted, KeyboardInterrupt) as e:
+            signum = getattr(e, "signum", 2)
+            raise interrupt.Interrupted(signum, kept=f"{results} keeps the {len(done)} of {len(todo)} designs "
+                                                     f"that finished; --resume completes the sweep") from None
     rows = [done[i] for i in sorted(done)]
     if plot:
         plot_sweep(rows, list(vary), out / "figures.png")
@@ -299,6 +315,16 @@ class _client:
         self.client.close()
         if self.cluster is not None:
             self.cluster.close()
+
+
+def _csv_text(columns, rows):
+    import io
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
 
 
 def _read_rows(path):

@@ -199,3 +199,26 @@ def test_real_scheduler_and_workers(tmp_path, capsys):
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_sweep_keeps_finished_designs_and_resumes(tmp_path, sig):
+    out = tmp_path / "s"
+    argv = [sys.executable, "-m", "mpisim", "sweep", "bruker-3d", "--vary", "selection.gradient=1:4:120",
+            "--workers", "0", "--out", str(out)]
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t_end = time.time() + 60
+    while time.time() < t_end and (not (out / "results.csv").exists()
+                                   or len((out / "results.csv").read_text().splitlines()) < 4):
+        time.sleep(0.05)
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == (130 if sig == signal.SIGINT else 143), err
+    assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1], err
+    kept = rows(out / "results.csv")
+    assert 3 <= len(kept) < 120
+    r = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    ids = [int(x["design"]) for x in rows(out / "results.csv")]
+    assert sorted(ids) == list(range(120))
+    assert [x for x in rows(out / "results.csv") if int(x["design"]) < len(kept)][:3] == kept[:3]

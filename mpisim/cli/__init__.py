@@ -117,10 +117,12 @@ def main(argv=None):
             return 2
         except (KeyboardInterrupt, interrupt.Interrupted) as e:
             code = e.exit_code if isinstance(e, interrupt.Interrupted) else 130
-            atomic.remove_outputs(written)       # an interrupt leaves no output, even one already renamed
+            kept = getattr(e, "kept", None)
+            if not kept:
+                atomic.remove_outputs(written)   # an interrupt leaves no output, even one already renamed
             name = getattr(locals().get("args"), "command", None)
             print(f"mpisim{' ' + name if name else ''}: interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}); "
-                  f"no output written", file=sys.stderr)
+                  f"{kept or 'no output written'}", file=sys.stderr)
             return code
         except BrokenPipeError:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
