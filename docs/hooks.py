@@ -33,6 +33,32 @@ def on_pre_build(config, **kw):
     (gen / "api.md").write_text(api_page(), encoding="utf-8")
     (gen / "detection-limit.md").write_text(detection_page(figs / "detection_limit.json"), encoding="utf-8")
     (gen / "design-figures.md").write_text(design_page(), encoding="utf-8")
+    course_notebooks(env)
+
+
+def course_notebooks(env):
+    """Execute the student notebooks (course/notebooks/student) into docs/course/, where the notebook
+    plugin renders them with their outputs: what a student sees before answering. Sliders are drawn
+    once at their initial values ($MPISIM_COURSE_STATIC), since no browser runs the widgets."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    out = DOCS / "course"
+    out.mkdir(exist_ok=True)
+    old = os.environ.get("MPISIM_COURSE_STATIC")
+    os.environ["MPISIM_COURSE_STATIC"] = "1"
+    os.environ.setdefault("MPISIM_CACHE_DIR", env["MPISIM_CACHE_DIR"])
+    try:
+        for src in sorted((ROOT / "course" / "notebooks" / "student").glob("[0-9][0-9]_*.ipynb")):
+            nb = nbformat.read(src, as_version=4)
+            NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(src.parent)}}
+                           ).execute()
+            nbformat.write(nb, out / src.name)
+    finally:
+        if old is None:
+            os.environ.pop("MPISIM_COURSE_STATIC", None)
+        else:
+            os.environ["MPISIM_COURSE_STATIC"] = old
 
 
 def design_page():
