@@ -52,7 +52,7 @@ def course_notebooks(env):
         for src in sorted((ROOT / "course" / "notebooks" / "student").glob("[0-9][0-9]_*.ipynb")):
             nb = nbformat.read(src, as_version=4)
             NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(src.parent)}}
-                           ).execute()
+                           ).execute(stderr=subprocess.DEVNULL)       # the kernel's start-up chatter
             nbformat.write(nb, out / src.name)
     finally:
         if old is None:

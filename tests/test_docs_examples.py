@@ -31,11 +31,16 @@ def test_docs_build_strict(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     assert "WARNING" not in r.stderr
-    for page in ("tutorial", "conventions", "getting-started", "generated/api", "generated/detection-limit"):
+    for page in ("tutorial", "conventions", "getting-started", "generated/api", "generated/detection-limit",
+                 "howto-design", "generated/design-figures", "course", "course/instructor", "course/01_particles",
+                 "course/06_cells"):
         assert (site / page / "index.html").exists(), page
     for fig in ("langevin", "trajectories", "signal_spectrum", "system_function", "resolution", "relaxation",
                 "reconstruction_lambda_iterations", "detection_limit", "total_iron_vs_min_freq"):
         assert (site / "figures" / f"{fig}.png").exists(), fig
+    lab = (site / "course" / "05_reconstruction" / "index.html").read_text()
+    assert lab.count("data:image/png") >= 2 and "✘ exercise 5.1: not yet" in lab      # rendered with outputs
+    assert (site / "figures" / "design_sweep.png").exists()
     det = (site / "generated" / "detection-limit" / "index.html").read_text()
     assert "detection limit ≈" in det and "labelled" in det
     assert "T/µ0" in (site / "generated" / "api" / "index.html").read_text()
