@@ -52,7 +52,7 @@ def _number(answer):
         import numpy as np
 
         a = np.asarray(answer, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None, f"expected a number, got {type(answer).__name__}"
     if a.size != 1:
         return None, f"expected one number, got an array of shape {a.shape}"
@@ -83,7 +83,11 @@ def check_choice(name, answer, expected, options):
     """An answer that must be one of ``options`` (strings or numbers)."""
     if answer is Ellipsis or answer is None:
         return _say(False, name, f"not yet — {MISSING} (one of {', '.join(map(repr, options))})")
-    if answer not in options:
+    try:
+        known = any(answer == o and type(answer) is type(o) for o in options)
+    except (TypeError, ValueError):         # an array, or something that does not compare
+        known = False
+    if not known:
         return _say(False, name, f"not yet — {answer!r:.40} is not one of {', '.join(map(repr, options))}")
     if answer == expected:
         return _say(True, name, f"correct ({answer!r})")
@@ -98,7 +102,7 @@ def check_array(name, answer, expected, rel=0.05, unit=""):
         return _say(False, name, f"not yet — {MISSING}")
     try:
         a = np.asarray(answer, dtype=float)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return _say(False, name, f"not yet — expected numbers, got {type(answer).__name__}")
     e = np.asarray(expected, dtype=float)
     if a.shape != e.shape:

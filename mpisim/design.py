@@ -97,7 +97,8 @@ def figures_of_merit(scanner, tracer=None, settings=None):
     add("coverage", "largest distance FOV point → FFP path", trajectory_coverage(sc), "m",
         "FOV sampled at 21 points per driven axis, FFP path at ≥ 20 000 points per cycle (k-d tree)")
     add("repetition_time", "repetition time", sc.drive_field.cycle, "s", "lcm(dividers) / base frequency (exact)")
-    add("frame_rate", "frame rate", 1.0 / sc.drive_field.cycle, "1/s", "1 / repetition time (one cycle per frame)")
+    add("frame_rate", "frame rate", 1.0 / (sc.drive_field.cycle * st.averages), "1/s",
+        f"1 / (repetition time × {st.averages} averaged cycle(s) per frame)")
     g = sc.gradient
     for i in sc.driven_axes:
         ax = AXES[i]
@@ -124,6 +125,17 @@ def figures_of_merit(scanner, tracer=None, settings=None):
     add("sar_ratio", "SAR / IEC 60601-2-33 normal-mode limit", sar / SAR_LIMITS["normal"], "1",
         "against 2 W/kg whole-body (IEC 60601-2-33)")
     return out
+
+
+def figure_keys(scanner):
+    """The keys :func:`figures_of_merit` returns for ``scanner``, in its order (without computing them)."""
+    from .scanner import AXES, get_scanner
+
+    axes = [AXES[i] for i in get_scanner(scanner).driven_axes]
+    return ([f"fov_{a}" for a in axes] + ["coverage", "repetition_time", "frame_rate"]
+            + [k for a in axes for k in (f"resolution_{a}", f"resolution_{a}_langevin")]
+            + ["detection_limit_iron", "detection_limit_cells", "drive_peak", "drive_slew", "pns_ratio", "sar",
+               "sar_ratio"])
 
 
 def fov_extent(scanner):
@@ -202,12 +214,12 @@ def psf_fwhm(scanner, tracer, axis, samples=16384):
 def detection_limit(scanner, tracer, settings=None):
     """Smallest iron mass (kg) at the centre detectable with matched-filter SNR ``settings.snr``.
 
-    Signal: the forward model's receive spectra (C, K) of 1 ng of iron at the centre, band-stop
-    applied, over one drive cycle. Noise: white, σ = noise_density·√bandwidth per sample, so
+    Signal: the forward model's receive spectra (C, K) of 1 ng of iron at the centre, band-stop and
+    the receiver's transfer function applied, over one drive cycle. Noise: white, σ = noise_density·√bandwidth per sample, so
     E|n_k|² = V σ² / averages per bin of the unnormalised rfft; the matched filter's noise is then
     √(E|n|²/2) and its SNR ‖û‖ / √(E|n|²/2). Proportional to the noise density and to 1/√averages.
     """
-    from .forward import receive_chain, response, unit_moments
+    from .forward import load_transfer_function, receive_chain, response, unit_moments
 
     st = settings or DesignSettings()
     if scanner.receiver.noise_density <= 0:
@@ -216,7 +228,8 @@ def detection_limit(scanner, tracer, settings=None):
     m = unit_moments(scanner, tracer, np.zeros((1, 3)))[0] * ng * tracer.moment_per_iron_mass   # (3, V) A·m²
     f = scanner.frequencies
     spec = np.fft.rfft(m, axis=-1)                                                              # (3, K)
-    u = np.einsum("lck,ck->lk", response(scanner, tracer, f, receive_chain(scanner, f, bandstop=True)), spec)
+    tf = load_transfer_function(scanner.receiver.transfer_function)      # the chain the simulator applies
+    u = np.einsum("lck,ck->lk", response(scanner, tracer, f, receive_chain(scanner, f, tf, bandstop=True)), spec)
     u[:, 0] = 0.0
     sigma = scanner.receiver.noise_sigma
     var_bin = scanner.num_samples * sigma ** 2 / st.averages

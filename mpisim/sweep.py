@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import os
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,10 @@ from .errors import MPISimError
 
 ALIASES = {"selection.": "scanner.selection_field.", "drive.": "scanner.drive_field.",
            "receiver.": "scanner.receiver."}
+
+
+MAX_DESIGNS = 1_000_000
+"""Most designs in one sweep (the combinations are listed in memory, one CSV row each)."""
 
 
 def parse_values(spec, key):
@@ -44,6 +49,8 @@ def parse_values(spec, key):
             if len(parts) != 3:
                 raise ValueError
             a, b, n = float(parts[0]), float(parts[1]), int(parts[2])
+            if n > MAX_DESIGNS:
+                raise MPISimError(f"--vary {key}: {n} values; at most {MAX_DESIGNS}")
             vals = list(np.linspace(a, b, max(n, 0)))
         else:
             vals = [float(x) for x in text.split(",") if x.strip()]
@@ -70,6 +77,9 @@ def parse_vary(items):
         out[key] = parse_values(spec, key)
     if not out:
         raise MPISimError("a sweep needs at least one --vary KEY=VALUES")
+    n = math.prod(len(v) for v in out.values())
+    if n > MAX_DESIGNS:
+        raise MPISimError(f"--vary gives {n} designs; at most {MAX_DESIGNS} per sweep (split it)")
     return out
 
 
@@ -204,6 +214,8 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
     settings = settings or DesignSettings()
     check_keys(vary, sc)
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise MPISimError(f"{out}: --out must be a folder, and this is a file")
     todo = designs(vary)
     spec = {"scanner": sc.to_dict(), "tracer": tracer.to_dict(), "settings": settings.__dict__,
             "vary": vary}
@@ -214,7 +226,11 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
         if not resume:
             raise MPISimError(f"{out}: folder holds an earlier sweep; pass --resume to complete it or choose "
                               f"another --out")
-        if not stored.exists() or json.loads(stored.read_text()) != json.loads(json.dumps(spec)):
+        try:
+            same = stored.exists() and json.loads(stored.read_text()) == json.loads(json.dumps(spec))
+        except (OSError, ValueError):
+            same = False
+        if not same:
             raise MPISimError(f"{out}: --resume needs the same sweep (scanner, tracer, settings and --vary) as "
                               f"the one recorded in {stored}")
         done = {int(r["design"]): r for r in _read_rows(results)}
@@ -227,10 +243,15 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
             else:
                 results.unlink()
     else:
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise MPISimError(f"{out}: cannot create the output folder ({e.strerror})") from None
         _write_atomic(out / "sweep.json", json.dumps(spec, indent=1))
     pending = [(i, p) for i, p in todo if i not in done]
-    columns = ["design", *vary, *_figure_keys(sc, tracer, settings), "status"]
+    from .design import figure_keys
+
+    columns = ["design", *vary, *figure_keys(sc), "status"]
     new = not results.exists()
     with open(results, "a", newline="") as fh:
         writer = csv.DictWriter(fh, columns, extrasaction="ignore")
@@ -245,23 +266,20 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
                 fh.flush()
                 done[int(row["design"])] = row
                 interrupt.check()
-        except (interrupt.Interrupted, KeyboardInterrupt) as e:
+            rows = [done[i] for i in sorted(done)]
+            if plot:
+                plot_sweep(rows, list(vary), out / "figures.png")
+        except (interrupt.Interrupted, KeyboardInterrupt) as e:   # the rows stay: they are the sweep's result
             signum = getattr(e, "signum", 2)
             raise interrupt.Interrupted(signum, kept=f"{results} keeps the {len(done)} of {len(todo)} designs "
                                                      f"that finished; --resume completes the sweep") from None
-    rows = [done[i] for i in sorted(done)]
-    if plot:
-        plot_sweep(rows, list(vary), out / "figures.png")
+        except MPISimError:
+            raise
+        except Exception as e:                                      # the cluster failed (worker lost, connection)
+            raise MPISimError(f"the sweep stopped: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+                              f"; {results} keeps the {len(done)} of {len(todo)} designs that finished; --resume "
+                              f"completes the sweep") from None
     return rows
-
-
-def _figure_keys(sc, tracer, settings):
-    from .design import figures_of_merit
-
-    try:
-        return list(figures_of_merit(sc, tracer, settings))
-    except MPISimError:
-        return []
 
 
 def _execute(sc, tracer, settings, pending, workers, scheduler, progress, client=None):
@@ -277,7 +295,7 @@ def _execute(sc, tracer, settings, pending, workers, scheduler, progress, client
         from distributed import as_completed
 
         with (contextlib.nullcontext(client) if client is not None else _client(workers, scheduler)) as client:
-            futures = [client.submit(evaluate, sc, tracer, settings, i, p, pure=False, key=f"design-{i}-{os.getpid()}")
+            futures = [client.submit(evaluate, sc, tracer, settings, i, p, pure=False, key=f"design-{i}-{uuid.uuid4().hex}")
                        for i, p in pending]
             try:
                 for fut in as_completed(futures):
@@ -303,18 +321,24 @@ class _client:
         if self.scheduler:
             try:
                 self.client = Client(self.scheduler, timeout="10s")
-            except (OSError, TimeoutError) as e:
+            except (OSError, TimeoutError, ValueError) as e:
                 raise MPISimError(f"cannot reach the Dask scheduler at {self.scheduler} ({type(e).__name__})") from None
         else:
             n = self.workers or os.cpu_count() or 1
             self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-            self.client = Client(self.cluster)
+            try:
+                self.client = Client(self.cluster)
+            except BaseException:
+                self.cluster.close()
+                raise
         return self.client
 
     def __exit__(self, *exc):
-        self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        try:
+            self.client.close()
+        finally:
+            if self.cluster is not None:
+                self.cluster.close()
 
 
 def _csv_text(columns, rows):
@@ -337,7 +361,7 @@ def _read_rows(path):
 def _write_atomic(path, text):
     from .io.atomic import atomic_path
 
-    with atomic_path(path, overwrite=True) as tmp:
+    with atomic_path(path, overwrite=True, record=False) as tmp:    # the sweep's state survives an interrupt
         Path(tmp).write_text(text)
 
 

@@ -177,10 +177,9 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
         params = {**params, "layout": "chunked", "compression": compression}
         key = cache_mod.make_key(params)
     nbytes = _file_bytes(scanner, grid, settings)
-    from .forward import check_memory
-
-    check_memory(_build_memory(scanner, grid), f"building a {grid.size}-voxel system matrix",
-                 hint="use a coarser grid")
+    if (scheduler or workers) and B.resolve(backend) == "cupy":
+        raise MPISimError("--scheduler/--workers compute voxel blocks with numpy on the Dask workers; "
+                          "drop --backend cupy (or build on this machine's GPU without Dask)")
     build = dict(scanner=scanner, tracer=tracer, grid=grid, settings=settings, key=key, params=params,
                  backend=backend, chunk_voxels=chunk_voxels, progress=progress, compression=compression,
                  layout=layout, dask=(scheduler, workers) if scheduler or workers else None)
@@ -332,6 +331,9 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
     from .io.atomic import atomic_path
     from .progress import Progress
 
+    from .forward import check_memory
+
+    check_memory(_build_memory(scanner, grid), f"building a {grid.size}-voxel system matrix", hint="use a coarser grid")
     if compression:
         layout = "chunked"
     xp = B.xp_of(backend)
@@ -465,7 +467,12 @@ def _remote_columns(dask, scanner, tracer, positions, blocks, bins, R, scale, rd
             from . import interrupt
 
             interrupt.check()
-            cols = futures.pop(i).result()
+            try:
+                cols = futures.pop(i).result()
+            except Exception as e:                  # a worker lost, the scheduler gone
+                raise MPISimError(f"Dask failed on voxel block {i + 1} of {len(blocks)} ({type(e).__name__}"
+                                  f"{': ' + str(e).splitlines()[0][:100] if str(e) else ''}); nothing was written"
+                                  ) from None
             if i + ahead < len(blocks):
                 submit(i + ahead)
             yield cols

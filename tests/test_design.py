@@ -222,3 +222,20 @@ def test_interrupted_sweep_keeps_finished_designs_and_resumes(tmp_path, sig):
     ids = [int(x["design"]) for x in rows(out / "results.csv")]
     assert sorted(ids) == list(range(120))
     assert [x for x in rows(out / "results.csv") if int(x["design"]) < len(kept)][:3] == kept[:3]
+
+
+@pytest.mark.parametrize("name", ["bruker-1d", "bruker-2d", "bruker-3d"])
+def test_figure_keys_and_frame_rate_with_averages(name):
+    f = D.figures_of_merit(name, settings=D.DesignSettings(averages=10))
+    assert list(f) == D.figure_keys(name)
+    assert f["frame_rate"].value == pytest.approx(1 / (10 * f["repetition_time"].value), rel=1e-12)
+
+
+def test_sweep_output_must_be_a_folder_and_bounded(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["sweep", "bruker-1d", "--vary", "selection.gradient=1,2", "--workers", "0",
+                 "--out", str(tmp_path / "file")]) == 2
+    assert "must be a folder" in capsys.readouterr().err
+    assert main(["sweep", "bruker-1d", "--vary", "selection.gradient=1:2:2000", "--vary",
+                 "tracer.core_diameter=20e-9:30e-9:1000", "--out", str(tmp_path / "big")]) == 2
+    assert "at most" in capsys.readouterr().err and not (tmp_path / "big").exists()

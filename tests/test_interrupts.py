@@ -105,13 +105,17 @@ def _kill_when_part_appears(argv, folder, env, timeout=60):
         time.sleep(0.02)
     p.kill()
     p.wait()
-    return sorted(folder.glob(".*.part"))
+    parts = sorted(folder.glob(".*.part"))
+    for q in parts:                    # past the minute's grace a dead process's partial file gets
+        old = time.time() - 120
+        os.utime(q, (old, old))
+    return parts
 
 
 def test_sigkill_leftovers_are_listed_and_removed(tmp_path):
     """A SIGKILLed build or simulation leaves its partial file (nothing can prevent that); `cache list`
     shows the cache's, `cache clear` removes them, and the next run removes those of its own output
-    (issue 13: stale *.part files)."""
+    (issue 13: stale *.part files). A fresh one of a dead process is left alone for a minute."""
     from mpisim.cli import main
 
     cdir, env = tmp_path / "c", {**os.environ, "MPISIM_CACHE_DIR": str(tmp_path / "c")}
@@ -120,6 +124,12 @@ def test_sigkill_leftovers_are_listed_and_removed(tmp_path):
               "--out", str(tmp_path / "sm.mdf")]
     parts = _kill_when_part_appears(sysmat, cdir, env)
     assert parts, "the killed build left no partial file to test with"
+    young = cdir / (parts[0].name.replace(".part", "-young.part"))
+    young.write_bytes(b"x")                                        # same dead owner, but written just now
+    from mpisim.io.atomic import stale_parts
+
+    assert young not in stale_parts(cdir) and parts[0] in stale_parts(cdir)
+    young.unlink()
     listed = subprocess.run([sys.executable, "-m", "mpisim", "cache", "list", "--cache-dir", str(cdir)],
                             capture_output=True, text=True).stdout
     assert parts[0].name in listed and "killed process" in listed

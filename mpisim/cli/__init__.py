@@ -108,6 +108,8 @@ def main(argv=None):
                 return 2
             with warnings.catch_warnings(record=True) as warned, _Tee() as said:
                 warnings.simplefilter("always")
+                for quiet in (DeprecationWarning, PendingDeprecationWarning):     # libraries' business, not the user's
+                    warnings.simplefilter("ignore", quiet)
                 args.func(args)
             interrupt.check()                    # a signal during the last, unchecked step
             _name_outputs(written, said.text(), getattr(args, "json", False))

@@ -44,8 +44,8 @@ def add_tracer_args(p):
 
 
 def scanner_from_arg(value):
-    """The scanner of ``--scanner``: a preset, or a TOML file validated key by key; names on stdout
-    the optional keys a TOML file left out and that therefore take mpisim's defaults."""
+    """The scanner of ``--scanner``: a preset, or a TOML file validated key by key; names on stderr
+    (stdout may carry JSON) the optional keys a TOML file left out and that take mpisim's defaults."""
     from pathlib import Path
 
     from ..scanner import PRESETS, get_scanner, read_scanner_toml
@@ -54,8 +54,10 @@ def scanner_from_arg(value):
         return get_scanner(value)
     scanner, filled = read_scanner_toml(value)
     if filled:
+        import sys
+
         print(f"note: {value} leaves out {', '.join(filled)}: mpisim's defaults are used "
-              f"(they are recorded in the output)")
+              f"(they are recorded in the output)", file=sys.stderr)
     return scanner
 
 

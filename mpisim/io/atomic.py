@@ -28,8 +28,9 @@ def check_output_path(path, overwrite=False):
 
 
 @contextlib.contextmanager
-def atomic_path(path, overwrite=False):
-    """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds."""
+def atomic_path(path, overwrite=False, record=True):
+    """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
+    ``record=False``: not one of the outputs an interrupted command removes (a sweep's own state)."""
     p = check_output_path(path, overwrite)
     folder = p.parent if str(p.parent) else Path(".")
     remove_stale_parts(folder, p.name)
@@ -44,7 +45,7 @@ def atomic_path(path, overwrite=False):
             raise MPISimError(f"{p}: output appeared while writing; not replaced")
         user_mode(tmp)
         os.replace(tmp, p)
-        if _RECORD is not None:
+        if _RECORD is not None and record:
             _RECORD.append(p)
     except OSError as e:
         _remove(tmp)
@@ -70,6 +71,9 @@ def _owner():
     return f"~{_host()}~{os.getpid()}~"
 
 
+STALE_MIN_SECONDS = 60
+"""A partial file of a process that no longer runs counts as stale once untouched for this long."""
+
 STALE_LEGACY_SECONDS = 24 * 3600
 """A partial file without an owner in its name (older mpisim) counts as stale after a day."""
 
@@ -91,6 +95,11 @@ def stale_parts(folder, name=None):
         parts = p.name[:-len(".part")].split("~")
         if len(parts) >= 4 and (name is None or parts[0] == f".{name}"):
             if parts[-3] != host or not parts[-2].isdigit() or _alive(int(parts[-2])):
+                continue
+            try:                # a minute's grace: another pid namespace on the same host name may be writing it
+                if time.time() - p.stat().st_mtime < STALE_MIN_SECONDS:
+                    continue
+            except OSError:
                 continue
             out.append(p)
         elif len(parts) == 1 and (name is None or p.name.startswith(f".{name}.")):

@@ -463,7 +463,7 @@ def _check_metadata(r):
     h.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
     for n in names:
         ds = h[n]
-        if n in BULK or ds.dtype.kind not in "biufc" or ds.size > 1_000_000:
+        if n in BULK or ds.dtype.kind not in "biufc" or ds.size is None or ds.size > 1_000_000:
             continue
         try:
             a = ds[()]
