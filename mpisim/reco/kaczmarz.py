@@ -29,7 +29,7 @@ IMPLS = ("auto", "numba", "numpy", "cuda", "cupy-loop")
 
 def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=True, enforce_positive=True,
              order="cyclic", seed=0, row_weights=None, backend="auto", impl="auto", groups=None, callback=None,
-             stop=None, precision="double"):
+             stop=None, precision="double", row_norms2=None):
     """Regularised Kaczmarz for a dense complex matrix.
 
     Parameters
@@ -51,6 +51,8 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     precision : "double" (iterate and sums in float64: images) or "single" (float32 iterate, compiled
         CPU path with a complex64 matrix only, twice as fast; for right-hand sides whose results are
         statistics, e.g. noise realisations: deviations ~1e-4 of the double result).
+    row_norms2 : (M,) float64 squared row norms of A (unweighted; numpy), when the caller knows them
+        already (one pass over A saved); ignored with ``row_weights``.
 
     Returns
     -------
@@ -79,11 +81,14 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         w = xp.asarray(row_weights, dtype=A.real.dtype)
         A = A * w[:, None]
         b2 = b2 * w[:, None]
-    if xp is np and B.numba_available():
-        from .kaczmarz_cpu import row_norms2
+    if xp is np and row_norms2 is not None and row_weights is None and len(row_norms2) == A.shape[0]:
+        A = np.ascontiguousarray(A)
+        norms2 = np.asarray(row_norms2, np.float64)
+    elif xp is np and B.numba_available():
+        from .kaczmarz_cpu import row_norms2 as _row_norms2
 
         A = np.ascontiguousarray(A)
-        norms2 = row_norms2(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1]))
+        norms2 = _row_norms2(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1]))
     else:
         norms2 = xp.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
     if not bool(xp.all(xp.isfinite(norms2))):

@@ -141,9 +141,10 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     noise2 = None if sigma is None else float(np.sum(sigma.astype(float) ** 2))
     if noise2 is not None and not noise2 > 0:        # noise-free data: no noise level to stop or choose λ by
         level = sigma = noise2 = None
-    visibility = total_iron_visibility(A)
+    norms2 = row_norms2(A)
+    visibility = total_iron_visibility(A, norms2)
     positive = visibility < VISIBILITY_MIN if params.enforce_positive == "auto" else bool(params.enforce_positive)
-    solver = _Solver(A, params, w, use, impl, noise2, progress, positive)
+    solver = _Solver(A, params, w, use, impl, noise2, progress, positive, norms2)
     t1 = time.perf_counter()
     lam, lam_info = params.lam, {}
     if params.lam == "auto":
@@ -221,14 +222,25 @@ prints it: bruker-1d 0.16, bruker-2d 3.6, bruker-3d 8.8 with the default selecti
 reference tool's 80 kHz minimum frequency)."""
 
 
-def total_iron_visibility(A):
+def row_norms2(A):
+    """Squared row norms (M,) float64 of a numpy matrix (one compiled pass; numpy without numba)."""
+    A = np.asarray(A)
+    if B.numba_available() and A.dtype.kind == "c" and A.flags.c_contiguous:
+        from .kaczmarz_cpu import row_norms2 as kernel
+
+        return kernel(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1]))
+    return np.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
+
+
+def total_iron_visibility(A, norms2=None):
     """How well the rows A (M, N) see the total iron: ‖A 1‖/√N — the response to a uniform image of
     unit norm — over ‖A‖_F/√min(M, N), the response to a typical one. Harmonics above the
     fundamental integrate to almost zero over the field of view, so rows without the fundamental or
     low mixing frequencies give values ≪ 1."""
     N = A.shape[1]
     ones = np.full(N, 1.0 / np.sqrt(N), dtype=A.real.dtype)
-    typical = float(np.linalg.norm(A)) / np.sqrt(min(A.shape))
+    fro = float(np.sqrt(np.sum(norms2))) if norms2 is not None else float(np.linalg.norm(A))
+    typical = fro / np.sqrt(min(A.shape))
     return float(np.linalg.norm(A @ ones)) / typical if typical > 0 else 0.0
 
 
@@ -236,8 +248,9 @@ class _Solver:
     """One configured solver (Kaczmarz or CGNR, numpy/numba/cupy) with the stopping rule; solves any
     right-hand sides with a given λ and returns (c (N, F) numpy, sweeps done, why it stopped)."""
 
-    def __init__(self, A, params, w, use, impl, noise2, progress, positive):
+    def __init__(self, A, params, w, use, impl, noise2, progress, positive, norms2=None):
         self.A, self.params, self.w, self.use, self.impl = A, params, w, use, impl
+        self.norms2 = norms2
         self.positive = positive
         self.noise2, self.progress = noise2, progress
         self.last_residual_ratio = None
@@ -277,7 +290,7 @@ class _Solver:
             from ..progress import Progress
 
             with Progress(n, "kaczmarz", enabled=self.progress and not quiet) as bar:
-                c = kaczmarz(self.A, b, n, lam, row_weights=self.w, backend="numpy",
+                c = kaczmarz(self.A, b, n, lam, row_weights=self.w, backend="numpy", row_norms2=self.norms2,
                              callback=lambda i, c: bar.update(), **kw)
         c = B.to_numpy(c).reshape(self.A.shape[1], -1)
         if rule is not None:
