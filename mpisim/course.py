@@ -147,7 +147,10 @@ def _student(lines):
     keep = []
     for ln in lines:
         if "# ANSWER" in ln:
-            lhs = ln.split("=", 1)[0].rstrip()
+            code = ln.split("# ANSWER", 1)[0]
+            if "=" not in code or code != code.lstrip():
+                raise ValueError(f"a '# ANSWER' line must be an unindented assignment: {ln.strip()!r}")
+            lhs = code.split("=", 1)[0].rstrip()
             note = ln.split("# ANSWER", 1)[1].strip()
             keep.append(f"{lhs} = ...  # your answer{(' ' + note) if note else ''}")
     return ["# your code here", *keep] if keep else ["# your code here"]
