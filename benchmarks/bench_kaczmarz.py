@@ -59,7 +59,7 @@ def cpu(frames):
     A, b1 = problem(400, 19**3)
     t1 = med(lambda: kaczmarz(A, b1, 3, 1e-2), 3)
     print(f"{1:6d} {t1:8.4f} {1 / t1:9.1f} {1.0:20.2f}")
-    for F in (8, frames):
+    for F in (8, 10, frames):
         _, B = problem(400, 19**3, F)
         tF = med(lambda: kaczmarz(A, B, 3, 1e-2), 2)
         print(f"{F:6d} {tF:8.4f} {F / tF:9.1f} {tF / F / t1:20.2f}")

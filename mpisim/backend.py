@@ -72,9 +72,9 @@ def to_numpy(x):
 
 
 SMALL_FFT_BYTES = 16 << 20
-"""Below this input size the CPU FFTs use numpy (no scipy import, 0.27 s, for a transform of a few ms:
-e.g. the 13 MB of a 10-frame bruker-3d measurement); above it scipy.fft with all cores (the system-matrix
-build's ~64 MB voxel blocks: 1.5x faster than numpy's single thread)."""
+"""Below this input size the CPU FFTs use numpy (no scipy.fft import for a transform of a few ms: e.g.
+the 13 MB of a 10-frame bruker-3d measurement); above it scipy.fft with all cores (the system-matrix
+build's ~64 MB voxel blocks). ``benchmarks/bench_real_size.py`` times both commands."""
 
 
 def rfft(x, axis=-1, xp=np):

@@ -272,11 +272,12 @@ def as_dict(figures):
 _SHOW = {"m": (1e3, "mm"), "s": (1e3, "ms"), "kg": (1e12, "ng"), "T": (1e3, "mT")}
 
 
+def readable(figure):
+    """(value text, unit) of a figure in readable units (mm, ms, ng, mT; "n/a" when not finite)."""
+    scale, unit = _SHOW.get(figure.unit, (1.0, figure.unit))
+    return ("n/a" if not math.isfinite(figure.value) else f"{figure.value * scale:.4g}"), unit
+
+
 def as_table(figures):
     """Figures as an aligned text table in readable units (mm, ms, ng, mT)."""
-    lines = []
-    for f in figures.values():
-        scale, unit = _SHOW.get(f.unit, (1.0, f.unit))
-        v = "n/a" if not math.isfinite(f.value) else f"{f.value * scale:.4g}"
-        lines.append(f"{f.label:42} {v:>10} {unit}")
-    return "\n".join(lines)
+    return "\n".join(f"{f.label:42} {readable(f)[0]:>10} {readable(f)[1]}" for f in figures.values())

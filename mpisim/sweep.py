@@ -294,7 +294,7 @@ def _execute(sc, tracer, settings, pending, workers, scheduler, progress, client
             return
         from distributed import as_completed
 
-        with (contextlib.nullcontext(client) if client is not None else _client(workers, scheduler)) as client:
+        with (contextlib.nullcontext(client) if client is not None else dask_client(workers, scheduler)) as client:
             futures = [client.submit(evaluate, sc, tracer, settings, i, p, pure=False, key=f"design-{i}-{uuid.uuid4().hex}")
                        for i, p in pending]
             try:
@@ -305,7 +305,7 @@ def _execute(sc, tracer, settings, pending, workers, scheduler, progress, client
                 client.cancel(futures)
 
 
-class _client:
+class dask_client:
     """A Dask client: to ``scheduler`` when given, else to a local cluster of ``workers`` processes."""
 
     def __init__(self, workers, scheduler):

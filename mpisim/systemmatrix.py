@@ -446,10 +446,10 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
 def _remote_columns(dask, scanner, tracer, positions, blocks, bins, R, scale, rdtype):
     """Generator of the blocks' columns computed on Dask workers, in block order, at most a few blocks
     per worker in flight (bounded memory here). ``close()`` cancels what is left and shuts down."""
-    from .sweep import _client
+    from .sweep import dask_client
 
     scheduler, workers = dask
-    ctx = _client(workers, scheduler)
+    ctx = dask_client(workers, scheduler)
     client = ctx.__enter__()
     try:
         shared = client.scatter([scanner, tracer, bins, R], broadcast=True)

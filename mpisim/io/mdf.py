@@ -595,8 +595,8 @@ def read_calibration(path):
 
 def populated_empty(shape, dtype):
     """``np.empty`` whose pages the kernel maps in one go (``MAP_POPULATE``) for arrays above 64 MB:
-    the rows are then copied by ``preadv`` without a page fault each (measured on a 2-core VM: 580 MB
-    of rows read in 0.3 s every time, against 0.2–2.3 s into fresh ``np.empty`` memory)."""
+    the rows are then copied by ``preadv`` without taking a page fault each inside the kernel, which is
+    slow and erratic on virtual machines (``benchmarks/bench_real_size.py`` times the ``reco`` it serves)."""
     import mmap
 
     nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize

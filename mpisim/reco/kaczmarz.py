@@ -22,7 +22,8 @@ import numpy as np
 
 from .. import backend as B
 from ..errors import MPISimError
-from .kaczmarz_base import ORDERS, absolute_lambda, project, row_orders, sweep_numpy  # noqa: F401 (the front door)
+from .kaczmarz_base import (ORDERS, absolute_lambda, project, row_orders, squared_row_norms,  # noqa: F401
+                            sweep_numpy)  # (the front door)
 
 IMPLS = ("auto", "numba", "numpy", "cuda", "cupy-loop")
 
@@ -81,16 +82,12 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         w = xp.asarray(row_weights, dtype=A.real.dtype)
         A = A * w[:, None]
         b2 = b2 * w[:, None]
+    if xp is np:
+        A = np.ascontiguousarray(A)
     if xp is np and row_norms2 is not None and row_weights is None and len(row_norms2) == A.shape[0]:
-        A = np.ascontiguousarray(A)
         norms2 = np.asarray(row_norms2, np.float64)
-    elif xp is np and B.numba_available():
-        from .kaczmarz_cpu import row_norms2 as _row_norms2
-
-        A = np.ascontiguousarray(A)
-        norms2 = _row_norms2(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1]))
     else:
-        norms2 = xp.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
+        norms2 = squared_row_norms(A)
     if not bool(xp.all(xp.isfinite(norms2))):
         raise MPISimError("the system matrix holds values so large that their squares overflow (damaged file?)")
     lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)

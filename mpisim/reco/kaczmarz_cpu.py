@@ -51,7 +51,8 @@ def _dot_update(prow, pr, pi, row, cr, ci, N, zero):
 @njit(cache=True, fastmath=True, nogil=True)
 def _dot_update2(prow, p, row, c0r, c0i, c1r, c1i, N, zero):
     """:func:`_dot_update` for two frames at once (p = (pr0, pi0, pr1, pi1)): each matrix element is
-    loaded once for both, which makes the pass compute-bound instead of load-bound (1.6× per frame)."""
+    loaded once for both, which makes the pass compute-bound instead of load-bound
+    (``benchmarks/bench_kaczmarz.py`` prints the cost per frame)."""
     s0r = zero
     s0i = zero
     s1r = zero

@@ -9,6 +9,7 @@ from .. import backend as B
 from ..errors import MPISimError
 from ..grid import Grid
 from .noise import noise_level
+from .kaczmarz_base import squared_row_norms
 from .preprocess import (RecoParams, check_compatible, measurement_spectra, row_weights, select_frames,
                          select_rows, usable_bins)
 
@@ -141,7 +142,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     noise2 = None if sigma is None else float(np.sum(sigma.astype(float) ** 2))
     if noise2 is not None and not noise2 > 0:        # noise-free data: no noise level to stop or choose λ by
         level = sigma = noise2 = None
-    norms2 = row_norms2(A)
+    norms2 = squared_row_norms(A)
     visibility = total_iron_visibility(A, norms2)
     positive = visibility < VISIBILITY_MIN if params.enforce_positive == "auto" else bool(params.enforce_positive)
     solver = _Solver(A, params, w, use, impl, noise2, progress, positive, norms2)
@@ -199,12 +200,8 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
 
 
 def _nonzero_rows(A):
-    """(M,) bool: rows of A with a non-zero entry (from the compiled row norms: no M × N temporary)."""
-    if A.dtype in (np.complex64, np.complex128) and B.numba_available() and A.flags.c_contiguous:
-        from .kaczmarz_cpu import row_norms2
-
-        return row_norms2(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1])) > 0
-    return np.any(A != 0, axis=1)
+    """(M,) bool: rows of A with a non-zero entry (from the row norms: no M × N temporary)."""
+    return squared_row_norms(A) > 0
 
 
 def _keep_rows(A, keep):
@@ -220,16 +217,6 @@ VISIBILITY_MIN = 1.0
 """Below this total-iron visibility the rows cannot fix the total iron (``benchmarks/study_reco_defaults.py``
 prints it: bruker-1d 0.16, bruker-2d 3.6, bruker-3d 8.8 with the default selection; 0.4–0.8 with the
 reference tool's 80 kHz minimum frequency)."""
-
-
-def row_norms2(A):
-    """Squared row norms (M,) float64 of a numpy matrix (one compiled pass; numpy without numba)."""
-    A = np.asarray(A)
-    if B.numba_available() and A.dtype.kind == "c" and A.flags.c_contiguous:
-        from .kaczmarz_cpu import row_norms2 as kernel
-
-        return kernel(A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1]))
-    return np.sum(A.real.astype(np.float64) ** 2 + A.imag.astype(np.float64) ** 2, axis=1)
 
 
 def total_iron_visibility(A, norms2=None):
