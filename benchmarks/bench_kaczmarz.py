@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from mpisim.backend import gpu_available
-from mpisim.reco.kaczmarz import kaczmarz
+from mpisim.reco.kaczmarz import PlanarRows, kaczmarz
 
 
 def med(fn, repeat=5):
@@ -42,27 +42,76 @@ def cpu(frames):
         A, b = problem(M, N)
         flat = A.ravel()
         t_blas = med(lambda: np.vdot(flat, flat), 20)
-        Af = A.view(np.float32).reshape(M, 2 * N)
-        inv = 1.0 / K.row_norms2(Af)
+        P = PlanarRows.from_complex(A).planes
+        inv = 1.0 / K.row_norms2(P.reshape(M, 2 * N))
         br, bi = b.real.astype(float), b.imag.astype(float)
         cr, ci, vr, vi = np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)
         order = np.arange(M)
-        t_sweep = med(lambda: K.sweep_single(Af, br, bi, order, inv, 0.1, cr, ci, vr, vi), 20)
+        t_sweep = med(lambda: K.sweep_single(P, br, bi, order, inv, 0.1, cr, ci, vr, vi), 20)
         t_np = med(lambda: kaczmarz(A, b, iterations=1, lam=1e-2, impl="numpy"), 3)
         t_nb = med(lambda: kaczmarz(A, b, iterations=1, lam=1e-2, impl="numba"), 5)
         d = np.abs(kaczmarz(A, b, 1, 1e-2, impl="numpy") - kaczmarz(A, b, 1, 1e-2, impl="numba")).max()
         print(f"{label:22} {t_blas * 1e3:12.3f} {t_sweep * 1e3:9.3f} {t_sweep / t_blas:6.2f} {t_np * 1e3:13.2f} "
               f"{t_np / t_nb:8.1f} {d:9.1e}")
     print("  (speed-up: whole kaczmarz() call, numba vs the per-row numpy loop, 1 sweep incl. set-up)")
-    print("\nCPU (numba), many frames: 3 sweeps, 3D 19^3 x 400 rows")
+    print("\nCPU (numba), many frames: 3 sweeps, 3D 19^3 x 400 rows (planar rows given, as reconstruct does)")
     print(f"{'frames':>6} {'time/s':>8} {'frames/s':>9} {'per frame vs single':>20}")
     A, b1 = problem(400, 19**3)
+    A = PlanarRows.from_complex(A)
     t1 = med(lambda: kaczmarz(A, b1, 3, 1e-2), 3)
     print(f"{1:6d} {t1:8.4f} {1 / t1:9.1f} {1.0:20.2f}")
     for F in (8, 10, frames):
         _, B = problem(400, 19**3, F)
         tF = med(lambda: kaczmarz(A, B, 3, 1e-2), 2)
         print(f"{F:6d} {tF:8.4f} {F / tF:9.1f} {tF / F / t1:20.2f}")
+    layout()
+
+
+def layout():
+    """The matrix layout of the compiled sweep: one fused update/dot pass of three frames over every row
+    of a 19^3 x 2000-row matrix, rows planar (re parts, then im parts: the sweep's layout) against rows
+    interleaved (the complex array as stored), in the two precisions of the iterate."""
+    from numba import njit
+
+    from mpisim.reco import kaczmarz_cpu as K
+
+    @njit(fastmath=True)
+    def interleaved_pass(Af, p, c, zero):        # the same arithmetic as K._dot_update3, complex layout
+        N = Af.shape[1] // 2
+        t = zero
+        for k in range(1, Af.shape[0]):
+            q, a = Af[k - 1], Af[k]
+            s0 = zero
+            for j in range(N):
+                qr, qi, ar, ai = q[2 * j], q[2 * j + 1], a[2 * j], a[2 * j + 1]
+                for f in range(3):
+                    xr = c[2 * f, j] + qr * p[2 * f] + qi * p[2 * f + 1]
+                    xi = c[2 * f + 1, j] + qr * p[2 * f + 1] - qi * p[2 * f]
+                    c[2 * f, j] = xr
+                    c[2 * f + 1, j] = xi
+                    s0 += ar * xr - ai * xi + ar * xi + ai * xr
+            t += s0
+        return t
+
+    @njit(fastmath=True)
+    def planar_pass(P, p, c, zero):
+        t = zero
+        for k in range(1, P.shape[0]):
+            t += K._dot_update3(P[k - 1, 0], P[k - 1, 1], p, P[k, 0], P[k, 1], c[0], c[1], c[2], c[3], c[4], c[5],
+                                P.shape[2], zero)[0]
+        return t
+
+    M, N = 2000, 19**3
+    A, _ = problem(M, N)
+    Af, P = A.view(np.float32).reshape(M, 2 * N), PlanarRows.from_complex(A).planes
+    print("\nCPU sweep layout: one fused 3-frame update/dot pass over 2000 rows of 19^3 voxels")
+    print(f"{'iterate':8} {'interleaved/ms':>14} {'planar/ms':>10} {'planar speed-up':>15}")
+    for real in (np.float64, np.float32):
+        p = (np.arange(1, 7) * 1e-7).astype(real)
+        c = np.zeros((6, N), real)
+        ti = med(lambda: interleaved_pass(Af, p, c, real(0)), 3)
+        tp = med(lambda: planar_pass(P, p, c, real(0)), 3)
+        print(f"{real.__name__:8} {ti * 1e3:14.1f} {tp * 1e3:10.1f} {ti / tp:15.2f}")
 
 
 def nominal_bandwidth(props, name):

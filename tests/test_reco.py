@@ -62,6 +62,52 @@ def test_projected_equals_reference_loop(impl, dtype, tol):
     assert np.abs(c - ref).max() <= tol * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_planar_rows_are_the_same_matrix(dtype, monkeypatch):
+    """Planar rows (the compiled sweep's layout) made by copy and in place hold the same matrix, apply
+    it like the complex product (real and complex iterates, compiled and numpy), and the sweep on them
+    equals the sweep on the complex array it came from bit for bit, leaving the caller's array alone."""
+    from mpisim import backend
+    from mpisim.reco.kaczmarz import PlanarRows, squared_row_norms
+    from mpisim.reco.reconstruct import apply, residual2
+
+    A, b, _ = problem(M=61, N=37, dtype=dtype)
+    keep = A.copy()
+    P = PlanarRows.from_complex(A)
+    assert P.shape == A.shape and P.dtype == dtype
+    np.testing.assert_array_equal(P.planes[:, 0], A.real)
+    np.testing.assert_array_equal(P.planes[:, 1], A.imag)
+    np.testing.assert_array_equal(P.to_complex(), A)
+    own = A.copy()
+    Q = PlanarRows.from_complex(own, in_place=True)
+    assert np.shares_memory(Q.planes, own)
+    np.testing.assert_array_equal(Q.planes, P.planes)
+    np.testing.assert_allclose(squared_row_norms(P), squared_row_norms(A), rtol=1e-12)   # summation order
+    rng = np.random.default_rng(3)
+    tol = 1e-5 if dtype == np.complex64 else 1e-12
+    for c in (rng.random((37, 6)), rng.random(37), rng.random((37, 3)) + 1j * rng.random((37, 3))):
+        ref = A.astype(np.complex128) @ c
+        for numba_there in (True, False):
+            monkeypatch.setattr(backend, "numba_available", lambda v=numba_there: v)
+            got = apply(P, c)
+            assert got.shape == ref.shape and got.dtype == dtype
+            assert np.abs(got - ref).max() <= tol * np.abs(ref).max()
+        monkeypatch.undo()
+    c = rng.random((37, 2))
+    bb = np.stack([b, 2 * b], axis=1)
+    np.testing.assert_allclose(residual2(P, c, bb), residual2(A, c, bb), rtol=10 * tol)
+    for kw in ({}, {"row_weights": rng.random(61) + 0.5}, {"enforce_real": False, "enforce_positive": False}):
+        got = kaczmarz(P, bb, iterations=3, lam=0.1, **kw)
+        np.testing.assert_array_equal(got, kaczmarz(A, bb, iterations=3, lam=0.1, **kw))
+        ref = kaczmarz(A, bb, iterations=3, lam=0.1, impl="numpy", **kw)
+        assert np.abs(got - ref).max() <= 100 * tol * np.abs(ref).max()
+    np.testing.assert_array_equal(A, keep)                     # the complex input was copied, not reordered
+    with pytest.raises(MPISimError, match="compiled CPU sweep only"):
+        kaczmarz(P, b, iterations=1, impl="numpy")
+    with pytest.raises(MPISimError, match="complex"):
+        PlanarRows.from_complex(A.real)
+
+
 def test_shuffled_order_and_many_frames():
     A, b, _ = problem()
     lam = 0.1

@@ -22,8 +22,8 @@ import numpy as np
 
 from .. import backend as B
 from ..errors import MPISimError
-from .kaczmarz_base import (ORDERS, absolute_lambda, project, row_orders, squared_row_norms,  # noqa: F401
-                            sweep_numpy)  # (the front door)
+from .kaczmarz_base import (ORDERS, PlanarRows, absolute_lambda, project, row_orders,  # noqa: F401
+                            squared_row_norms, sweep_numpy)  # (the front door)
 
 IMPLS = ("auto", "numba", "numpy", "cuda", "cupy-loop")
 
@@ -35,7 +35,10 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
 
     Parameters
     ----------
-    A : (M, N) complex array (numpy or cupy): rows = frequency × channel, columns = voxels.
+    A : (M, N) complex array (numpy or cupy): rows = frequency × channel, columns = voxels; or
+        :class:`~mpisim.reco.kaczmarz_base.PlanarRows` (compiled CPU path only). The compiled CPU
+        path works on planar rows: a complex A is copied into them (pass ``PlanarRows.from_complex(A,
+        in_place=True)`` for a matrix you own to avoid the copy, as :func:`~mpisim.reco.reconstruct` does).
     b : (M,) or (M, F) complex: one or F right-hand sides (frames), solved together.
     iterations : sweeps over all rows.
     lam : Tikhonov λ, relative to ‖A‖_F²/N unless ``relative_lambda=False``.
@@ -63,6 +66,11 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         raise MPISimError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
     if int(iterations) != iterations or iterations < 0:
         raise MPISimError(f"iterations must be a non-negative integer, got {iterations!r}")
+    if isinstance(A, PlanarRows):
+        if impl not in ("auto", "numba") or not B.numba_available() or B.resolve(backend) == "cupy":
+            raise MPISimError("planar rows serve the compiled CPU sweep only (impl 'numba', numba installed)")
+        return _kaczmarz_planar(A, b, iterations, lam, relative_lambda, enforce_real, enforce_positive, order,
+                                seed, row_weights, groups, callback, stop, precision, row_norms2)
     xp = B.get_array_module(A)
     use_gpu = impl in ("cuda", "cupy-loop") or (impl == "auto" and (xp is not np or B.resolve(backend) == "cupy"))
     if use_gpu:
@@ -74,7 +82,7 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         raise MPISimError(f"b must have shape ({A.shape[0]},) or ({A.shape[0]}, F), got {b.shape}")
     if not bool(xp.all(xp.isfinite(xp.asarray(b)))):
         raise MPISimError("measurement contains NaN or Inf in the selected rows")
-    A = xp.asarray(A)
+    A = orig = xp.asarray(A)
     if A.dtype.kind != "c":
         A = A.astype(np.complex128 if A.dtype == np.float64 else np.complex64)
     b2 = xp.asarray(b).reshape(A.shape[0], -1).astype(np.complex128)
@@ -82,14 +90,12 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         w = xp.asarray(row_weights, dtype=A.real.dtype)
         A = A * w[:, None]
         b2 = b2 * w[:, None]
-    if xp is np:
-        A = np.ascontiguousarray(A)
-    if xp is np and row_norms2 is not None and row_weights is None and len(row_norms2) == A.shape[0]:
-        norms2 = np.asarray(row_norms2, np.float64)
-    else:
-        norms2 = squared_row_norms(A)
-    if not bool(xp.all(xp.isfinite(norms2))):
-        raise MPISimError("the system matrix holds values so large that their squares overflow (damaged file?)")
+    if not use_gpu and not (impl == "numpy" or (impl == "auto" and not B.numba_available())):
+        P = PlanarRows.from_complex(A, in_place=A is not orig)        # the weighted copy is ours to reorder
+        return _kaczmarz_planar(P, b2[:, 0] if single else b2, iterations, lam, relative_lambda, enforce_real,
+                                enforce_positive, order, seed, None, groups, callback, stop, precision,
+                                row_norms2 if row_weights is None else None)
+    norms2 = _norms(A, row_norms2, row_weights)
     lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)
     inv_den = xp.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
     orders = row_orders(A.shape[0], int(iterations), order, seed)
@@ -98,12 +104,43 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
 
         c = kaczmarz_gpu.solve(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive,
                                loop=(impl == "cupy-loop"), stop=stop)
-    elif impl == "numpy" or (impl == "auto" and not B.numba_available()):
-        c = _solve_numpy(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, stop)
     else:
-        single_precision = precision == "single" and A.dtype == np.complex64
-        c = _solve_numba(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, groups, stop,
-                         np.float32 if single_precision else np.float64)
+        c = _solve_numpy(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, stop)
+    return c[:, 0] if single else c
+
+
+def _norms(A, row_norms2, row_weights):
+    """Squared row norms: the caller's (unweighted, numpy) when given, else computed; checked finite."""
+    xp = np if isinstance(A, PlanarRows) else B.get_array_module(A)
+    if xp is np and row_norms2 is not None and row_weights is None and len(row_norms2) == A.shape[0]:
+        norms2 = np.asarray(row_norms2, np.float64)
+    else:
+        norms2 = squared_row_norms(A)
+    if not bool(xp.all(xp.isfinite(norms2))):
+        raise MPISimError("the system matrix holds values so large that their squares overflow (damaged file?)")
+    return norms2
+
+
+def _kaczmarz_planar(P, b, iterations, lam, relative_lambda, enforce_real, enforce_positive, order, seed,
+                     row_weights, groups, callback, stop, precision, row_norms2):
+    """The compiled CPU path on planar rows P (:class:`PlanarRows`)."""
+    single = np.ndim(b) == 1
+    if np.shape(b)[0] != P.shape[0] or np.ndim(b) not in (1, 2):
+        raise MPISimError(f"b must have shape ({P.shape[0]},) or ({P.shape[0]}, F), got {np.shape(b)}")
+    b2 = np.asarray(b).reshape(P.shape[0], -1).astype(np.complex128)
+    if not np.all(np.isfinite(b2)):
+        raise MPISimError("measurement contains NaN or Inf in the selected rows")
+    if row_weights is not None:
+        w = np.asarray(row_weights, dtype=P.planes.dtype)
+        P = P.scaled(w)
+        b2 = b2 * w[:, None]
+    norms2 = _norms(P, row_norms2, row_weights)
+    lam_abs = absolute_lambda(P, lam, relative_lambda, norms2)
+    inv_den = np.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
+    orders = row_orders(P.shape[0], int(iterations), order, seed)
+    single_precision = precision == "single" and P.planes.dtype == np.float32
+    c = _solve_numba(P.planes, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, groups, stop,
+                     np.float32 if single_precision else np.float64)
     return c[:, 0] if single else c
 
 
@@ -122,14 +159,13 @@ def _solve_numpy(A, b, orders, inv_den, lam, er, ep, callback, stop=None):
     return c.real.copy() if er else c
 
 
-def _solve_numba(A, b, orders, inv_den, lam, er, ep, callback, groups, stop=None, real=np.float64):
+def _solve_numba(P, b, orders, inv_den, lam, er, ep, callback, groups, stop=None, real=np.float64):
+    """Compiled sweeps on the planar rows P (M, 2, N)."""
     import numba
 
     from . import kaczmarz_cpu as K
 
-    A = np.ascontiguousarray(A)
-    Af = A.view(A.real.dtype).reshape(A.shape[0], 2 * A.shape[1])
-    M, N = A.shape
+    M, N = P.shape[0], P.shape[2]
     F = b.shape[1]
     br, bi = np.ascontiguousarray(b.real.T, real), np.ascontiguousarray(b.imag.T, real)      # (F, M)
     cr, ci = np.zeros((F, N), real), np.zeros((F, N), real)
@@ -139,9 +175,9 @@ def _solve_numba(A, b, orders, inv_den, lam, er, ep, callback, groups, stop=None
     groups = int(groups or numba.get_num_threads())
     for it, order in enumerate(orders):
         if F == 1 and real is np.float64:
-            K.sweep_single(Af, br[0], bi[0], order, inv, sq, cr[0], ci[0], vr[0], vi[0])
+            K.sweep_single(P, br[0], bi[0], order, inv, sq, cr[0], ci[0], vr[0], vi[0])
         else:
-            K.sweep_multi(Af, br, bi, order, inv, sq, cr, ci, vr, vi, min(groups, F))
+            K.sweep_multi(P, br, bi, order, inv, sq, cr, ci, vr, vi, min(groups, F))
         if er:
             ci[...] = 0
         if ep:

@@ -11,9 +11,100 @@ from ..errors import MPISimError, check_positive
 ORDERS = ("cyclic", "shuffle", "random")
 
 
+class PlanarRows:
+    """A complex matrix (M, N) held planar: ``planes`` (M, 2, N) float, row k's real parts in
+    ``planes[k, 0]`` and its imaginary parts in ``planes[k, 1]``. The layout of the compiled CPU
+    sweeps (:mod:`mpisim.reco.kaczmarz_cpu`): every load a contiguous vector. :meth:`from_complex`
+    with ``in_place=True`` reorders a complex array the caller owns inside its own memory, so a
+    reconstruction never holds its rows twice (the complex array must not be used afterwards)."""
+
+    def __init__(self, planes):
+        planes = np.asarray(planes)
+        if planes.ndim != 3 or planes.shape[1] != 2 or planes.dtype not in (np.float32, np.float64):
+            raise MPISimError(f"planar rows must be a float32/float64 (M, 2, N) array, got {planes.dtype} "
+                              f"{planes.shape}")
+        self.planes = np.ascontiguousarray(planes)
+
+    @classmethod
+    def from_complex(cls, A, in_place=False):
+        """Planar rows of the complex (M, N) numpy array A: a copy, or, with ``in_place`` (A C-contiguous,
+        writeable and numba there), A's own memory reordered."""
+        A = np.asarray(A)
+        if A.ndim != 2 or A.dtype.kind != "c":
+            raise MPISimError(f"planar rows need a complex (M, N) matrix, got {A.dtype} {A.shape}")
+        M, N = A.shape
+        if in_place and A.flags.c_contiguous and A.flags.writeable and B.numba_available():
+            from .kaczmarz_cpu import to_planar
+
+            Af = A.view(A.real.dtype).reshape(M, 2 * N)
+            to_planar(Af)
+            return cls(Af.reshape(M, 2, N))
+        planes = np.empty((M, 2, N), A.real.dtype)
+        planes[:, 0] = A.real
+        planes[:, 1] = A.imag
+        return cls(planes)
+
+    @property
+    def shape(self):
+        return (self.planes.shape[0], self.planes.shape[2])
+
+    @property
+    def dtype(self):
+        return np.result_type(self.planes.dtype, np.complex64)
+
+    @property
+    def nbytes(self):
+        return self.planes.nbytes
+
+    def to_complex(self):
+        """The (M, N) complex matrix (a copy)."""
+        return self.planes[:, 0] + 1j * self.planes[:, 1].astype(self.dtype)
+
+    def scaled(self, w):
+        """Rows scaled by the real weights w (M,) (a copy)."""
+        return PlanarRows(self.planes * np.asarray(w, self.planes.dtype)[:, None, None])
+
+    def apply(self, c):
+        """A c for c (N,) or (N, F), real or complex → complex (M,) or (M, F), in the matrix's precision
+        (like the complex product it replaces; a real c costs half of it: one compiled pass,
+        :func:`~mpisim.reco.kaczmarz_cpu.apply_real`, or two real BLAS products without numba)."""
+        c = np.asarray(c)
+        vec = c.ndim == 1
+        c = c.reshape(self.shape[1], -1)
+        if c.dtype.kind == "c":
+            rr, ri = self._apply_real(c.real)
+            ir, ii = self._apply_real(c.imag)
+            out = (rr - ii) + 1j * (ri + ir)
+        else:
+            re, im = self._apply_real(c)
+            out = re + 1j * im
+        out = out.astype(self.dtype, copy=False)
+        return out[:, 0] if vec else out
+
+    def _apply_real(self, x):
+        """(Re(A) x, Im(A) x) for real x (N, F)."""
+        real = self.planes.dtype
+        if B.numba_available():
+            from .kaczmarz_cpu import apply_real
+
+            M, F = self.shape[0], x.shape[1]
+            out_r, out_i = np.empty((M, F), real), np.empty((M, F), real)
+            apply_real(self.planes, np.ascontiguousarray(x.T, real), out_r, out_i)
+            return out_r, out_i
+        x = np.asarray(x, real)
+        return self.planes[:, 0] @ x, self.planes[:, 1] @ x
+
+
 def squared_row_norms(A):
-    """Squared row norms (M,) in float64 of a numpy or cupy matrix: one compiled pass on the CPU
-    (no M × N temporary) when numba is there and A is a C-contiguous complex array."""
+    """Squared row norms (M,) in float64 of a numpy or cupy matrix (or :class:`PlanarRows`): one
+    compiled pass on the CPU (no M × N temporary) when numba is there and A is a C-contiguous complex
+    array."""
+    if isinstance(A, PlanarRows):
+        if B.numba_available():
+            from .kaczmarz_cpu import row_norms2
+
+            return row_norms2(A.planes.reshape(A.shape[0], -1))
+        return np.sum(A.planes.astype(np.float64) ** 2, axis=(1, 2))
     xp = B.get_array_module(A)
     if xp is np and A.dtype.kind == "c" and A.flags.c_contiguous and B.numba_available():
         from .kaczmarz_cpu import row_norms2

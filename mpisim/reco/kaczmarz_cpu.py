@@ -1,12 +1,15 @@
 """Compiled (numba) Kaczmarz sweeps on the CPU. Imported lazily; the numpy twin is
 :func:`mpisim.reco.kaczmarz.sweep_numpy`.
 
-The matrix is passed as a float view of a complex array, (M, 2N) with real and imaginary parts
-interleaved; the iterate c and the auxiliary v as separate real/imaginary arrays, float64 (images)
-or float32 (statistics only: noise realisations); the iterate's type sets the arithmetic, α is
-float64 either way. The update with row k and the dot product with the next row are fused into one
-pass over c (same arithmetic, half the traffic), and for many frames each pass serves two or three
-frames, so a matrix element is loaded once for all of them.
+The matrix comes planar, ``P`` (M, 2, N) float: row k's real parts in ``P[k, 0]``, its imaginary
+parts in ``P[k, 1]`` (:class:`~mpisim.reco.kaczmarz_base.PlanarRows`), so every load is a contiguous
+vector; with the interleaved complex layout the single-precision sweep spends a third of its time
+taking the parts apart (``benchmarks/bench_kaczmarz.py`` prints both). The iterate c and the auxiliary
+v come as separate real/imaginary arrays, float64 (images) or float32 (statistics only: noise
+realisations); the iterate's type sets the arithmetic, α is float64 either way. The update with row
+k and the dot product with the next row are fused into one pass over c (same arithmetic, half the
+traffic), and for many frames each pass serves two or three frames, so a matrix element is loaded
+once for all of them.
 """
 
 import numpy as np
@@ -15,7 +18,8 @@ from numba import njit, prange
 
 @njit(cache=True, parallel=True, fastmath=True)
 def row_norms2(Af):
-    """Squared row norms (float64) of the complex matrix behind the float view ``Af``."""
+    """Squared row norms (float64) of the complex matrix behind the float view ``Af`` (M, 2N), with
+    the parts interleaved or planar (the sum does not care)."""
     M = Af.shape[0]
     out = np.empty(M)
     for k in prange(M):
@@ -28,28 +32,94 @@ def row_norms2(Af):
     return out
 
 
+@njit(cache=True, parallel=True)
+def to_planar(Af):
+    """(M, 2N) float view of a complex matrix → its planar layout, in place: row k becomes its N real
+    parts followed by its N imaginary parts (one row of scratch per thread)."""
+    M = Af.shape[0]
+    N = Af.shape[1] // 2
+    for k in prange(M):
+        tmp = Af[k].copy()
+        row = Af[k]
+        for j in range(N):
+            row[j] = tmp[2 * j]
+            row[N + j] = tmp[2 * j + 1]
+
+
+@njit(cache=True, parallel=True, fastmath=True)
+def apply_real(P, xt, out_r, out_i):
+    """A x for real x: ``out_r`` (M, F) = Re(A) x, ``out_i`` = Im(A) x, from the planar P (M, 2, N)
+    and xt (F, N) = xᵀ in P's precision (sums in it too, like the complex BLAS product it replaces,
+    at half its work: x has no imaginary part). Four frames per pass over a row."""
+    M = P.shape[0]
+    F, N = xt.shape
+    zero = xt.dtype.type(0)
+    for k in prange(M):
+        re = P[k, 0]
+        im = P[k, 1]
+        f = 0
+        while f < F:
+            if F - f >= 4:
+                x0 = xt[f]
+                x1 = xt[f + 1]
+                x2 = xt[f + 2]
+                x3 = xt[f + 3]
+                r0 = zero
+                i0 = zero
+                r1 = zero
+                i1 = zero
+                r2 = zero
+                i2 = zero
+                r3 = zero
+                i3 = zero
+                for j in range(N):
+                    a = re[j]
+                    b = im[j]
+                    r0 += a * x0[j]
+                    i0 += b * x0[j]
+                    r1 += a * x1[j]
+                    i1 += b * x1[j]
+                    r2 += a * x2[j]
+                    i2 += b * x2[j]
+                    r3 += a * x3[j]
+                    i3 += b * x3[j]
+                out_r[k, f], out_i[k, f], out_r[k, f + 1], out_i[k, f + 1] = r0, i0, r1, i1
+                out_r[k, f + 2], out_i[k, f + 2], out_r[k, f + 3], out_i[k, f + 3] = r2, i2, r3, i3
+                f += 4
+            else:
+                x0 = xt[f]
+                r0 = zero
+                i0 = zero
+                for j in range(N):
+                    r0 += re[j] * x0[j]
+                    i0 += im[j] * x0[j]
+                out_r[k, f], out_i[k, f] = r0, i0
+                f += 1
+
+
 @njit(cache=True, fastmath=True, nogil=True)
-def _dot_update(prow, pr, pi, row, cr, ci, N, zero):
-    """c += conj(prow)·(pr + i pi), then return row · c (fused, one pass). Arithmetic in the type of
-    ``zero`` and c (float64, or float32 for the single-precision path)."""
+def _dot_update(qre, qim, pr, pi, are, aim, cr, ci, N, zero):
+    """c += conj(q)·(pr + i pi) for the previous row q, then return a · c for the row a (fused, one
+    pass; rows as planar parts). Arithmetic in the type of ``zero`` and c (float64, or float32 for
+    the single-precision path)."""
     sr = zero
     si = zero
     for j in range(N):
-        qr = prow[2 * j]
-        qi = prow[2 * j + 1]
+        qr = qre[j]
+        qi = qim[j]
         xr = cr[j] + qr * pr + qi * pi
         xi = ci[j] + qr * pi - qi * pr
         cr[j] = xr
         ci[j] = xi
-        ar = row[2 * j]
-        ai = row[2 * j + 1]
+        ar = are[j]
+        ai = aim[j]
         sr += ar * xr - ai * xi
         si += ar * xi + ai * xr
     return sr, si
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _dot_update2(prow, p, row, c0r, c0i, c1r, c1i, N, zero):
+def _dot_update2(qre, qim, p, are, aim, c0r, c0i, c1r, c1i, N, zero):
     """:func:`_dot_update` for two frames at once (p = (pr0, pi0, pr1, pi1)): each matrix element is
     loaded once for both, which makes the pass compute-bound instead of load-bound
     (``benchmarks/bench_kaczmarz.py`` prints the cost per frame)."""
@@ -58,10 +128,10 @@ def _dot_update2(prow, p, row, c0r, c0i, c1r, c1i, N, zero):
     s1r = zero
     s1i = zero
     for j in range(N):
-        qr = prow[2 * j]
-        qi = prow[2 * j + 1]
-        ar = row[2 * j]
-        ai = row[2 * j + 1]
+        qr = qre[j]
+        qi = qim[j]
+        ar = are[j]
+        ai = aim[j]
         xr = c0r[j] + qr * p[0] + qi * p[1]
         xi = c0i[j] + qr * p[1] - qi * p[0]
         c0r[j] = xr
@@ -78,7 +148,7 @@ def _dot_update2(prow, p, row, c0r, c0i, c1r, c1i, N, zero):
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _dot_update3(prow, p, row, c0r, c0i, c1r, c1i, c2r, c2i, N, zero):
+def _dot_update3(qre, qim, p, are, aim, c0r, c0i, c1r, c1i, c2r, c2i, N, zero):
     """:func:`_dot_update2` for three frames (p = (pr0, pi0, pr1, pi1, pr2, pi2))."""
     s0r = zero
     s0i = zero
@@ -87,10 +157,10 @@ def _dot_update3(prow, p, row, c0r, c0i, c1r, c1i, c2r, c2i, N, zero):
     s2r = zero
     s2i = zero
     for j in range(N):
-        qr = prow[2 * j]
-        qi = prow[2 * j + 1]
-        ar = row[2 * j]
-        ai = row[2 * j + 1]
+        qr = qre[j]
+        qi = qim[j]
+        ar = are[j]
+        ai = aim[j]
         xr = c0r[j] + qr * p[0] + qi * p[1]
         xi = c0i[j] + qr * p[1] - qi * p[0]
         c0r[j] = xr
@@ -112,9 +182,21 @@ def _dot_update3(prow, p, row, c0r, c0i, c1r, c1i, c2r, c2i, N, zero):
     return s0r, s0i, s1r, s1i, s2r, s2i
 
 
+@njit(cache=True, fastmath=True, nogil=True)
+def _last_update(P, prev, pr, pi, cr, ci, N):
+    """c += conj(row prev)·(pr + i pi): the update of the sweep's last row (not fused with a dot)."""
+    qre = P[prev, 0]
+    qim = P[prev, 1]
+    for j in range(N):
+        qr = qre[j]
+        qi = qim[j]
+        cr[j] += qr * pr + qi * pi
+        ci[j] += qr * pi - qi * pr
+
+
 @njit(cache=True, fastmath=True)
-def sweep_single(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
-    """One sweep over ``order`` for a single right-hand side (c: (N,), v: (M,))."""
+def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
+    """One sweep over ``order`` for a single right-hand side (c: (N,), v: (M,)); P (M, 2, N) planar."""
     N = cr.shape[0]
     prev = -1
     pr = 0.0
@@ -123,29 +205,25 @@ def sweep_single(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
         k = order[kk]
         if inv_den[k] == 0.0:
             continue
-        row = Af[k]
+        are = P[k, 0]
+        aim = P[k, 1]
         sr = 0.0
         si = 0.0
         if prev < 0:
             for j in range(N):
-                ar = np.float64(row[2 * j])
-                ai = np.float64(row[2 * j + 1])
+                ar = np.float64(are[j])
+                ai = np.float64(aim[j])
                 sr += ar * cr[j] - ai * ci[j]
                 si += ar * ci[j] + ai * cr[j]
         else:
-            sr, si = _dot_update(Af[prev], pr, pi, row, cr, ci, N, 0.0)
+            sr, si = _dot_update(P[prev, 0], P[prev, 1], pr, pi, are, aim, cr, ci, N, 0.0)
         pr = (br[k] - sr - sqrt_lam * vr[k]) * inv_den[k]
         pi = (bi[k] - si - sqrt_lam * vi[k]) * inv_den[k]
         vr[k] += sqrt_lam * pr
         vi[k] += sqrt_lam * pi
         prev = k
     if prev >= 0:
-        prow = Af[prev]
-        for j in range(N):
-            qr = np.float64(prow[2 * j])
-            qi = np.float64(prow[2 * j + 1])
-            cr[j] += qr * pr + qi * pi
-            ci[j] += qr * pi - qi * pr
+        _last_update(P, prev, pr, pi, cr, ci, N)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -161,7 +239,7 @@ def _alpha(br, bi, vr, vi, f, k, sr, si, inv_den, sqrt_lam, pr, pi, g):
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _sweep_group(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1):
+def _sweep_group(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1):
     """Frames f0..f1 (c: (F, N), v: (F, M)): each row is applied to every frame of the group while
     it is in cache, three (or two) frames per pass over the row, with the fused update/dot of
     :func:`sweep_single`. The iterate's dtype (float64, or float32 for statistics) sets the
@@ -177,46 +255,43 @@ def _sweep_group(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1):
         k = order[kk]
         if inv_den[k] == 0.0:
             continue
-        row = Af[k]
-        prow = Af[prev] if prev >= 0 else row
+        are = P[k, 0]
+        aim = P[k, 1]
+        q = prev if prev >= 0 else k
+        qre = P[q, 0]
+        qim = P[q, 1]
         g = 0
         while g < G:
             f = f0 + g
             left = G - g
             if left == 1:
-                sr, si = _dot_update(prow, pr[g], pi[g], row, cr[f], ci[f], N, zero)
+                sr, si = _dot_update(qre, qim, pr[g], pi[g], are, aim, cr[f], ci[f], N, zero)
                 _alpha(br, bi, vr, vi, f, k, sr, si, inv_den, sqrt_lam, pr, pi, g)
                 g += 1
             elif left == 2 or left == 4:
                 p[0], p[1], p[2], p[3] = pr[g], pi[g], pr[g + 1], pi[g + 1]
-                s0r, s0i, s1r, s1i = _dot_update2(prow, p, row, cr[f], ci[f], cr[f + 1], ci[f + 1], N, zero)
+                s0r, s0i, s1r, s1i = _dot_update2(qre, qim, p, are, aim, cr[f], ci[f], cr[f + 1], ci[f + 1], N, zero)
                 _alpha(br, bi, vr, vi, f, k, s0r, s0i, inv_den, sqrt_lam, pr, pi, g)
                 _alpha(br, bi, vr, vi, f + 1, k, s1r, s1i, inv_den, sqrt_lam, pr, pi, g + 1)
                 g += 2
             else:
                 p[0], p[1], p[2], p[3], p[4], p[5] = pr[g], pi[g], pr[g + 1], pi[g + 1], pr[g + 2], pi[g + 2]
-                s0r, s0i, s1r, s1i, s2r, s2i = _dot_update3(prow, p, row, cr[f], ci[f], cr[f + 1], ci[f + 1],
-                                                            cr[f + 2], ci[f + 2], N, zero)
+                s0r, s0i, s1r, s1i, s2r, s2i = _dot_update3(qre, qim, p, are, aim, cr[f], ci[f], cr[f + 1],
+                                                            ci[f + 1], cr[f + 2], ci[f + 2], N, zero)
                 _alpha(br, bi, vr, vi, f, k, s0r, s0i, inv_den, sqrt_lam, pr, pi, g)
                 _alpha(br, bi, vr, vi, f + 1, k, s1r, s1i, inv_den, sqrt_lam, pr, pi, g + 1)
                 _alpha(br, bi, vr, vi, f + 2, k, s2r, s2i, inv_den, sqrt_lam, pr, pi, g + 2)
                 g += 3
         prev = k
     if prev >= 0:
-        prow = Af[prev]
         for g in range(G):
-            f = f0 + g
-            for j in range(N):
-                qr = prow[2 * j]
-                qi = prow[2 * j + 1]
-                cr[f, j] += qr * pr[g] + qi * pi[g]
-                ci[f, j] += qr * pi[g] - qi * pr[g]
+            _last_update(P, prev, pr[g], pi[g], cr[f0 + g], ci[f0 + g], N)
 
 
 @njit(cache=True, parallel=True)
-def sweep_multi(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
-    """One sweep for F right-hand sides, frames as rows: b (F, M), c (F, N), v (F, M).
-    The frames are split into ``groups`` that run in parallel on the CPU cores. With float32
+def sweep_multi(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
+    """One sweep for F right-hand sides, frames as rows: b (F, M), c (F, N), v (F, M); P (M, 2, N)
+    planar. The frames are split into ``groups`` that run in parallel on the CPU cores. With float32
     b, c and v (and a complex64 matrix) the same sweep runs in single precision, for right-hand
     sides whose results are statistics (the noise realisations behind error bars)."""
     F = cr.shape[0]
@@ -225,4 +300,4 @@ def sweep_multi(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
         f0 = g * size
         f1 = min(F, f0 + size)
         if f1 > f0:
-            _sweep_group(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)
+            _sweep_group(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)

@@ -9,7 +9,7 @@ from .. import backend as B
 from ..errors import MPISimError
 from ..grid import Grid
 from .noise import noise_level
-from .kaczmarz_base import squared_row_norms
+from .kaczmarz_base import PlanarRows, squared_row_norms
 from .preprocess import (RecoParams, check_compatible, measurement_spectra, row_weights, select_frames,
                          select_rows, usable_bins)
 
@@ -145,6 +145,8 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     norms2 = squared_row_norms(A)
     visibility = total_iron_visibility(A, norms2)
     positive = visibility < VISIBILITY_MIN if params.enforce_positive == "auto" else bool(params.enforce_positive)
+    if use == "numpy" and params.solver == "kaczmarz" and impl in ("auto", "numba") and B.numba_available():
+        A = PlanarRows.from_complex(A, in_place=True)    # the compiled sweeps' layout, in the rows' own memory
     solver = _Solver(A, params, w, use, impl, noise2, progress, positive, norms2)
     t1 = time.perf_counter()
     lam, lam_info = params.lam, {}
@@ -294,8 +296,10 @@ class _Solver:
 
 
 def apply(A, c):
-    """A @ c in A's precision: a real float64 iterate would make numpy promote the whole matrix to
-    complex128, a copy of A on every call."""
+    """A @ c in A's precision (A complex, or :class:`~mpisim.reco.kaczmarz_base.PlanarRows`): a real
+    float64 iterate would make numpy promote the whole matrix to complex128, a copy of A on every call."""
+    if isinstance(A, PlanarRows):
+        return A.apply(c)
     return A @ np.asarray(c).astype(A.dtype, copy=False)
 
 
