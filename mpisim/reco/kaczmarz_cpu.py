@@ -60,18 +60,8 @@ def apply_real(P, xt, out_r, out_i):
         f = 0
         while f < F:
             if F - f >= 4:
-                x0 = xt[f]
-                x1 = xt[f + 1]
-                x2 = xt[f + 2]
-                x3 = xt[f + 3]
-                r0 = zero
-                i0 = zero
-                r1 = zero
-                i1 = zero
-                r2 = zero
-                i2 = zero
-                r3 = zero
-                i3 = zero
+                x0, x1, x2, x3 = xt[f], xt[f + 1], xt[f + 2], xt[f + 3]
+                r0 = i0 = r1 = i1 = r2 = i2 = r3 = i3 = zero
                 for j in range(N):
                     a = re[j]
                     b = im[j]
@@ -88,8 +78,7 @@ def apply_real(P, xt, out_r, out_i):
                 f += 4
             else:
                 x0 = xt[f]
-                r0 = zero
-                i0 = zero
+                r0 = i0 = zero
                 for j in range(N):
                     r0 += re[j] * x0[j]
                     i0 += im[j] * x0[j]
