@@ -8,14 +8,15 @@ Solves min ‖A c − b‖² + λ‖c‖² through the extended system [A, √λ
         c  += α conj(a_k);  v_k += α √λ
     after each sweep: c = Re(c) (enforce_real), c[c < 0] = 0 (enforce_positive)
 
-λ is relative by default: λ = lam · ‖A‖_F² / N. Implementations: ``numba`` (compiled CPU sweep),
+λ is relative by default: λ = lam · ‖A‖_F² / N. Implementations: ``numba`` (compiled CPU sweep, on
+the rows held planar: :class:`~mpisim.reco.kaczmarz_base.PlanarRows`),
 ``numpy`` (the reference/fallback: numpy per row), ``cuda`` (fused CUDA kernels in
 ``kernels/kaczmarz.cu``, one launch per sweep) and ``cupy-loop`` (a per-row cupy loop, the way the
 reference tool's GPU path works; for comparison only).
 
 This module is the one front door: :func:`kaczmarz` picks the implementation; the implementations
-share :mod:`mpisim.reco.kaczmarz_base` (λ normalisation, row orders, projections, the numpy sweep)
-and never import this module back.
+share :mod:`mpisim.reco.kaczmarz_base` (λ normalisation, row orders, projections, the planar row
+layout, the numpy sweep) and never import this module back.
 """
 
 import numpy as np

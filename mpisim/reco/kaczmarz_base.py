@@ -1,7 +1,8 @@
 """What every Kaczmarz implementation shares: the λ normalisation, the row orders, the per-sweep
-projections and the numpy twin of a sweep. Imported by the front door :mod:`mpisim.reco.kaczmarz`
-and by the implementations (:mod:`~mpisim.reco.kaczmarz_cpu`, :mod:`~mpisim.reco.kaczmarz_gpu`,
-:mod:`~mpisim.reco.cgnr`); it imports none of them."""
+projections, the planar row layout of the compiled CPU sweep and the numpy twin of a sweep.
+Imported by the front door :mod:`mpisim.reco.kaczmarz` and by the implementations
+(:mod:`~mpisim.reco.kaczmarz_cpu`, :mod:`~mpisim.reco.kaczmarz_gpu`, :mod:`~mpisim.reco.cgnr`);
+it imports none of them (only the compiled kernels, lazily)."""
 
 import numpy as np
 
