@@ -69,28 +69,40 @@ def cpu(frames):
 
 def layout():
     """The matrix layout of the compiled sweep: one fused update/dot pass of three frames over every row
-    of a 19^3 x 2000-row matrix, rows planar (re parts, then im parts: the sweep's layout) against rows
-    interleaved (the complex array as stored), in the two precisions of the iterate."""
+    of a 19^3 x 2000-row matrix with the sweep's kernel on planar rows (re parts, then im parts) against
+    the kernel mpisim used before on the interleaved complex rows as stored (the same arithmetic; its
+    body is kept here as the baseline), in the two precisions of the iterate."""
     from numba import njit
 
     from mpisim.reco import kaczmarz_cpu as K
 
+    @njit(fastmath=True, nogil=True)
+    def interleaved3(prow, p, row, c0r, c0i, c1r, c1i, c2r, c2i, N, zero):   # before: 2j, 2j+1 indexing
+        s0r = s0i = s1r = s1i = s2r = s2i = zero
+        for j in range(N):
+            qr, qi, ar, ai = prow[2 * j], prow[2 * j + 1], row[2 * j], row[2 * j + 1]
+            xr = c0r[j] + qr * p[0] + qi * p[1]
+            xi = c0i[j] + qr * p[1] - qi * p[0]
+            c0r[j], c0i[j] = xr, xi
+            s0r += ar * xr - ai * xi
+            s0i += ar * xi + ai * xr
+            yr = c1r[j] + qr * p[2] + qi * p[3]
+            yi = c1i[j] + qr * p[3] - qi * p[2]
+            c1r[j], c1i[j] = yr, yi
+            s1r += ar * yr - ai * yi
+            s1i += ar * yi + ai * yr
+            zr = c2r[j] + qr * p[4] + qi * p[5]
+            zi = c2i[j] + qr * p[5] - qi * p[4]
+            c2r[j], c2i[j] = zr, zi
+            s2r += ar * zr - ai * zi
+            s2i += ar * zi + ai * zr
+        return s0r, s0i, s1r, s1i, s2r, s2i
+
     @njit(fastmath=True)
-    def interleaved_pass(Af, p, c, zero):        # the same arithmetic as K._dot_update3, complex layout
-        N = Af.shape[1] // 2
+    def interleaved_pass(Af, p, c, zero):
         t = zero
         for k in range(1, Af.shape[0]):
-            q, a = Af[k - 1], Af[k]
-            s0 = zero
-            for j in range(N):
-                qr, qi, ar, ai = q[2 * j], q[2 * j + 1], a[2 * j], a[2 * j + 1]
-                for f in range(3):
-                    xr = c[2 * f, j] + qr * p[2 * f] + qi * p[2 * f + 1]
-                    xi = c[2 * f + 1, j] + qr * p[2 * f + 1] - qi * p[2 * f]
-                    c[2 * f, j] = xr
-                    c[2 * f + 1, j] = xi
-                    s0 += ar * xr - ai * xi + ar * xi + ai * xr
-            t += s0
+            t += interleaved3(Af[k - 1], p, Af[k], c[0], c[1], c[2], c[3], c[4], c[5], Af.shape[1] // 2, zero)[0]
         return t
 
     @njit(fastmath=True)
@@ -105,13 +117,14 @@ def layout():
     A, _ = problem(M, N)
     Af, P = A.view(np.float32).reshape(M, 2 * N), PlanarRows.from_complex(A).planes
     print("\nCPU sweep layout: one fused 3-frame update/dot pass over 2000 rows of 19^3 voxels")
-    print(f"{'iterate':8} {'interleaved/ms':>14} {'planar/ms':>10} {'planar speed-up':>15}")
+    print(f"{'iterate':8} {'interleaved/ms':>14} {'planar/ms':>10} {'planar speed-up':>15} {'same result':>11}")
     for real in (np.float64, np.float32):
         p = (np.arange(1, 7) * 1e-7).astype(real)
-        c = np.zeros((6, N), real)
-        ti = med(lambda: interleaved_pass(Af, p, c, real(0)), 3)
-        tp = med(lambda: planar_pass(P, p, c, real(0)), 3)
-        print(f"{real.__name__:8} {ti * 1e3:14.1f} {tp * 1e3:10.1f} {ti / tp:15.2f}")
+        ci, cp = np.zeros((6, N), real), np.zeros((6, N), real)
+        same = interleaved_pass(Af, p, ci, real(0)) == planar_pass(P, p, cp, real(0)) and np.array_equal(ci, cp)
+        ti = med(lambda: interleaved_pass(Af, p, ci, real(0)), 3)
+        tp = med(lambda: planar_pass(P, p, cp, real(0)), 3)
+        print(f"{real.__name__:8} {ti * 1e3:14.1f} {tp * 1e3:10.1f} {ti / tp:15.2f} {str(bool(same)):>11}")
 
 
 def nominal_bandwidth(props, name):

@@ -91,12 +91,11 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         w = xp.asarray(row_weights, dtype=A.real.dtype)
         A = A * w[:, None]
         b2 = b2 * w[:, None]
+    norms2 = _norms(A, row_norms2, row_weights)
     if not use_gpu and not (impl == "numpy" or (impl == "auto" and not B.numba_available())):
         P = PlanarRows.from_complex(A, in_place=A is not orig)        # the weighted copy is ours to reorder
         return _kaczmarz_planar(P, b2[:, 0] if single else b2, iterations, lam, relative_lambda, enforce_real,
-                                enforce_positive, order, seed, None, groups, callback, stop, precision,
-                                row_norms2 if row_weights is None else None)
-    norms2 = _norms(A, row_norms2, row_weights)
+                                enforce_positive, order, seed, None, groups, callback, stop, precision, norms2)
     lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)
     inv_den = xp.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
     orders = row_orders(A.shape[0], int(iterations), order, seed)

@@ -19,7 +19,7 @@ from numba import njit, prange
 @njit(cache=True, parallel=True, fastmath=True)
 def row_norms2(Af):
     """Squared row norms (float64) of the complex matrix behind the float view ``Af`` (M, 2N), with
-    the parts interleaved or planar (the sum does not care)."""
+    the parts interleaved or planar (the same sum, in another order: they may differ in the last bit)."""
     M = Af.shape[0]
     out = np.empty(M)
     for k in prange(M):
@@ -35,7 +35,7 @@ def row_norms2(Af):
 @njit(cache=True, parallel=True)
 def to_planar(Af):
     """(M, 2N) float view of a complex matrix → its planar layout, in place: row k becomes its N real
-    parts followed by its N imaginary parts (one row of scratch per thread)."""
+    parts followed by its N imaginary parts (a copy of the row being reordered as scratch)."""
     M = Af.shape[0]
     N = Af.shape[1] // 2
     for k in prange(M):

@@ -137,7 +137,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     w = row_weights(A, params, spread)
     if not sm.on_disk and not np.all(np.isfinite(A)):        # rows read from disk were checked on reading
         raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: selected rows contain NaN or Inf")
-    A = np.ascontiguousarray(A, dtype=np.complex64 if A.dtype in (np.complex64, np.float32) else A.dtype)
+    A = np.ascontiguousarray(A, dtype=np.result_type(A.dtype, np.complex64))     # complex (a real matrix too)
     use = B.resolve(backend)
     noise2 = None if sigma is None else float(np.sum(sigma.astype(float) ** 2))
     if noise2 is not None and not noise2 > 0:        # noise-free data: no noise level to stop or choose λ by
