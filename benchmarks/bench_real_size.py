@@ -13,7 +13,8 @@ case 19 (bruker-3d, 19×19×19 over the full band, 4.4 GB):
   (≤ 8 s, ≤ 1.5 GB; the kernels compiled and cached by an earlier run, and, for context, once more
   with an empty numba cache, as on the first run after installing), and its image against the same
   reconstruction with the whole matrix in memory (≤ 1e-5 relative) · a damaged cached matrix: found when its rows are read, rebuilt, same image ·
-  1000 frames with realistic noise (< 300 MB) · disk-space refusal before work (faked free space).
+  1000 frames with realistic noise (< 300 MB), and for context the reco of 10 of them (the other frames
+  stay on disk) · disk-space refusal before work (faked free space).
 case 37 (bruker-3d, 37×37×37 over the full band, 33 GB):
   cold ``sysmat`` · ``reco`` of the OpenMPIData shape phantom with default settings (peak RSS < 4 GB,
   correlation ≥ 0.9 with the phantom averaged onto the grid).
@@ -197,6 +198,9 @@ def case19(d):
                      "--frames", "1000", "--out", m1000), "simulate 1000")
     row("simulate 1000 frames, realistic noise (peak RSS, wall)", f"{r[2]:.0f} MB, {r[1]:.1f} s", "< 300 MB",
         r[2] < 300)
+    r = check(mpisim("reco", m1000, "--sm", sm, "--out", os.path.join(d, "reco1000.mdf"), "--frames", "0-9"),
+              "reco of 10 of the 1000 frames")
+    row("  reco of frames 0-9 of those 1000 (wall, peak RSS)", f"{r[1]:.1f} s, {r[2]:.0f} MB", "(context)", True)
     os.remove(m1000)
     dd = os.path.join(d, "disk")
     os.makedirs(dd, exist_ok=True)

@@ -343,6 +343,51 @@ def test_reconstruct_leaves_an_in_memory_matrix_alone(scene):
     assert np.all(np.isfinite(a.image)) and np.abs(a.image).max() > 0
 
 
+def test_frames_are_read_block_by_block_and_only_when_used(scene, tmp_path, monkeypatch):
+    """reconstruct reads a file's background frames and the frames it reconstructs, nothing else, a block
+    at a time; the data it solves for equal the spectra of the whole measurement, background-subtracted
+    and block-averaged (the computation written out here), and the image equals the in-memory one."""
+    from mpisim.io import mdf
+    from mpisim.reco import reconstruct
+    from mpisim.reco.preprocess import MeasurementFrames, frame_rows, measurement_spectra, selected_frames
+
+    sc, tr, S, ph, _, d = scene
+    long = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, frames=30, background_frames=4, seed=5))
+    path = tmp_path / "long.mdf"
+    mpisim.write_mdf(path, long)
+    read = []
+    orig = mdf._Layout.read_frames
+
+    def counted(self, frames=slice(None)):
+        a = orig(self, frames)
+        read.append(a.shape[0])
+        return a
+
+    monkeypatch.setattr(mdf._Layout, "read_frames", counted)
+    kw = dict(min_freq=30e3, iterations=10, uncertainty_samples=0)
+    fg = long.foreground_frames
+    r = reconstruct(str(path), S, frames=(int(fg[7]), int(fg[3])), **kw)
+    assert sum(read) == 4 + 2 and r.num_frames == 2                  # 4 background frames + the 2 asked for
+    whole = reconstruct(long, S, frames=(int(fg[7]), int(fg[3])), **kw)
+    np.testing.assert_array_equal(r.image, whole.image)
+    monkeypatch.setattr(MeasurementFrames, "BLOCK_BYTES", 1)          # one block per `average` frames
+    spec = measurement_spectra(long)
+    rows = (np.array([0, 1, 2, 1]), np.array([40, 41, 100, 7]))
+    for average in (1, 3):
+        p = mpisim.reco.RecoParams(average=average)
+        sel = selected_frames(p, long.num_frames, long.is_background)
+        bgmean = spec[long.background_frames].mean(axis=0)
+        x = spec[sel] - bgmean
+        x = x.reshape(-1, average, *x.shape[1:]).mean(axis=1)
+        read.clear()
+        b, peak = frame_rows(MeasurementFrames(str(path)), sel, rows, bgmean, None, average)
+        np.testing.assert_array_equal(b, x[:, rows[0], rows[1]].T)
+        assert peak == np.abs(spec[sel]).max() and max(read) == average
+    blocked = reconstruct(str(path), S, average=3, **kw)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(blocked.image, reconstruct(long, S, average=3, **kw).image)
+
+
 def test_top_k_whitening_and_separate_background(scene, tmp_path):
     from mpisim.reco import reconstruct
 

@@ -571,23 +571,37 @@ def _open_data(h, path):
 
 
 @_guarded
-def read_mdf(path):
+def read_mdf(path, frames=None):
     """Read an MDF measurement or calibration file into a :class:`Measurement`.
 
     Data come back as (N, J, C, V) time samples in V, or (N, J, C, K) complex spectra when the
     file holds Fourier-transformed data; frames in stored order; ``is_background`` marks
     background frames; integer raw data are converted with ``dataConversionFactor``.
+    ``frames``: increasing stored frame indices to read, the others staying on disk: the data and
+    ``is_background`` then cover those frames only, ``meta["frames"]`` lists them (how
+    :func:`mpisim.reco.reconstruct` reads a long measurement block by block).
     A calibration's rows are better read with :func:`read_rows` (only the rows in use).
     """
     with open_h5(path) as h:
         r, info, lay = _open_data(h, path)
-        return _measurement(r, info, lay, lay.read_frames())
+        if frames is None:
+            return _measurement(r, info, lay, lay.read_frames())
+        idx = np.asarray(frames, np.int64).ravel()
+        N = lay.num_frames
+        if idx.size and (idx.min() < 0 or idx.max() >= N or np.any(np.diff(idx) <= 0)):
+            raise MPISimError(f"{path}: frames to read must be increasing indices within 0..{N - 1}")
+        run = idx.size == 0 or int(idx[-1] - idx[0]) + 1 == idx.size
+        a = lay.read_frames(slice(int(idx[0]), int(idx[-1]) + 1) if idx.size else slice(0, 0)) if run else \
+            lay.read_frames(idx)
+        return _measurement(r, info, lay, a, frames=idx)
 
 
 @_guarded
 def read_calibration(path):
-    """A calibration file's metadata as a :class:`Measurement` whose data are a zero-size stand-in
-    (``meta["rows_on_demand"]``): the matrix stays on disk; :func:`read_rows` reads the rows in use."""
+    """An MDF file's metadata as a :class:`Measurement` whose data are a zero-size stand-in, one per
+    stored frame (``meta["rows_on_demand"]``): a calibration's matrix stays on disk and
+    :func:`read_rows` reads the rows in use; a measurement's frames are read with ``read_mdf(path,
+    frames=…)`` when they are used."""
     with open_h5(path) as h:
         r, info, lay = _open_data(h, path)
         return _measurement(r, info, lay, None)
@@ -701,9 +715,9 @@ def read_rows(path, channels, positions, bins=None):
         return out
 
 
-def _measurement(r, info, lay, a):
-    """The :class:`Measurement` of a file; ``a``: all frames (canonical), or None for metadata only
-    (a calibration whose rows are read on demand)."""
+def _measurement(r, info, lay, a, frames=None):
+    """The :class:`Measurement` of a file; ``a``: all frames (canonical), the stored ``frames`` only
+    when given, or None for metadata only (a calibration whose rows are read on demand)."""
     h, path = r.h, r.path
     flags = info["flags"]
     ft, v1complex, N = lay.ft, lay.v1complex, lay.num_frames
@@ -725,6 +739,9 @@ def _measurement(r, info, lay, a):
     bg = np.zeros(N, bool) if bg is None else np.asarray(bg).astype(bool).ravel()
     if bg.size != N:
         raise MPISimError(f"{path}: /measurement/isBackgroundFrame has {bg.size} entries, data has {N} frames")
+    stored_bg = bg
+    if frames is not None:
+        bg = bg[frames]
     V = info["num_samples"]
     K = V // 2 + 1
     fsel = None
@@ -789,6 +806,8 @@ def _measurement(r, info, lay, a):
             meta["stated_settings"] = tomlio.loads(r.string("_mpisim/settings"), "simulation settings")
         except MPISimError:
             pass
+    if frames is not None:
+        meta["frames"], meta["stored_is_background"] = frames, stored_bg
     if a is None:                       # rows read on demand: a zero-size stand-in keeps the shape
         J = lay.ds.shape[0] if lay.fast else lay.ds.shape[1]
         a = np.empty((N, J, nchan, 0), np.complex64 if ft else np.float32)

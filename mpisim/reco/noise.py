@@ -62,7 +62,7 @@ def stated_frame_sigma(meas):
         max(meas.num_averages, 1) * periods)
 
 
-def noise_level(meas, spec, params, background_spec=None, tf=None, background_scale=1.0):
+def noise_level(meas, spec, params, background_spec=None, tf=None, background_scale=1.0, peak=None):
     """Noise of the frames the solver sees, or None when nothing tells it.
 
     From the measurement's background frames (or the separate empty measurement ``background_spec``)
@@ -70,7 +70,8 @@ def noise_level(meas, spec, params, background_spec=None, tf=None, background_sc
     background mean over E frames is subtracted from every frame and then ``params.average``
     frames are averaged: variance × (1/average + 1/E). ``background_scale``: a measurement frame's
     variance over a background frame's (the separate file's averages × periods over the
-    measurement's; 1 for the measurement's own background frames).
+    measurement's; 1 for the measurement's own background frames). ``peak``: the largest |spectrum| of
+    the data (default: of ``spec``), against which a noise level below round-off means noise-free data.
     """
     bg = background_spectra(meas, spec, background_spec)
     E = bg.shape[0]
@@ -94,7 +95,8 @@ def noise_level(meas, spec, params, background_spec=None, tf=None, background_sc
                 var = np.where(np.abs(tf) > 0, var / np.abs(np.where(tf == 0, 1, tf)) ** 2, 0.0)
         src = "noise density stated in the file (no background frames)"
     with np.errstate(over="ignore"):     # absurd (fuzzed) data: an infinite scale just means "no noise level"
-        scale = float(np.max(np.abs(spec)).astype(np.float64) ** 2) if spec.size else 0.0
+        own = float(np.max(np.abs(spec)).astype(np.float64)) if spec.size else 0.0
+        scale = float(np.float64(own if peak is None else max(peak, own)) ** 2)
         if not float(np.nanmax(var, initial=0.0)) > 1e-20 * scale:
             return None                  # noise-free data (round-off only): no noise level
     bg_var = var

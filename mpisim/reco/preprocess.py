@@ -143,32 +143,91 @@ def measurement_spectra(meas, transfer_function=None):
     return spec
 
 
-def select_frames(spec, meas, params, background=None):
-    """Background-subtract, choose frames and block-average → (F, C, K)."""
-    fg, bg = meas.foreground_frames, meas.background_frames
-    if params.background == "none":
-        bgmean = None
-    elif background is not None:
-        bgmean = background
-    elif bg.size:
-        bgmean = spec[bg].mean(axis=0)
-    else:
-        bgmean = None
-    frames = fg if not params.frames else np.asarray(params.frames)
+class MeasurementFrames:
+    """A measurement's frames, read when they are needed: from an MDF file only the frames asked for, or
+    from a :class:`~mpisim.measurement.Measurement` in memory. ``head`` is the measurement's metadata
+    (for a file: a Measurement whose data are a zero-size stand-in, one per stored frame), so a
+    reconstruction of a long acquisition holds its background frames and one block of frames at a
+    time, never the whole measurement."""
+
+    BLOCK_BYTES = 64 << 20
+    """Budget of one block of frames: its time data and spectra (bytes)."""
+
+    def __init__(self, measurement):
+        from ..measurement import Measurement
+
+        if isinstance(measurement, Measurement):
+            self.head, self.path = measurement, None
+        else:
+            from ..io.mdf import read_calibration
+
+            self.head, self.path = read_calibration(measurement), str(measurement)
+
+    @property
+    def num_frames(self):
+        return self.head.num_frames
+
+    def read(self, idx):
+        """A Measurement holding the stored frames ``idx`` (increasing indices)."""
+        idx = np.asarray(idx, np.int64)
+        if self.path is not None:
+            from ..io.mdf import read_mdf
+
+            return read_mdf(self.path, frames=idx)
+        from ..measurement import Measurement
+
+        m = self.head
+        return Measurement(**{**m.__dict__, "data": m.data[idx], "is_background": m.is_background[idx]})
+
+    def frames_per_block(self, multiple=1):
+        """Frames per block within :attr:`BLOCK_BYTES` (time data in float64 and complex spectra), a
+        multiple of ``multiple`` (the frames averaged into one)."""
+        h = self.head
+        per_frame = h.data.shape[1] * h.num_channels * (h.num_samples // 2 + 1) * 16 * 3
+        n = max(1, self.BLOCK_BYTES // max(per_frame, 1))
+        return max(multiple, n // multiple * multiple)
+
+
+def selected_frames(params, num_frames, is_background):
+    """The stored frames to reconstruct (foreground ones unless ``params.frames`` names them), checked,
+    cut to a whole number of ``params.average`` blocks."""
+    frames = np.flatnonzero(~np.asarray(is_background)) if not params.frames else np.asarray(params.frames, np.int64)
     if frames.size == 0:
         raise MPISimError("the measurement has no foreground frames to reconstruct")
-    if frames.min() < 0 or frames.max() >= spec.shape[0]:
-        raise MPISimError(f"frame index out of range 0..{spec.shape[0] - 1}")
-    x = spec[frames]
-    if bgmean is not None:
-        x = x - bgmean
+    if frames.min() < 0 or frames.max() >= num_frames:
+        raise MPISimError(f"frame index out of range 0..{num_frames - 1}")
     a = params.average
-    if a > 1:
-        n = x.shape[0] // a
-        if n == 0:
-            raise MPISimError(f"cannot average blocks of {a} frames: only {x.shape[0]} selected")
-        x = x[: n * a].reshape(n, a, *x.shape[1:]).mean(axis=1)
-    return x, (bgmean is not None)
+    n = frames.size // a
+    if n == 0:
+        raise MPISimError(f"cannot average blocks of {a} frames: only {frames.size} selected")
+    return frames[: n * a]
+
+
+def frame_rows(source, frames, rows, background, transfer_function, average):
+    """The data the solver sees: spectra of the stored ``frames`` at ``rows`` = (channels, bins) (M,),
+    minus ``background`` (C, K) when given, blocks of ``average`` frames averaged → (M, F), and the
+    largest |spectrum| among the frames read. Frames are read block by block from ``source``
+    (:class:`MeasurementFrames`), so memory holds one block and the result, whatever the acquisition's
+    length."""
+    cidx, bins = rows
+    per = source.frames_per_block(average)
+    out, peak = None, 0.0
+    for s in range(0, frames.size, per):
+        idx = frames[s:s + per]
+        uniq, inv = np.unique(idx, return_inverse=True)
+        spec = measurement_spectra(source.read(uniq), transfer_function)
+        with np.errstate(over="ignore"):
+            peak = max(peak, float(np.max(np.abs(spec)).astype(np.float64)) if spec.size else 0.0)
+        x = spec[inv]
+        if background is not None:
+            x = x - background
+        if average > 1:                  # on whole spectra, as the rows alone would sum in another order
+            x = x.reshape(-1, average, *x.shape[1:]).mean(axis=1)
+        x = x[:, cidx, bins]
+        if out is None:
+            out = np.empty((cidx.size, frames.size // average), x.dtype)
+        out[:, s // average:s // average + x.shape[0]] = x.T
+    return out, peak
 
 
 def usable_bins(meas, spec, params, background_spec=None):

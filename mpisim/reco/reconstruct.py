@@ -10,8 +10,8 @@ from ..errors import MPISimError
 from ..grid import Grid
 from .noise import noise_level
 from .kaczmarz_base import PlanarRows, squared_row_norms
-from .preprocess import (RecoParams, check_compatible, measurement_spectra, row_weights, select_frames,
-                         select_rows, usable_bins)
+from .preprocess import (MeasurementFrames, RecoParams, check_compatible, frame_rows, measurement_spectra,
+                         row_weights, select_rows, selected_frames, usable_bins)
 
 
 @dataclass(eq=False)
@@ -70,7 +70,9 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
 
     Parameters
     ----------
-    measurement : :class:`~mpisim.measurement.Measurement` or MDF path.
+    measurement : :class:`~mpisim.measurement.Measurement` or MDF path (of a file, only the background
+        frames and the frames reconstructed are read, a block at a time: memory does not grow with the
+        acquisition's length).
     system_matrix : :class:`~mpisim.systemmatrix.SystemMatrix` or MDF calibration path.
     params : :class:`RecoParams`; keyword arguments override its fields.
     backend : "auto" | "numpy" | "cupy" for the solver.
@@ -87,7 +89,8 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     if kw:
         params = RecoParams(**{**params.to_dict(), **kw})
     t0 = time.perf_counter()
-    meas = _load_meas(measurement)
+    source = MeasurementFrames(measurement)         # a file's frames stay on disk until they are used
+    meas = source.head
     sm = _load_sm(system_matrix)
     check_compatible(meas, sm)
     tf = None
@@ -95,15 +98,18 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         from ..transfer import TransferFunction
 
         tf = TransferFunction.load(params.transfer_function).at(meas.all_frequencies, meas.num_channels)
-    spec = measurement_spectra(meas, tf)
+    own_bg = source.read(meas.background_frames)    # the background frames: noise level, usable band, mean
+    spec = measurement_spectra(own_bg, tf)          # (E, C, K)
     background = bg_spec = None
     if params.background not in ("auto", "none"):
         empty = _load_meas(params.background)
         check_compatible(empty, sm)
         bg_spec = measurement_spectra(empty, tf)
         background = bg_spec.mean(axis=0)
-    frames, bg_sub = select_frames(spec, meas, params, background)
-    usable, band_info = usable_bins(meas, spec, params, bg_spec)
+    elif params.background == "auto" and spec.shape[0]:
+        background = spec.mean(axis=0)
+    selected = selected_frames(params, source.num_frames, meas.is_background)
+    usable, band_info = usable_bins(own_bg, spec, params, bg_spec)
     ch, mask = select_rows(sm, params, meas.bandwidth, usable)
     # rows: (channel, bin) pairs in channel-major order; an on-disk matrix reads just these rows
     cidx, kidx = np.nonzero(mask)
@@ -122,11 +128,12 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     if sm_tf is not None:
         t = np.asarray(sm_tf)[cidx, sm.bins[kidx]]
         A = A / np.where(t == 0, 1, t)[:, None]
-    b = frames[:, cidx, sm.bins[kidx]].T                         # (rows, F)
+    b, peak = frame_rows(source, selected, (cidx, sm.bins[kidx]), background, tf, params.average)   # (rows, F)
+    bg_sub = background is not None
     scale = 1.0
     if bg_spec is not None:      # a separate empty measurement: frames may average differently
         scale = (max(empty.num_averages, 1) * empty.data.shape[1]) / (max(meas.num_averages, 1) * meas.data.shape[1])
-    level = noise_level(meas, spec, params, bg_spec, meas.transfer_function if tf is None else tf, scale)
+    level = noise_level(own_bg, spec, params, bg_spec, meas.transfer_function if tf is None else tf, scale, peak)
     sigma = None if level is None else level.sigma[cidx, sm.bins[kidx]]
     spread = None
     if params.weighting == "whitening":
