@@ -388,6 +388,40 @@ def test_frames_are_read_block_by_block_and_only_when_used(scene, tmp_path, monk
     np.testing.assert_array_equal(blocked.image, reconstruct(long, S, average=3, **kw).image)
 
 
+def test_frame_reads_check_their_input_and_name_the_stored_frame(scene, tmp_path, monkeypatch):
+    """read_mdf(frames=...) takes increasing integer indices; a calibration whose numFrames counts only its
+    foreground frames (as MPIFiles writes them) still reads; a NaN in a frame being reconstructed is
+    reported with the stored frame's index, before any system-matrix row is read."""
+    import shutil
+
+    import h5py
+
+    from mpisim.io.mdf import read_mdf
+    from mpisim.reco import reconstruct
+    from mpisim.systemmatrix import SystemMatrix
+
+    sc, tr, S, ph, meas, d = scene
+    path = tmp_path / "m.mdf"
+    mpisim.write_mdf(path, meas)
+    with pytest.raises(MPISimError, match="integer"):
+        read_mdf(path, frames=[0.5, 1.7])
+    with pytest.raises(MPISimError, match="increasing"):
+        read_mdf(path, frames=[3, 1])
+    cal = tmp_path / "cal.mdf"
+    shutil.copyfile(d / "sm.mdf", cal)
+    with h5py.File(cal, "r+") as h:
+        n = int((~h["measurement/isBackgroundFrame"][()].astype(bool)).sum())
+        del h["acquisition/numFrames"]
+        h["acquisition/numFrames"] = np.int64(n)
+    assert read_mdf(cal, frames=[0, n]).is_background.tolist() == [False, True]
+    k = int(meas.foreground_frames[-1])
+    with h5py.File(path, "r+") as h:
+        h["measurement/data"][k, 0, 1, 5] = np.nan
+    monkeypatch.setattr(SystemMatrix, "rows", lambda *a, **kw: pytest.fail("matrix rows read before the data"))
+    with pytest.raises(MPISimError, match=rf"NaN or Inf \(first at index \({k}, 0, 1, 5\)"):
+        reconstruct(str(path), S, frames=(k,))
+
+
 def test_top_k_whitening_and_separate_background(scene, tmp_path):
     from mpisim.reco import reconstruct
 

@@ -586,7 +586,10 @@ def read_mdf(path, frames=None):
         r, info, lay = _open_data(h, path)
         if frames is None:
             return _measurement(r, info, lay, lay.read_frames())
-        idx = np.asarray(frames, np.int64).ravel()
+        idx = np.asarray(frames).ravel()
+        if idx.size and idx.dtype.kind not in "iu":
+            raise MPISimError(f"{path}: frames to read must be integer indices, got {idx.dtype}")
+        idx = idx.astype(np.int64)
         N = lay.num_frames
         if idx.size and (idx.min() < 0 or idx.max() >= N or np.any(np.diff(idx) <= 0)):
             raise MPISimError(f"{path}: frames to read must be increasing indices within 0..{N - 1}")
@@ -725,6 +728,8 @@ def _measurement(r, info, lay, a, frames=None):
         finite = np.isfinite(a)
         if not finite.all():
             bad = np.argwhere(~finite)[0]
+            if frames is not None:                      # the stored frame, not the position in the block read
+                bad[0] = frames[bad[0]]
             raise MPISimError(f"{path}: /measurement/data contains NaN or Inf (first at index {tuple(int(i) for i in bad)})")
         big = float(np.abs(a).max(initial=0))
         if big > MAX_DATA:
@@ -761,7 +766,7 @@ def _measurement(r, info, lay, a, frames=None):
         raise MPISimError(f"{path}: /measurement/data has {nchan} channels, "
                           f"numChannels is {info['num_rx_channels']}")
     nf = info.get("num_frames")
-    if nf is not None and nf != N and not ("calibration" in h and nf == int((~bg).sum())):
+    if nf is not None and nf != N and not ("calibration" in h and nf == int((~stored_bg).sum())):
         raise MPISimError(f"{path}: /acquisition/numFrames is {nf} but /measurement/data holds {N} frames")
     tf = None
     if "acquisition/receiver/transferFunction" in h:

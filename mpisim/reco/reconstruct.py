@@ -107,12 +107,14 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         bg_spec = measurement_spectra(empty, tf)
         background = bg_spec.mean(axis=0)
     elif params.background == "auto" and spec.shape[0]:
-        background = spec.mean(axis=0)
+        background = spec[np.arange(spec.shape[0])].mean(axis=0)   # a C-ordered copy: the same sums as always
     selected = selected_frames(params, source.num_frames, meas.is_background)
     usable, band_info = usable_bins(own_bg, spec, params, bg_spec)
     ch, mask = select_rows(sm, params, meas.bandwidth, usable)
     # rows: (channel, bin) pairs in channel-major order; an on-disk matrix reads just these rows
     cidx, kidx = np.nonzero(mask)
+    # the data at those rows, read (and checked) before the matrix rows: a damaged frame stops the command early
+    b, peak = frame_rows(source, selected, (cidx, sm.bins[kidx]), background, tf, params.average)   # (rows, F)
     whiten_sm = params.weighting == "whitening" and sm.num_background_frames >= 2
     A, sm_bg = sm.rows(cidx, kidx, background=True) if whiten_sm else (sm.rows(cidx, kidx), None)
     zero_rows = 0
@@ -120,7 +122,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
         nz = _nonzero_rows(A)
         zero_rows = int((~nz).sum())
         if not nz.all():
-            A, cidx, kidx = _keep_rows(A, nz), cidx[nz], kidx[nz]
+            A, cidx, kidx, b = _keep_rows(A, nz), cidx[nz], kidx[nz], b[nz]
             sm_bg = None if sm_bg is None else sm_bg[nz]
             if not A.shape[0]:
                 raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: every selected row is zero")
@@ -128,7 +130,6 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     if sm_tf is not None:
         t = np.asarray(sm_tf)[cidx, sm.bins[kidx]]
         A = A / np.where(t == 0, 1, t)[:, None]
-    b, peak = frame_rows(source, selected, (cidx, sm.bins[kidx]), background, tf, params.average)   # (rows, F)
     bg_sub = background is not None
     scale = 1.0
     if bg_spec is not None:      # a separate empty measurement: frames may average differently
