@@ -280,4 +280,4 @@ def readable(figure):
 
 def as_table(figures):
     """Figures as an aligned text table in readable units (mm, ms, ng, mT)."""
-    return "\n".join(f"{f.label:42} {readable(f)[0]:>10} {readable(f)[1]}" for f in figures.values())
+    return "\n".join(f"{f.label:42} {v:>10} {u}" for f, (v, u) in ((f, readable(f)) for f in figures.values()))

@@ -117,12 +117,13 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     b, peak = frame_rows(source, selected, (cidx, sm.bins[kidx]), background, tf, params.average)   # (rows, F)
     whiten_sm = params.weighting == "whitening" and sm.num_background_frames >= 2
     A, sm_bg = sm.rows(cidx, kidx, background=True) if whiten_sm else (sm.rows(cidx, kidx), None)
-    zero_rows = 0
+    zero_rows, norms2 = 0, None
     if sm.nonzero_rows is None:                                  # drop the all-zero rows just read
-        nz = _nonzero_rows(A)
+        norms2 = squared_row_norms(A)                            # (kept for λ and the solver: one pass over A)
+        nz = norms2 > 0
         zero_rows = int((~nz).sum())
         if not nz.all():
-            A, cidx, kidx, b = _keep_rows(A, nz), cidx[nz], kidx[nz], b[nz]
+            A, cidx, kidx, b, norms2 = _keep_rows(A, nz), cidx[nz], kidx[nz], b[nz], norms2[nz]
             sm_bg = None if sm_bg is None else sm_bg[nz]
             if not A.shape[0]:
                 raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: every selected row is zero")
@@ -130,6 +131,7 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     if sm_tf is not None:
         t = np.asarray(sm_tf)[cidx, sm.bins[kidx]]
         A = A / np.where(t == 0, 1, t)[:, None]
+        norms2 = None                                            # other rows now
     bg_sub = background is not None
     scale = 1.0
     if bg_spec is not None:      # a separate empty measurement: frames may average differently
@@ -145,12 +147,14 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
     w = row_weights(A, params, spread)
     if not sm.on_disk and not np.all(np.isfinite(A)):        # rows read from disk were checked on reading
         raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: selected rows contain NaN or Inf")
+    rows = A
     A = np.ascontiguousarray(A, dtype=np.result_type(A.dtype, np.complex64))     # complex (a real matrix too)
+    if A is not rows or norms2 is None:
+        norms2 = squared_row_norms(A)
     use = B.resolve(backend)
     noise2 = None if sigma is None else float(np.sum(sigma.astype(float) ** 2))
     if noise2 is not None and not noise2 > 0:        # noise-free data: no noise level to stop or choose λ by
         level = sigma = noise2 = None
-    norms2 = squared_row_norms(A)
     visibility = total_iron_visibility(A, norms2)
     positive = visibility < VISIBILITY_MIN if params.enforce_positive == "auto" else bool(params.enforce_positive)
     if use == "numpy" and params.solver == "kaczmarz" and impl in ("auto", "numba") and B.numba_available():
@@ -207,11 +211,6 @@ def reconstruct(measurement, system_matrix, params=None, *, backend="auto", impl
             "measurement": meas.meta.get("source", "(in memory)"),
             "system_matrix": sm.meta.get("source", "(in memory)")}
     return Reconstruction(img.T, sm.grid, params, sm.unit, info, {"measurement": meas}, realisations)
-
-
-def _nonzero_rows(A):
-    """(M,) bool: rows of A with a non-zero entry (from the row norms: no M × N temporary)."""
-    return squared_row_norms(A) > 0
 
 
 def _keep_rows(A, keep):
