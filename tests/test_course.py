@@ -54,7 +54,7 @@ def _run(path, static):
         for o in c.get("outputs", []):
             assert o.get("output_type") != "error", (path.name, o.get("ename"), o.get("evalue"))
             if o.get("output_type") == "stream":
-                lines += [ln for ln in o["text"].splitlines() if ln[:1] in "✔✘"]
+                lines += [ln for ln in o["text"].splitlines() if ln.startswith(("✔", "✘"))]
     return lines
 
 
