@@ -96,7 +96,8 @@ import sys, numpy as np
 from mpisim.io.mdf import read_mdf
 from mpisim.io.reco_mdf import read_reconstruction
 from mpisim.reco import reconstruct
-from mpisim.systemmatrix import SystemMatrix, load_system_matrix
+from mpisim.io.sm_file import load_system_matrix
+from mpisim.operator import SystemMatrix
 disk = load_system_matrix(sys.argv[1])
 whole = SystemMatrix(disk.data, disk.bins, disk.frequencies, disk.grid, disk.snr, disk.background, disk.meta, disk.unit)
 ref = reconstruct(read_mdf(sys.argv[2]), whole).image

@@ -16,8 +16,8 @@ _LAZY = {
     "Measurement": "measurement",
     "Phantom": "phantoms", "get_phantom": "phantoms",
     "read_mdf": "io.mdf", "write_mdf": "io.mdf",
-    "build_system_matrix": "systemmatrix", "SystemMatrix": "systemmatrix",
-    "load_system_matrix": "systemmatrix",
+    "build_system_matrix": "systemmatrix", "SystemMatrix": "operator",
+    "load_system_matrix": "io.sm_file",
     "kaczmarz": "reco.kaczmarz", "cgnr": "reco.cgnr", "reconstruct": "reco.reconstruct",
     "MPISimError": "errors",
 }

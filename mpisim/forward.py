@@ -24,6 +24,7 @@ from .errors import MPISimError, check_int, check_positive
 from .measurement import Measurement
 from .particles import langevin_over_xi
 from .progress import Progress
+from .resources import check_memory
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -294,19 +295,6 @@ class FrameSource:
             num_averages=st.averages, scanner=sc, tracer=self.tracer,
             meta={"phantom": self.phantom, "settings": st, "is_simulation": True,
                   "noise_sigma": self.sigma, "backend": self.backend})
-
-
-def check_memory(nbytes, what, hint="use fewer frames or float32"):
-    """Refuse (one-line error) an allocation larger than 80 % of the memory available now."""
-    import os
-
-    try:
-        avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return
-    if nbytes > 0.8 * avail:
-        raise MPISimError(f"{what} would need {nbytes / 2**30:.1f} GiB, but only {avail / 2**30:.1f} GiB of memory "
-                          f"is available; {hint}")
 
 
 def feedthrough_spectrum(scanner):

@@ -23,6 +23,8 @@ from . import backend as B
 from . import cache as cache_mod
 from .errors import MPISimError, check_int, check_positive
 from .grid import Grid
+from .io.sm_file import open_system_matrix
+from .resources import check_memory
 from .forward import (field_offsets, load_transfer_function, moment_per_concentration, receive_chain,
                        response, unit_moments)
 
@@ -190,7 +192,7 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
         t0 = time.perf_counter()
         _write_system_matrix(out, overwrite=overwrite, **build)
         say(f"built {grid.size} voxel system matrix in {time.perf_counter() - t0:.1f} s")
-        return _open(out, None) if load else out
+        return open_system_matrix(out) if load else out
     cache_mod.ensure_dir(cache_dir)
 
     def fetch_or_build(rebuild_reason=None):
@@ -234,13 +236,7 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
             cache_mod.remove(out)
         return fetch_or_build(rebuild_reason="rows failed their checksum")
 
-    return _open(final, on_damage)
-
-
-def _open(path, on_damage):
-    from .io.mdf import _guarded
-
-    return _guarded(_load_system_matrix)(path, None, on_damage)
+    return open_system_matrix(final, on_damage)
 
 
 def _file_bytes(scanner, grid, settings):
@@ -330,8 +326,6 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
     from .io import mdf
     from .io.atomic import atomic_path
     from .progress import Progress
-
-    from .forward import check_memory
 
     check_memory(_build_memory(scanner, grid), f"building a {grid.size}-voxel system matrix", hint="use a coarser grid")
     if compression:
@@ -546,249 +540,3 @@ def _snr(signal, bg, sig_bin):
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = np.where(noise > 0, signal / noise, np.inf)
     return np.nan_to_num(snr, posinf=1e12), method
-
-
-# --- loading and the operator ----------------------------------------------------------------------
-
-class SystemMatrix:
-    """The system matrix as an operator from concentrations (mol Fe/L, N voxels) to spectra.
-
-    Either in memory (``data`` (C, K', N) complex) or on disk (:func:`load_system_matrix`): then
-    only the metadata are loaded and :meth:`rows` reads the rows a reconstruction uses, checked
-    against their checksums; ``data`` reads every row (small matrices, plots).
-    Rows are channel × frequency bin, columns x-fastest voxels; values are scaled to 1 mol Fe/L
-    when the delta concentration is known. ``bins`` are the 0-based rfft bins of the rows,
-    ``frequencies`` their Hz values; ``snr`` (C, K'); ``background`` (C, K', E) or None.
-    """
-
-    def __init__(self, data, bins, frequencies, grid, snr=None, background=None, meta=None, unit="mol/L",
-                 source=None):
-        self._nonzero_rows = None
-        self._data, self._background = data, background
-        self.bins, self.frequencies = np.asarray(bins), np.asarray(frequencies)
-        self.grid, self.snr = grid, snr
-        self.meta, self.unit = meta or {}, unit
-        self.source = source
-        """On-disk matrices: a :class:`_RowSource` (file, frame split, scale); None in memory."""
-
-    @property
-    def on_disk(self):
-        return self._data is None
-
-    @property
-    def num_channels(self):
-        return self._data.shape[0] if self._data is not None else self.source.num_channels
-
-    @property
-    def num_background_frames(self):
-        if self._data is None:
-            return self.source.num_background
-        return 0 if self._background is None else self._background.shape[-1]
-
-    @property
-    def shape(self):
-        C, K = self.num_channels, self.bins.size
-        return (C * K, self.grid.size)
-
-    @property
-    def data(self):
-        """(C, K', N) in memory; an on-disk matrix reads every row once (mind the size: :meth:`rows`
-        reads only what is needed)."""
-        if self._data is None:
-            C, K = self.num_channels, self.bins.size
-            from .forward import check_memory
-
-            check_memory(C * K * (self.grid.size + self.source.num_background) * self.source.itemsize,
-                         f"the whole system matrix {self.meta.get('source', '')}",
-                         "read a selection of its rows instead (SystemMatrix.rows)")
-            cidx, kidx = np.divmod(np.arange(C * K), K)
-            A, bg = self.source.read(cidx, kidx, self.bins, background=True)
-            self._data = A.reshape(C, K, -1)
-            self._background = None if bg is None else bg.reshape(C, K, -1)
-        return self._data
-
-    @property
-    def background(self):
-        """(C, K', E) background frames (scaled like the data) or None."""
-        if self._data is None and self.source.num_background:
-            self.data
-        return self._background
-
-    def rows(self, cidx, kidx, background=False):
-        """Rows (channel ``cidx[i]``, bin position ``kidx[i]``) → (M, N) array (and (M, E) background
-        rows or None when ``background``): from memory, or read from the file and checked."""
-        cidx, kidx = np.asarray(cidx, np.int64), np.asarray(kidx, np.int64)
-        if self._data is not None:
-            A = self._data[cidx, kidx]
-            if not background:
-                return A
-            return A, (None if self._background is None else self._background[cidx, kidx])
-        from .forward import check_memory
-
-        check_memory(cidx.size * (self.grid.size + self.source.num_background) * self.source.itemsize,
-                     f"{self.meta.get('source', 'system matrix')}: the {cidx.size} selected rows",
-                     "raise --snr-threshold, lower --max-freq or pass --top-k")
-        A, bg = self.source.read(cidx, kidx, self.bins, background)
-        return (A, bg) if background else A
-
-    @property
-    def nonzero_rows(self):
-        """(C, K') bool rows with any non-zero entry, or None for an on-disk matrix (known only for
-        the rows read: :func:`mpisim.reco.reconstruct` drops zero rows after reading)."""
-        if self._data is None:
-            return None
-        if self._nonzero_rows is None:
-            self._nonzero_rows = np.any(self._data != 0, axis=-1)
-        return self._nonzero_rows
-
-    @property
-    def matrix(self):
-        """(C·K', N) view of the data (rows × voxels)."""
-        return self.data.reshape(self.shape)
-
-    def forward(self, c):
-        """Spectra of concentrations c (N,) or (N, F) → (C·K',) or (C·K', F)."""
-        return self.matrix @ c
-
-    def adjoint(self, u):
-        """Aᴴ u for spectra u (C·K',) or (C·K', F) → (N,) or (N, F)."""
-        return self.matrix.conj().T @ u
-
-    def select(self, channels=None, bins=None):
-        """A sub-matrix: ``channels`` (indices) and ``bins`` (positions within this matrix's rows)."""
-        d = self.data
-        ch = slice(None) if channels is None else channels
-        b = slice(None) if bins is None else bins
-        d = d[ch][:, b] if not isinstance(ch, slice) else d[:, b]
-        snr = None if self.snr is None else (self.snr[ch][:, b] if not isinstance(ch, slice) else self.snr[:, b])
-        bg = None if self.background is None else (self.background[ch][:, b] if not isinstance(ch, slice)
-                                                   else self.background[:, b])
-        return SystemMatrix(d, self.bins[b], self.frequencies[b], self.grid, snr, bg, self.meta, self.unit)
-
-
-class _RowSource:
-    """Where an on-disk matrix's rows are: the file, which stored frames are voxels and which are
-    background, and the scale to mol Fe/L. ``on_damage`` (set for cache entries) is called with the
-    error when rows fail their checksum; it may rebuild the file and return the path to read again."""
-
-    def __init__(self, path, num_channels, fg, bg, scale, itemsize, on_damage=None):
-        self.path, self.num_channels = str(path), num_channels
-        self.fg, self.bg, self.scale, self.itemsize = fg, bg, scale, itemsize
-        self.on_damage = on_damage
-
-    @property
-    def num_background(self):
-        return self.bg.size
-
-    def read(self, cidx, kidx, bins, background=False):
-        from .io.calibration import DamagedRows
-        from .io.mdf import read_rows
-
-        try:
-            full = read_rows(self.path, cidx, kidx, bins)
-        except DamagedRows as e:
-            again = self.on_damage(e) if self.on_damage is not None else None
-            if not again:
-                raise
-            self.path = str(again)             # the rebuilt file (a registered file is rebuilt in the cache)
-            full = read_rows(self.path, cidx, kidx, bins)
-        bg = full[:, self.bg] if (background and self.bg.size) else None
-        A = _keep_frames(full, self.fg)
-        if self.scale is not None:
-            A = _scaled(A, self.scale, owned=True)
-            bg = None if bg is None else _scaled(bg, self.scale, owned=True)
-        return A, bg
-
-
-def _keep_frames(full, fg):
-    """full (M, NE)[:, fg] as a C-contiguous (M, len(fg)) array, in place (no second copy) when the
-    voxel frames come first, as in every calibration file mpisim writes."""
-    M, NE = full.shape
-    N = fg.size
-    if N == NE:
-        return full
-    if not np.array_equal(fg, np.arange(N)):
-        return np.ascontiguousarray(full[:, fg])
-    flat = full.reshape(-1)
-    for i in range(1, M):                 # row i moves from i·NE to i·N (never past a later row's source)
-        flat[i * N:(i + 1) * N] = flat[i * NE:i * NE + N]
-    return flat[:M * N].reshape(M, N)
-
-
-def _scaled(a, factor, owned):
-    """a · factor, in place when the array is ours (avoids a second copy of a big matrix)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if owned and a.flags.writeable:
-            a *= np.asarray(factor, dtype=a.real.dtype)
-        else:
-            a = a * np.asarray(factor, dtype=a.real.dtype)
-    return a
-
-
-def load_system_matrix(path, measurement=None):
-    """Open an MDF calibration file (ours or another tool's) as an on-disk :class:`SystemMatrix`:
-    the metadata and SNR are read now, the rows when they are used (:meth:`SystemMatrix.rows`)."""
-    from .io.mdf import _guarded
-
-    return _guarded(_load_system_matrix)(path, measurement)
-
-
-def _drop_from_cache(err):
-    """Rows of a file that is (a link to) a cache entry failed their checksum: remove the entry so the
-    next ``mpisim sysmat`` rebuilds it, and say so in the error."""
-    from .io.calibration import DamagedRows
-
-    if err.path and cache_mod.invalidate(err.path):
-        raise DamagedRows(f"{err}; it was a cached system matrix: removed from the cache, so `mpisim sysmat` "
-                          f"builds it again", err.path) from None
-    return False
-
-
-def _load_system_matrix(path, measurement=None, on_damage=_drop_from_cache):
-    from .io.mdf import read_calibration
-
-    meas = read_calibration(path) if measurement is None else measurement
-    cal = meas.meta.get("calibration")
-    if cal is None:
-        raise MPISimError(f"{path}: not a calibration file (no /calibration group)")
-    fg, bgi = meas.foreground_frames, meas.background_frames
-    size = cal.get("size")
-    if size is None or int(np.prod(size)) != fg.size:
-        raise MPISimError(f"{path}: /calibration/size {None if size is None else np.ravel(size).tolist()} does not match "
-                          f"{fg.size} foreground frames")
-    fov = cal.get("fieldOfView", np.ones(3))
-    center = cal.get("fieldOfViewCenter", np.zeros(3))
-    grid = Grid(tuple(int(s) for s in np.ravel(size)), tuple(np.ravel(fov)), tuple(np.ravel(center)))
-    conc = meas.meta.get("tracer_concentration")
-    unit, scale = "mol/L", None
-    if conc and conc > 0:
-        scale = 1.0 / conc
-    else:
-        unit = "delta-sample concentration"
-    K = meas.num_samples // 2 + 1
-    bins = np.arange(K) if meas.frequency_selection is None else meas.frequency_selection
-    snr = cal.get("snr")
-    if snr is not None:
-        snr = np.asarray(snr, float)
-        snr = snr.reshape(-1, *snr.shape[-2:])[0]
-        if snr.shape != (meas.num_channels, bins.size):
-            snr = None
-    meta = dict(meas.meta)
-    meta.update({"measurement": meas, "bandwidth": meas.bandwidth, "num_samples": meas.num_samples,
-                 "drive_frequencies": meas.drive_frequencies, "gradient": meas.gradient,
-                 "scanner": meas.scanner, "tracer": meas.tracer, "source": str(path),
-                 "transfer_function": meas.transfer_function})
-    itemsize = int(meas.meta.get("row_itemsize", 8 if meas.data.dtype in (np.complex64, np.float32) else 16))
-    if not meas.meta.get("rows_on_demand"):             # an in-memory Measurement was given
-        from .backend import rfft
-
-        spectra = meas.data if meas.frequency_domain else rfft(meas.data, axis=-1)
-        allf = np.moveaxis(spectra[:, 0], 0, -1)                      # (C, K, frames)
-        data = allf if fg.size == allf.shape[-1] else allf[..., fg]
-        bg = allf[..., bgi] if bgi.size else None
-        if scale is not None:
-            data = _scaled(data, scale, owned=False)
-            bg = None if bg is None else bg * np.asarray(scale, dtype=bg.real.dtype)
-        return SystemMatrix(data, bins, meas.all_frequencies[bins], grid, snr, bg, meta, unit)
-    source = _RowSource(path, meas.num_channels, fg, bgi, scale, itemsize, on_damage)
-    return SystemMatrix(None, bins, meas.all_frequencies[bins], grid, snr, None, meta, unit, source=source)

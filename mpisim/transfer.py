@@ -68,9 +68,9 @@ class TransferFunction:
 
     @classmethod
     def load(cls, path):
-        from .io.mdf import _guarded
+        from .io.mdf import guarded
 
-        return _guarded(cls._load)(path)
+        return guarded(cls._load)(path)
 
     @classmethod
     def _load(cls, path):

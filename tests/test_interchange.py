@@ -9,7 +9,7 @@ from mpisim.cli import main
 from mpisim.errors import MPISimError
 from mpisim.io.mdf import read_header, read_mdf
 from mpisim.io.reco_mdf import read_reconstruction
-from mpisim.systemmatrix import load_system_matrix
+from mpisim.io.sm_file import load_system_matrix
 from mpisim.transfer import TransferFunction
 
 import mdf_factory as F

@@ -325,7 +325,7 @@ def test_reconstruct_leaves_an_in_memory_matrix_alone(scene):
     out unchanged; the compiled path (planar rows, with row weights) equals the numpy twin's image; a
     real-valued matrix is taken as complex."""
     from mpisim.reco import reconstruct
-    from mpisim.systemmatrix import SystemMatrix
+    from mpisim.operator import SystemMatrix
 
     sc, tr, S, ph, meas, d = scene
     mem = SystemMatrix(np.array(S.data), S.bins, S.frequencies, S.grid, S.snr, S.background, S.meta, S.unit)
@@ -398,7 +398,7 @@ def test_frame_reads_check_their_input_and_name_the_stored_frame(scene, tmp_path
 
     from mpisim.io.mdf import read_mdf
     from mpisim.reco import reconstruct
-    from mpisim.systemmatrix import SystemMatrix
+    from mpisim.operator import SystemMatrix
 
     sc, tr, S, ph, meas, d = scene
     path = tmp_path / "m.mdf"

@@ -195,7 +195,7 @@ def fuzz(files, tmp, seconds, seed=0):
     from mpisim.io.mdf import read_header, read_mdf
     from mpisim.io.reco_mdf import read_reconstruction
     from mpisim.reco import reconstruct
-    from mpisim.systemmatrix import load_system_matrix
+    from mpisim.io.sm_file import load_system_matrix
 
     rng = np.random.default_rng(seed)
     sources = [files / n for n in ("meas.mdf", "sm.mdf", "sim1d.mdf", "sm1d.mdf", "reco1d.mdf")]

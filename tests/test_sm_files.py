@@ -16,8 +16,10 @@ from mpisim.cli import main
 from mpisim.io import checksum
 from mpisim.io.calibration import DamagedRows
 from mpisim.io.mdf import read_mdf
-from mpisim.systemmatrix import CalibrationSettings, SystemMatrix, build_system_matrix, default_grid, \
-    load_system_matrix
+from mpisim.io import sm_file
+from mpisim.io.sm_file import load_system_matrix
+from mpisim.operator import SystemMatrix
+from mpisim.systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +68,12 @@ def test_reconstruction_reads_only_the_selected_rows(tmp_path, monkeypatch):
     disk = load_system_matrix(tmp_path / "s.mdf")
     read = []
     monkeypatch.setattr(SystemMatrix, "data", property(lambda self: pytest.fail("whole matrix read")))
-    orig = mpisim.io.mdf.read_rows
+    orig = sm_file.read_rows
 
     def counting(path, c, k, bins=None):
         read.append(len(c))
         return orig(path, c, k, bins)
-    monkeypatch.setattr(mpisim.io.mdf, "read_rows", counting)
+    monkeypatch.setattr(sm_file, "read_rows", counting)
     r = mpisim.reconstruct(meas, disk)
     np.testing.assert_array_equal(r.image, ref.image)
     assert read == [r.info["rows"] + r.info["zero_rows_dropped"]] and r.info["rows"] < 0.5 * disk.shape[0]

@@ -10,7 +10,8 @@ from mpisim import cache
 from mpisim.forward import simulate
 from mpisim.grid import Grid
 from mpisim.phantoms import Phantom
-from mpisim.systemmatrix import CalibrationSettings, build_system_matrix, default_grid, load_system_matrix
+from mpisim.io.sm_file import load_system_matrix
+from mpisim.systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 
 from helpers import ncc
 

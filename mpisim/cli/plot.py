@@ -38,7 +38,7 @@ def run(args):
         save_figure_atomic(lambda p: plot_reconstruction(reco, p, args.frame or 0), out, overwrite=args.overwrite)
         kind = "reconstruction"
     elif "calibration" in info:
-        from ..systemmatrix import load_system_matrix
+        from ..io.sm_file import load_system_matrix
 
         sm = load_system_matrix(args.file)
         save_figure_atomic(lambda p: plot_system_matrix(sm, p), out, overwrite=args.overwrite)

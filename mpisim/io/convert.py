@@ -7,10 +7,10 @@ from ..errors import MPISimError
 from ..measurement import in_band
 from .atomic import atomic_path
 from .h5 import open_h5
-from .mdf import _guarded, read_mdf
+from .mdf import guarded, read_mdf
 
 
-@_guarded
+@guarded
 def convert(src, dst, to="frequency", min_freq=0.0, max_freq=0.0, overwrite=False, dtype=None):
     """Write ``dst`` with the measurement of ``src`` as spectra (``to="frequency"``, optionally only
     bins in [min_freq, max_freq] Hz, flagged with isFrequencySelection) or as time samples

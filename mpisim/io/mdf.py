@@ -335,7 +335,7 @@ def _per_channel(r, name, D):
     return v
 
 
-def _guarded(fn):
+def guarded(fn):
     """Turn any low-level failure on a damaged file into a one-line :class:`MPISimError`."""
     import functools
 
@@ -353,7 +353,7 @@ def _guarded(fn):
     return wrapper
 
 
-@_guarded
+@guarded
 def read_header(path):
     """Read the metadata of any MDF file into a dict (no bulk data)."""
     with open_h5(path) as h:
@@ -570,7 +570,7 @@ def _open_data(h, path):
     return r, info, _Layout(r, info)
 
 
-@_guarded
+@guarded
 def read_mdf(path, frames=None):
     """Read an MDF measurement or calibration file into a :class:`Measurement`.
 
@@ -599,7 +599,7 @@ def read_mdf(path, frames=None):
         return _measurement(r, info, lay, a, frames=idx)
 
 
-@_guarded
+@guarded
 def read_calibration(path):
     """An MDF file's metadata as a :class:`Measurement` whose data are a zero-size stand-in, one per
     stored frame (``meta["rows_on_demand"]``): a calibration's matrix stays on disk and
@@ -627,7 +627,7 @@ def populated_empty(shape, dtype):
     return np.frombuffer(m, dtype).reshape(shape)
 
 
-@_guarded
+@guarded
 def read_rows(path, channels, positions, bins=None):
     """Rows of a calibration file: receive ``channels`` (M,) × stored frequency ``positions`` (M,)
     (0-based along the file's frequency axis; rfft bins for time-domain files), period 0 → (M, N)

@@ -6,7 +6,7 @@ from .. import __version__
 from ..errors import MPISimError
 from .atomic import atomic_path
 from .h5 import open_h5
-from .mdf import (_Reader, _check_metadata, _guarded, _str, _write_acquisition, _write_extension, _write_header,
+from .mdf import (_Reader, _check_metadata, guarded, _str, _write_acquisition, _write_extension, _write_header,
                   _write_tracer, _write_truth, truth_of)
 
 
@@ -61,7 +61,7 @@ MAX_MOLAR = 1e3
 """Largest iron concentration (mol/L) a reconstruction in mol/L may hold: pure iron is 140 mol/L."""
 
 
-@_guarded
+@guarded
 def read_reconstruction(path):
     """Read an MDF reconstruction → :class:`~mpisim.reco.reconstruct.Reconstruction` (frame 0..Q)."""
     from .. import tomlio

@@ -60,7 +60,8 @@ def _load_meas(m):
 
 
 def _load_sm(s):
-    from ..systemmatrix import SystemMatrix, load_system_matrix
+    from ..io.sm_file import load_system_matrix
+    from ..operator import SystemMatrix
 
     return s if isinstance(s, SystemMatrix) else load_system_matrix(s)
 
