@@ -1,34 +1,52 @@
 """mpisim — magnetic particle imaging (MPI) scanner simulator and reconstructor.
 
-Importing mpisim is fast and never touches cupy or a GPU; submodules load on first use.
+The public API is the names below (``mpisim.__all__``; the docs' "API summary" page groups them): the
+verbs, the nouns they take and give, their parameter classes and the loaders. Importing mpisim is
+fast and never touches cupy or a GPU: each name is imported from its module on first use.
 """
 
 __version__ = "0.1.0"
 PHYSICS_VERSION = "1"
 """Bumped whenever a change alters simulated numbers (part of the system-matrix cache key)."""
 
-_LAZY = {
-    "Tracer": "particles", "default_tracer": "particles", "langevin": "particles",
-    "langevin_derivative": "particles",
-    "Scanner": "scanner", "get_scanner": "scanner", "PRESETS": "scanner",
-    "Grid": "grid",
-    "simulate": "forward", "SimulationSettings": "forward",
-    "Measurement": "measurement",
-    "Phantom": "phantoms", "get_phantom": "phantoms",
-    "read_mdf": "io.mdf", "write_mdf": "io.mdf",
-    "build_system_matrix": "systemmatrix", "SystemMatrix": "operator",
-    "load_system_matrix": "io.sm_file",
-    "kaczmarz": "reco.kaczmarz", "cgnr": "reco.cgnr", "reconstruct": "reco.reconstruct",
-    "MPISimError": "errors",
+API = {
+    "verbs": {
+        "simulate": "forward", "build_system_matrix": "systemmatrix", "reconstruct": "reco.reconstruct",
+        "quantify": "quant", "kaczmarz": "reco.kaczmarz", "cgnr": "reco.cgnr",
+    },
+    "nouns": {
+        "Scanner": "scanner", "Tracer": "particles", "Grid": "grid", "Phantom": "phantoms",
+        "Measurement": "measurement", "SystemMatrix": "operator", "Reconstruction": "reconstruction",
+        "Truth": "metadata", "QuantResult": "quant", "RoiResult": "quant",
+    },
+    "ROIs (metres)": {
+        "Sphere": "quant", "Box": "quant", "Everything": "quant", "Chambers": "quant",
+    },
+    "parameters": {
+        "SimulationSettings": "forward", "CalibrationSettings": "systemmatrix", "RecoParams": "reconstruction",
+        "FrequencySelection": "reconstruction", "Preprocessing": "reconstruction", "SolverParams": "reconstruction",
+        "UncertaintyParams": "reconstruction",
+    },
+    "constructors and loaders": {
+        "get_scanner": "scanner", "PRESETS": "scanner", "default_tracer": "particles", "get_phantom": "phantoms",
+        "default_grid": "systemmatrix", "read_mdf": "io.mdf", "write_mdf": "io.mdf",
+        "load_system_matrix": "io.sm_file", "open_measurement": "io.frame_file", "open_inputs": "io.frame_file",
+        "read_reconstruction": "io.reco_mdf", "write_reconstruction": "io.reco_mdf",
+    },
+    "physics and errors": {
+        "langevin": "particles", "langevin_derivative": "particles", "MPISimError": "errors",
+    },
 }
+"""The curated public API: group → {name: module it lives in}."""
+
+_LAZY = {name: mod for group in API.values() for name, mod in group.items()}
 
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
 def __getattr__(name):
     if name in _LAZY:
-        import importlib
+        import importlib      # only here: `import mpisim` stays cheap
 
-        mod = importlib.import_module(f".{_LAZY[name]}", __name__)
-        return getattr(mod, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'mpisim' has no attribute {name!r}")

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import MPISimError
+from .metadata import Truth
 
 
 def in_band(frequencies, min_freq=0.0, max_freq=0.0):
@@ -95,6 +96,15 @@ class Measurement:
         full = np.zeros(spec.shape[:3] + (self.num_samples // 2 + 1,), spec.dtype)
         full[..., self.frequency_selection] = spec
         return full
+
+    @property
+    def truth(self):
+        """Ground truth of the phantom (:class:`~mpisim.metadata.Truth`): of the simulated phantom in memory,
+        or as the file records it; None when unknown."""
+        phantom = self.meta.get("phantom")
+        if phantom is not None:
+            return Truth.of_phantom(phantom)
+        return Truth.from_record(self.meta.get("truth"))
 
     @property
     def foreground_frames(self):

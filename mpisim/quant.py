@@ -5,12 +5,16 @@ Units: concentrations in mol Fe/L, iron masses in kg (reported in ng or µg), ir
 from dead cells taken up by microglia still counts (MPI sees iron, not viability).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import constants as C
+from . import phantoms as P
 from .errors import MPISimError, check_positive
+
+__all__ = ["Sphere", "Box", "Everything", "Chambers", "QuantResult", "RoiResult", "quantify", "parse_roi", "roi_total",
+           "sphere_mask", "chamber_rois", "iron_mass_map", "cells_map", "t_quantile", "INTERVAL_COVERS"]
 
 
 def iron_mass_map(concentration, voxel_volume):
@@ -64,7 +68,7 @@ class RoiResult:
 
 def t_quantile(samples, level=0.95):
     """Two-sided Student-t factor for an interval from ``samples`` realisations (σ estimated from them)."""
-    from scipy.stats import t
+    from scipy.stats import t                 # scipy.stats takes ~0.3 s to import: only when an interval is made
 
     return float(t.ppf(0.5 + level / 2, samples - 1))
 
@@ -130,39 +134,102 @@ def chamber_rois(grid, chambers):
     return out
 
 
-def phantom_chambers(spec, grid, truth=None):
-    """Chambers named by an ROI spec: ``chambers`` (those of the phantom recorded in the file) or
-    ``chambers:NAME`` (the documented chambers of phantom NAME: concentration, concentration-2d)."""
-    from . import phantoms as P
+# --- ROIs: objects in SI units (the command line's mm strings are parsed into them) -----------------
 
-    _, _, name = str(spec).partition(":")
-    name = name.strip()
-    if not name:
-        ch = (truth or {}).get("chambers")
-        if not ch:
+@dataclass(frozen=True)
+class Sphere:
+    """Voxels whose centres lie within ``radius`` (m) of ``center`` (x, y, z in m); in a 2D grid (one voxel
+    along an axis) that axis is ignored."""
+
+    center: tuple
+    radius: float
+    name: str = "sphere"
+
+    def masks(self, grid, truth=None):
+        if len(self.center) != 3 or not self.radius > 0:
+            raise MPISimError(f"ROI {self.name!r}: a sphere needs a centre (x, y, z) in m and a radius > 0 m")
+        return [(self.name, _nonempty(self.name, sphere_mask(grid, [float(c) for c in self.center], float(self.radius)),
+                                      grid), None)]
+
+
+@dataclass(frozen=True)
+class Box:
+    """Voxels whose centres lie in [lower, upper] (x, y, z in m) on every axis the grid resolves."""
+
+    lower: tuple
+    upper: tuple
+    name: str = "box"
+
+    def masks(self, grid, truth=None):
+        if len(self.lower) != 3 or len(self.upper) != 3 or any(a > b for a, b in zip(self.lower, self.upper)):
+            raise MPISimError(f"ROI {self.name!r}: a box needs lower ≤ upper corners (x, y, z) in m")
+        pos = grid.positions()
+        mask = np.ones(grid.size, bool)
+        for i in range(3):
+            if grid.shape[i] > 1:
+                mask &= (pos[:, i] >= self.lower[i]) & (pos[:, i] <= self.upper[i])
+        return [(self.name, _nonempty(self.name, mask, grid), None)]
+
+
+@dataclass(frozen=True)
+class Everything:
+    """Every voxel of the image."""
+
+    name: str = "all"
+
+    def masks(self, grid, truth=None):
+        return [(self.name, np.ones(grid.size, bool), None)]
+
+
+@dataclass(frozen=True)
+class Chambers:
+    """One ROI per phantom chamber (:func:`chamber_rois`), reported with its mean concentration.
+    ``chambers``: the chambers (dicts with ``label``, ``center`` m, ``volume`` m³), or ``phantom``: the
+    documented chambers of a phantom by name (concentration, concentration-2d); neither: the chambers
+    the reconstruction's ground truth records."""
+
+    chambers: tuple = ()
+    phantom: str = ""
+
+    def masks(self, grid, truth=None):
+        if self.chambers:
+            return chamber_rois(grid, list(self.chambers))
+        if self.phantom:
+            table = {"concentration": P.concentration_chambers, "concentration-2d": P.concentration_2d_chambers}
+            if self.phantom not in table:
+                raise MPISimError(f"ROI 'chambers:{self.phantom}': phantoms with chambers are {', '.join(table)}")
+            return chamber_rois(grid, table[self.phantom]())
+        if truth is None or not truth.chambers:
             raise MPISimError("ROI 'chambers': the file records no phantom chambers; use chambers:concentration "
                               "(OpenMPIData) or chambers:concentration-2d")
-        return ch
-    table = {"concentration": P.concentration_chambers, "concentration-2d": P.concentration_2d_chambers}
-    if name not in table:
-        raise MPISimError(f"ROI {spec!r}: phantoms with chambers are {', '.join(table)}")
-    return table[name]()
+        return chamber_rois(grid, list(truth.chambers))
 
 
-def parse_roi(spec, grid):
-    """ROI from text → (name, (N,) bool mask). Lengths in mm:
+def _nonempty(name, mask, grid):
+    if not mask.any():
+        lo = [f"{grid.extent(i)[0] * 1e3:.3g}..{grid.extent(i)[1] * 1e3:.3g}" for i in range(3)]
+        raise MPISimError(f"ROI {name!r} covers no voxel of the grid (x, y, z in mm: {', '.join(lo)})")
+    return mask
 
-    ``[name=]sphere:x,y,z,r`` · ``[name=]box:x0,x1,y0,y1,z0,z1`` · ``[name=]all``.
-    In a 2D grid (one voxel along an axis) that axis is ignored for spheres.
+
+def parse_roi(spec):
+    """An ROI object from the command line's text, lengths in mm:
+
+    ``[name=]sphere:x,y,z,r`` · ``[name=]box:x0,x1,y0,y1,z0,z1`` · ``[name=]all`` · ``chambers`` ·
+    ``chambers:NAME``. The Python API takes the objects (:class:`Sphere`, :class:`Box`,
+    :class:`Everything`, :class:`Chambers`) in metres.
     """
     text = str(spec).strip()
+    if text.lower().startswith("chambers"):
+        return Chambers(phantom=text.partition(":")[2].strip())
     name, _, body = text.rpartition("=") if "=" in text else ("", "", text)
     kind, _, args = body.partition(":")
     kind = kind.strip().lower()
-    pos = grid.positions()
     name = name or body
     if kind == "all":
-        return name, np.ones(grid.size, bool)
+        return Everything(name)
+    if kind not in ("sphere", "box"):
+        raise MPISimError(f"ROI {spec!r}: kind must be sphere, box, all or chambers")
     try:
         vals = [float(v) * 1e-3 for v in args.split(",")]
     except ValueError:
@@ -170,30 +237,77 @@ def parse_roi(spec, grid):
     if kind == "sphere":
         if len(vals) != 4 or vals[3] <= 0:
             raise MPISimError(f"ROI {spec!r}: sphere needs x,y,z,r in mm with r > 0")
-        mask = sphere_mask(grid, vals[:3], vals[3])
-    elif kind == "box":
-        if len(vals) != 6 or any(vals[2 * i] > vals[2 * i + 1] for i in range(3)):
-            raise MPISimError(f"ROI {spec!r}: box needs x0,x1,y0,y1,z0,z1 in mm with x0 <= x1 ...")
-        mask = np.ones(grid.size, bool)
-        for i in range(3):
-            if grid.shape[i] > 1:
-                mask &= (pos[:, i] >= vals[2 * i]) & (pos[:, i] <= vals[2 * i + 1])
-    else:
-        raise MPISimError(f"ROI {spec!r}: kind must be sphere, box, all or chambers")
-    if not mask.any():
-        lo = [f"{grid.extent(i)[0] * 1e3:.3g}..{grid.extent(i)[1] * 1e3:.3g}" for i in range(3)]
-        raise MPISimError(f"ROI {spec!r} covers no voxel of the grid (x, y, z in mm: {', '.join(lo)})")
-    return name, mask
+        return _Named(Sphere(tuple(vals[:3]), vals[3], name), spec)
+    if len(vals) != 6 or any(vals[2 * i] > vals[2 * i + 1] for i in range(3)):
+        raise MPISimError(f"ROI {spec!r}: box needs x0,x1,y0,y1,z0,z1 in mm with x0 <= x1 ...")
+    return _Named(Box(tuple(vals[0::2]), tuple(vals[1::2]), name), spec)
 
 
-def quantify(reco, rois, iron_per_cell, frame=0, reference=None, reference_iron=None):
+@dataclass(frozen=True)
+class _Named:
+    """An ROI parsed from text: errors quote the user's text."""
+
+    roi: object
+    spec: str
+
+    @property
+    def name(self):
+        return self.roi.name
+
+    def masks(self, grid, truth=None):
+        try:
+            return self.roi.masks(grid, truth)
+        except MPISimError as e:
+            if "covers no voxel" in str(e):
+                raise MPISimError(str(e).replace(f"ROI {self.roi.name!r}", f"ROI {self.spec!r}", 1)) from None
+            raise
+
+
+@dataclass(frozen=True)
+class QuantResult:
+    """What :func:`quantify` found: one :class:`RoiResult` per ROI (``rois``), the calibration factor
+    applied (1 without a reference), how many noise realisations made the intervals, where the noise
+    level came from, and what the intervals cover."""
+
+    rois: list = field(default_factory=list)
+    calibration_factor: float = 1.0
+    noise_samples: int = 0
+    noise_source: str = "unknown"
+    interval: str = ""
+
+    def __getitem__(self, i):
+        return self.rois[i]
+
+    def __iter__(self):
+        return iter(self.rois)
+
+    def __len__(self):
+        return len(self.rois)
+
+    def as_dict(self):
+        """JSON-ready: the ROIs (:meth:`RoiResult.as_dict`) and the notes."""
+        return {"rois": [r.as_dict() for r in self.rois], "calibration_factor": self.calibration_factor,
+                "noise_samples": self.noise_samples, "noise_source": self.noise_source, "interval": self.interval}
+
+
+def _roi(r):
+    if isinstance(r, str):
+        raise MPISimError(f"ROI {r!r}: the Python API takes ROI objects in metres (mpisim.Sphere((x, y, z), r), "
+                          f"Box, Everything, Chambers); mpisim.quant.parse_roi reads the command line's mm text")
+    if not hasattr(r, "masks"):
+        raise MPISimError(f"not an ROI: {r!r}")
+    return r
+
+
+def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, reference_iron=None):
     """ROI totals of one reconstructed frame, each with its noise σ and 95 % interval.
 
-    rois : list of ROI specs (see :func:`parse_roi`; ``chambers`` / ``chambers:NAME`` expand to one
-    ROI per phantom chamber, reported with its mean concentration). reference, reference_iron : an
-    ROI spec and its known iron (kg) — all results are scaled by known/measured (calibration
-    against a standard, as labs do). Uncertainties come from the reconstruction's noise
-    realisations (:attr:`Reconstruction.noise`), never from image pixels elsewhere.
+    rois : ROI objects in SI units — :class:`Sphere`, :class:`Box`, :class:`Everything` (the default),
+    :class:`Chambers` (one ROI per phantom chamber, reported with its mean concentration).
+    iron_per_cell : kg (10 pg = 10e-15 kg). reference, reference_iron : an ROI and its known iron (kg) —
+    all results are scaled by known/measured (calibration against a standard, as labs do).
+    Uncertainties come from the reconstruction's noise realisations (:attr:`Reconstruction.noise`),
+    never from image pixels elsewhere. Returns a :class:`QuantResult`.
     """
     if reco.unit != "mol/L":
         raise MPISimError(f"reconstruction has no concentration unit ({reco.unit!r}); cannot quantify iron")
@@ -202,21 +316,14 @@ def quantify(reco, rois, iron_per_cell, frame=0, reference=None, reference_iron=
         raise MPISimError(f"frame {frame} out of range 0..{reco.num_frames - 1}")
     img = reco.image[frame]
     parsed = []
-    for r in (rois or ["all"]):
-        if str(r).strip().lower().startswith("chambers"):
-            truth = reco.meta.get("truth")
-            meas = reco.meta.get("measurement")
-            if not truth and meas is not None and meas.meta.get("phantom") is not None:   # in memory
-                truth = meas.meta["phantom"].meta
-            parsed.extend(chamber_rois(reco.grid, phantom_chambers(r, reco.grid, truth)))
-        else:
-            parsed.append((*parse_roi(r, reco.grid), None))
+    for r in (rois or [Everything()]):
+        parsed.extend(_roi(r).masks(reco.grid, reco.truth))
     noise = reco.noise_for(frame)
     scale = 1.0
     if reference is not None:
         if reference_iron is None:
             raise MPISimError("a reference ROI needs its known iron (--reference-iron)")
-        rname, rmask = parse_roi(reference, reco.grid)
+        rname, rmask, _ = _roi(reference).masks(reco.grid, reco.truth)[0]
         measured = roi_total(img, reco.grid, rmask, iron_per_cell, name=rname).iron
         if measured <= 0:
             raise MPISimError(f"reference ROI {rname!r} holds no reconstructed iron")
@@ -224,11 +331,10 @@ def quantify(reco, rois, iron_per_cell, frame=0, reference=None, reference_iron=
         parsed.append((rname, rmask, None))
     results = [roi_total(img * scale, reco.grid, m, iron_per_cell, None if noise is None else noise * scale, name,
                          vol) for name, m, vol in parsed]
-    extra = {"calibration_factor": scale, "noise_samples": 0 if noise is None else int(len(noise)),
-             "noise_source": reco.info.get("noise_source", "unknown"),
-             "interval": INTERVAL_COVERS if noise is not None else
-             "no error bars: the reconstruction carries no noise realisations (reconstruct with background frames "
-             "or a stated noise density and --uncertainty-samples >= 2)"}
+    interval = (INTERVAL_COVERS if noise is not None else
+                "no error bars: the reconstruction carries no noise realisations (reconstruct with background frames "
+                "or a stated noise density and --uncertainty-samples >= 2)")
     if reference is not None and noise is not None:
-        extra["interval"] += "; the reference's own noise is not propagated into the calibration factor"
-    return results, extra
+        interval += "; the reference's own noise is not propagated into the calibration factor"
+    return QuantResult(results, scale, 0 if noise is None else int(len(noise)),
+                       reco.info.get("noise_source", "unknown"), interval)

@@ -7,7 +7,8 @@ import pytest
 
 import mpisim
 from mpisim.reco.noise import contaminated_bins, noise_level
-from mpisim.reco.preprocess import RecoParams, measurement_spectra
+from mpisim.reco.preprocess import measurement_spectra
+from mpisim.reconstruction import RecoParams
 
 
 def scan(phantom_scale=1.0, background_frames=10, frames=1, seed=1, **kw):

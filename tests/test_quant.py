@@ -58,14 +58,14 @@ def test_phantom_ground_truth():
 def chamber_check(reco, phantom, tol=0.15):
     """Quantify every chamber with the chamber ROIs; assert each within ``tol`` and the line through
     them with intercept within ±1 mmol/L. Returns (estimates, truths) in mol/L."""
-    res, extra = quantify(reco, ["chambers"], 10e-15)
+    res = quantify(reco, [mpisim.Chambers()], 10e-15)   # the chambers of the truth the reconstruction carries
     est = np.array([r.concentration for r in res])
     true = np.array([c["concentration"] for c in phantom.meta["chambers"]])
     slope, icpt = np.polyfit(true, est, 1)
     for r, e, t in zip(res, est, true):
         assert e == pytest.approx(t, rel=tol), f"{r.name}: {e * 1e3:.3g} mmol/L for {t * 1e3:.3g}"
     assert abs(icpt) <= 1e-3, f"intercept {icpt * 1e3:.2f} mmol/L (slope {slope:.3f})"
-    assert all(r.iron_sigma > 0 for r in res) and extra["noise_samples"] == 16
+    assert all(r.iron_sigma > 0 for r in res) and res.noise_samples == 16
     return est, true
 
 
@@ -74,7 +74,6 @@ def test_concentration_2d_defaults_per_chamber(setup2d):
     ph = mpisim.get_phantom("concentration-2d", sc)
     meas = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, background_frames=10, seed=5))
     r = reconstruct(meas, S)                       # no options: the defaults are the product
-    r.meta["truth"] = {"chambers": ph.meta["chambers"]}
     chamber_check(r, ph)
     assert r.iron_mass[0] == pytest.approx(ph.iron_mass, rel=0.10)
     assert r.info["lambda"] == 1e-2 and r.info["stopped_because"].startswith(("stagnation", "discrepancy"))
@@ -91,7 +90,6 @@ def test_concentration_3d_defaults_small_grid():
     ph = mpisim.get_phantom("concentration", sc, resolution=0.5e-3)
     meas = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, background_frames=10, seed=3))
     r = reconstruct(meas, S)
-    r.meta["truth"] = {"chambers": ph.meta["chambers"]}
     chamber_check(r, ph)
     assert r.iron_mass[0] == pytest.approx(ph.iron_mass, rel=0.10)
 
@@ -105,8 +103,7 @@ def test_striatal_graft_cell_count(setup2d, tmp_path):
     lx, ly, _ = ph.meta["labelled_center"]
     rx, ry, _ = ph.meta["unlabelled_center"]
     # without positivity a compact source rings: its ROI must hold the ring (8 mm; 3.2 mm reads +22 %)
-    res, extra = quantify(r, [f"labelled=sphere:{lx * 1e3},{ly * 1e3},0,8", "all"], 10e-15)
-    lab, everything = res
+    lab, everything = quantify(r, [mpisim.Sphere((lx, ly, 0.0), 8e-3, "labelled"), mpisim.Everything()], 10e-15)
     assert lab.cells == pytest.approx(3e5, rel=0.05)
     assert everything.cells == pytest.approx(3e5, rel=0.05)
     assert lab.iron_low < lab.iron < lab.iron_high and lab.iron_sigma > 0
@@ -119,10 +116,10 @@ def test_error_bar_does_not_depend_on_other_rois(setup2d):
     ph = mpisim.get_phantom("shapes", sc)
     meas = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, background_frames=10, seed=4))
     r = reconstruct(meas, S)
-    ring = "ring=sphere:-3,2,0,7.5"
-    alone = quantify(r, [ring], 10e-15)[0][0]
-    with_dot = quantify(r, [ring, "dot=sphere:4,5,0,2"], 10e-15)[0][0]
-    with_all = quantify(r, [ring, "all"], 10e-15)[0][0]
+    ring = mpisim.Sphere((-3e-3, 2e-3, 0.0), 7.5e-3, "ring")
+    alone = quantify(r, [ring], 10e-15)[0]
+    with_dot = quantify(r, [ring, mpisim.Sphere((4e-3, 5e-3, 0.0), 2e-3, "dot")], 10e-15)[0]
+    with_all = quantify(r, [ring, mpisim.Everything()], 10e-15)[0]
     assert alone.iron_sigma > 0
     assert with_dot.iron_sigma == alone.iron_sigma == with_all.iron_sigma
 
@@ -132,11 +129,11 @@ def test_reported_sigma_matches_noise_seeds(setup2d):
     (12 seeds; the σ of 12 samples is known to about ±25 %), and the 95 % interval holds."""
     sc, tr, S = setup2d
     ph = graft(sc, cells=3e4, iron_per_cell=10e-15)
-    lx = ph.meta["labelled_center"][0] * 1e3
+    lx = ph.meta["labelled_center"][0]
     est, sig, hit = [], [], 0
     for seed in range(12):
         meas = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, background_frames=10, seed=seed))
-        res = quantify(reconstruct(meas, S), [f"sphere:{lx},0,0,8"], 10e-15)[0][0]
+        res = quantify(reconstruct(meas, S), [mpisim.Sphere((lx, 0.0, 0.0), 8e-3)], 10e-15)[0]
         est.append(res.iron)
         sig.append(res.iron_sigma)
         hit += res.iron_low <= ph.iron_mass <= res.iron_high

@@ -69,7 +69,7 @@ def test_planar_rows_are_the_same_matrix(dtype, monkeypatch):
     equals the sweep on the complex array it came from bit for bit, leaving the caller's array alone."""
     from mpisim import backend
     from mpisim.reco.kaczmarz import PlanarRows, squared_row_norms
-    from mpisim.reco.reconstruct import apply, residual2
+    from mpisim.reco.solve import apply, residual2
 
     A, b, _ = problem(M=61, N=37, dtype=dtype)
     keep = A.copy()
@@ -221,10 +221,11 @@ def test_reco_cli_writes_parameters_and_png(scene, capsys):
         assert h["reconstruction/data"].shape == (2, 625, 1)
         assert h["reconstruction/size"][()].tolist() == [25, 25, 1]
         params = tomlio.loads(h["_mpisim/recoParams"][()].decode())
-        assert params["iterations"] == 20 and params["channels"] == [0, 1] and params["min_freq"] == 30e3
+        assert params["solver"]["iterations"] == 20 and params["selection"]["channels"] == [0, 1] \
+                and params["selection"]["min_freq"] == 30e3            # recorded by stage
         assert h["_mpisim/unit"][()] == b"mol/L"
     r = read_reconstruction(out)
-    assert r.image.shape == (2, 625) and r.params.lam == 1e-3
+    assert r.image.shape == (2, 625) and r.params.solver.lam == 1e-3
 
 
 @pytest.mark.parametrize("extra,needle", [
@@ -347,26 +348,28 @@ def test_frames_are_read_block_by_block_and_only_when_used(scene, tmp_path, monk
     """reconstruct reads a file's background frames and the frames it reconstructs, nothing else, a block
     at a time; the data it solves for equal the spectra of the whole measurement, background-subtracted
     and block-averaged (the computation written out here), and the image equals the in-memory one."""
-    from mpisim.io import mdf
+    from mpisim.io import mdf_read
     from mpisim.reco import reconstruct
-    from mpisim.reco.preprocess import MeasurementFrames, frame_rows, measurement_spectra, selected_frames
+    from mpisim.frames import MeasurementFrames
+    from mpisim.io.frame_file import FileFrames
+    from mpisim.reco.preprocess import frame_rows, measurement_spectra, selected_frames
 
     sc, tr, S, ph, _, d = scene
     long = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, frames=30, background_frames=4, seed=5))
     path = tmp_path / "long.mdf"
     mpisim.write_mdf(path, long)
     read = []
-    orig = mdf._Layout.read_frames
+    orig = mdf_read.DataLayout.read_frames
 
     def counted(self, frames=slice(None)):
         a = orig(self, frames)
         read.append(a.shape[0])
         return a
 
-    monkeypatch.setattr(mdf._Layout, "read_frames", counted)
+    monkeypatch.setattr(mdf_read.DataLayout, "read_frames", counted)
     kw = dict(min_freq=30e3, iterations=10, uncertainty_samples=0)
     fg = long.foreground_frames
-    r = reconstruct(str(path), S, frames=(int(fg[7]), int(fg[3])), **kw)
+    r = reconstruct(mpisim.open_measurement(path), S, frames=(int(fg[7]), int(fg[3])), **kw)
     assert sum(read) == 4 + 2 and r.num_frames == 2                  # 4 background frames + the 2 asked for
     whole = reconstruct(long, S, frames=(int(fg[7]), int(fg[3])), **kw)
     np.testing.assert_array_equal(r.image, whole.image)
@@ -374,16 +377,16 @@ def test_frames_are_read_block_by_block_and_only_when_used(scene, tmp_path, monk
     spec = measurement_spectra(long)
     rows = (np.array([0, 1, 2, 1]), np.array([40, 41, 100, 7]))
     for average in (1, 3):
-        p = mpisim.reco.RecoParams(average=average)
-        sel = selected_frames(p, long.num_frames, long.is_background)
+        p = mpisim.RecoParams(average=average)
+        sel = selected_frames(p.preprocessing, long.num_frames, long.is_background)
         bgmean = spec[long.background_frames].mean(axis=0)
         x = spec[sel] - bgmean
         x = x.reshape(-1, average, *x.shape[1:]).mean(axis=1)
         read.clear()
-        b, peak = frame_rows(MeasurementFrames(str(path)), sel, rows, bgmean, None, average)
+        b, peak = frame_rows(FileFrames(path), sel, rows, bgmean, None, average)
         np.testing.assert_array_equal(b, x[:, rows[0], rows[1]].T)
         assert peak == np.abs(spec[sel]).max() and max(read) == average
-    blocked = reconstruct(str(path), S, average=3, **kw)
+    blocked = reconstruct(mpisim.open_measurement(path), S, average=3, **kw)
     monkeypatch.undo()
     np.testing.assert_array_equal(blocked.image, reconstruct(long, S, average=3, **kw).image)
 
@@ -419,7 +422,7 @@ def test_frame_reads_check_their_input_and_name_the_stored_frame(scene, tmp_path
         h["measurement/data"][k, 0, 1, 5] = np.nan
     monkeypatch.setattr(SystemMatrix, "rows", lambda *a, **kw: pytest.fail("matrix rows read before the data"))
     with pytest.raises(MPISimError, match=rf"NaN or Inf \(first at index \({k}, 0, 1, 5\)"):
-        reconstruct(str(path), S, frames=(k,))
+        reconstruct(mpisim.open_measurement(path), S, frames=(k,))
 
 
 def test_top_k_whitening_and_separate_background(scene, tmp_path):
@@ -439,7 +442,8 @@ def test_top_k_whitening_and_separate_background(scene, tmp_path):
                             mpisim.SimulationSettings.realistic(sc, frames=5, seed=9))
     mpisim.write_mdf(tmp_path / "empty.mdf", empty)
     fg_only = mpisim.Measurement(**{**meas.__dict__, "data": meas.data[10:], "is_background": meas.is_background[10:]})
-    a = reconstruct(fg_only, S, background=str(tmp_path / "empty.mdf"), min_freq=30e3, lam=1e-3, iterations=50)
+    a = reconstruct(fg_only, S, background=str(tmp_path / "empty.mdf"), empty=mpisim.read_mdf(tmp_path / "empty.mdf"),
+                    min_freq=30e3, lam=1e-3, iterations=50)
     b = reconstruct(meas, S, min_freq=30e3, lam=1e-3, iterations=50)
     assert a.info["background_subtracted"]
     assert np.corrcoef(a.image[0], b.image[0])[0, 1] > 0.99
@@ -452,7 +456,7 @@ def test_stopping_rule_and_lambda_auto_are_recorded(scene, tmp_path):
     auto picks the largest λ of its grid whose residual meets max(noise, 2 × floor); both are written."""
     from mpisim.io.reco_mdf import read_reconstruction, write_reconstruction
     from mpisim.reco import reconstruct
-    from mpisim.reco.reconstruct import LAMBDA_GRID
+    from mpisim.reco.solve import LAMBDA_GRID
 
     sc, tr, S, ph, meas, d = scene
     r = reconstruct(meas, S, lam="auto")
@@ -463,7 +467,7 @@ def test_stopping_rule_and_lambda_auto_are_recorded(scene, tmp_path):
     write_reconstruction(tmp_path / "r.mdf", r)
     back = read_reconstruction(tmp_path / "r.mdf")
     assert back.info["lambda"] == i["lambda"] and back.info["sweeps"] == i["sweeps"]
-    assert back.params.lam == "auto" and back.params.iterations == "auto"
+    assert back.params.solver.lam == "auto" and back.params.solver.iterations == "auto"
     np.testing.assert_allclose(back.noise, r.noise, rtol=1e-6)
     # a faint object in strong noise: the residual reaches the noise level long before stagnation
     faint = mpisim.simulate(sc, tr, ph.scaled(1e-3), mpisim.SimulationSettings.realistic(sc, background_frames=10,

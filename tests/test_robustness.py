@@ -132,12 +132,12 @@ def test_existing_output_and_unwritable_folder(files, tmp_path, capsys):
 
 
 def test_ctrl_c_mid_write_leaves_nothing(files, tmp_path, capsys, monkeypatch):
-    import mpisim.io.mdf as mdf
+    import mpisim.io.mdf_write as mdf_write
 
     def boom(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mdf, "_write_flags", boom)
+    monkeypatch.setattr(mdf_write, "write_flags", boom)
     out = tmp_path / "o.mdf"
     assert main(["simulate", "--scanner", "bruker-1d", "--out", str(out)]) == 130
     assert "interrupted" in capsys.readouterr().err
@@ -195,12 +195,13 @@ def fuzz(files, tmp, seconds, seed=0):
     from mpisim.io.mdf import read_header, read_mdf
     from mpisim.io.reco_mdf import read_reconstruction
     from mpisim.reco import reconstruct
+    from mpisim.io.frame_file import open_measurement
     from mpisim.io.sm_file import load_system_matrix
 
     rng = np.random.default_rng(seed)
     sources = [files / n for n in ("meas.mdf", "sm.mdf", "sim1d.mdf", "sm1d.mdf", "reco1d.mdf")]
     good_sm = load_system_matrix(files / "sm1d.mdf")
-    good_meas = files / "sim1d.mdf"
+    good_meas = open_measurement(files / "sim1d.mdf")
     tried, bad = 0, []
     t_end = time.perf_counter() + seconds
     while time.perf_counter() < t_end:
@@ -212,8 +213,8 @@ def fuzz(files, tmp, seconds, seed=0):
             continue   # the mutation itself could not be written (h5py refused); not an input
         tried += 1
         for fn in (read_header, read_mdf, load_system_matrix, read_reconstruction,
-                   lambda p: reconstruct(p, good_sm, snr_threshold=0),
-                   lambda p: reconstruct(good_meas, p, snr_threshold=0)):
+                   lambda p: reconstruct(open_measurement(p), good_sm, snr_threshold=0),
+                   lambda p: reconstruct(good_meas, load_system_matrix(p), snr_threshold=0)):
             try:
                 fn(dst)
             except MPISimError as e:

@@ -28,7 +28,7 @@ def add_parser(sub):
 def run(args):
     from ..io.atomic import check_output_path
     from ..io.reco_mdf import read_reconstruction
-    from ..quant import quantify
+    from ..quant import parse_roi, quantify
     from ..units import parse_iron_per_cell, parse_mass
 
     ipc = parse_iron_per_cell(args.iron_per_cell)
@@ -36,7 +36,10 @@ def run(args):
         check_output_path(args.png, args.overwrite)
     reco = read_reconstruction(args.reconstruction)
     ref_iron = parse_mass(args.reference_iron, "--reference-iron", (1e-18, 1e-3)) if args.reference_iron else None
-    results, extra = quantify(reco, args.roi, ipc, args.frame, args.reference, ref_iron)
+    rois = [parse_roi(r) for r in args.roi]
+    reference = parse_roi(args.reference) if args.reference is not None else None
+    result = quantify(reco, rois, ipc, args.frame, reference, ref_iron)
+    results, extra = result.rois, result.as_dict()
     if args.png:
         from ..plot import plot_cells, save_figure_atomic
 
@@ -44,7 +47,7 @@ def run(args):
                            overwrite=args.overwrite)
     if args.json:
         print(json.dumps({"file": args.reconstruction, "frame": args.frame, "iron_per_cell_pg": ipc * 1e15,
-                          **extra, "rois": [r.as_dict() for r in results]}, indent=1))
+                          **{k: v for k, v in extra.items() if k != "rois"}, "rois": extra["rois"]}, indent=1))
         return
     print(f"{args.reconstruction}, frame {args.frame}: iron per cell {ipc * 1e15:g} pg"
           + (f", calibrated by reference ×{extra['calibration_factor']:.4g}" if args.reference else ""))

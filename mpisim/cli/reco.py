@@ -58,9 +58,10 @@ def run(args):
     import numpy as np
 
     from ..io.atomic import check_output_path
+    from ..io.frame_file import open_inputs
     from ..io.reco_mdf import write_reconstruction
-    from ..reco.preprocess import RecoParams
     from ..reco.reconstruct import reconstruct
+    from ..reconstruction import RecoParams
 
     check_output_path(args.out, args.overwrite)
     if args.png:
@@ -92,7 +93,7 @@ def run(args):
         average=args.average, background=args.background, solver=args.solver, iterations=iterations,
         max_iterations=args.max_iterations, lam=lam, enforce_positive=positive, order=args.order, seed=args.seed,
         transfer_function=args.transfer_function, uncertainty_samples=args.uncertainty_samples)
-    reco = reconstruct(args.measurement, args.sm, params, backend=args.backend, progress=True)
+    reco = reconstruct(params=params, backend=args.backend, progress=True, **open_inputs(args.measurement, args.sm, params))
     write_reconstruction(args.out, reco, overwrite=args.overwrite)
     if args.png:
         from ..plot import plot_reconstruction, save_figure_atomic

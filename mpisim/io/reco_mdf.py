@@ -1,24 +1,28 @@
 """MDF files holding reconstructions (``/reconstruction``), with every parameter recorded."""
 
+import h5py
 import numpy as np
 
 from .. import __version__
+from .. import tomlio
 from ..errors import MPISimError
+from ..grid import Grid
+from ..metadata import Truth
+from ..reconstruction import Reconstruction, RecoParams
 from .atomic import atomic_path
 from .h5 import open_h5
-from .mdf import (_Reader, _check_metadata, guarded, _str, _write_acquisition, _write_extension, _write_header,
-                  _write_tracer, _write_truth, truth_of)
+from .mdf_fields import check_metadata
+from .mdf_read import Reader, guarded, read_truth
+from .mdf_write import write_acquisition, write_extension, write_header, write_string, write_tracer, write_truth
+
+__all__ = ["MAX_MOLAR", "read_reconstruction", "write_reconstruction"]
 
 
 def write_reconstruction(path, reco, overwrite=False):
-    """Write a :class:`~mpisim.reco.reconstruct.Reconstruction` as MDF: /reconstruction/data
+    """Write a :class:`~mpisim.reconstruction.Reconstruction` as MDF: /reconstruction/data
     (Q, P, 1) float32 in ``reco.unit``; size, fieldOfView, fieldOfViewCenter, order, positions,
     isOverscanRegion; parameters in ``/_mpisim/recoParams`` (TOML) and ``/_mpisim/recoInfo``."""
-    import h5py
-
-    from .. import tomlio
-
-    meas = reco.meta.get("measurement")
+    meas = reco.measurement
     img = np.asarray(reco.image)
     if not np.all(np.isfinite(img)) or np.abs(img).max(initial=0) > 1e30:
         raise MPISimError(f"{path}: not written: the reconstruction is not finite (or beyond float32); the "
@@ -29,31 +33,29 @@ def write_reconstruction(path, reco, overwrite=False):
             scanner_meta = ({"facility": sc.facility, "manufacturer": sc.manufacturer, "name": sc.name,
                              "operator": "mpisim", "topology": sc.topology} if sc is not None else
                             (meas.meta.get("scanner_meta", {"topology": "FFP"}) if meas is not None else {}))
-            _write_header(h, name="mpisim reconstruction", description=f"reconstructed by mpisim {__version__}",
-                          scanner_meta=scanner_meta,
-                          is_simulation=bool(meas.meta.get("is_simulation", False)) if meas is not None else False)
+            write_header(h, name="mpisim reconstruction", description=f"reconstructed by mpisim {__version__}",
+                         scanner_meta=scanner_meta,
+                         is_simulation=bool(meas.meta.get("is_simulation", False)) if meas is not None else False)
             if meas is not None:
                 if getattr(meas, "tracer", None) is not None:
-                    _write_tracer(h, meas.tracer, meas.meta.get("tracer_concentration", 0.0) or 0.0)
-                _write_acquisition(h, meas, meas.num_frames, meas.num_averages)
+                    write_tracer(h, meas.tracer, meas.meta.get("tracer_concentration", 0.0) or 0.0)
+                write_acquisition(h, meas, meas.num_frames, meas.num_averages)
             g = reco.grid
             h["reconstruction/data"] = reco.image.astype(np.float32)[:, :, None]
             h["reconstruction/size"] = np.array(g.shape, np.int64)
             h["reconstruction/fieldOfView"] = np.array(g.fov)
             h["reconstruction/fieldOfViewCenter"] = np.array(g.center)
-            _str(h, "reconstruction/order", "xyz")
+            write_string(h, "reconstruction/order", "xyz")
             h["reconstruction/positions"] = g.positions()
             h["reconstruction/isOverscanRegion"] = np.zeros(g.size, np.int8)
             info = {k: v for k, v in reco.info.items() if isinstance(v, (int, float, str, bool, list))}
             if reco.noise is not None:
                 h.create_dataset("_mpisim/noiseRealisations", data=np.asarray(reco.noise, np.float32),
                                  compression="gzip", shuffle=True)
-            _write_extension(h, extra={"recoParams": tomlio.dumps(reco.params.to_dict()),
-                                       "recoInfo": tomlio.dumps(info), "unit": reco.unit})
-            meta = meas.meta if meas is not None else {}
-            truth = truth_of(meta["phantom"]) if meta.get("phantom") is not None else meta.get("truth")
-            if truth is not None:
-                _write_truth(h, truth)
+            write_extension(h, extra={"recoParams": tomlio.dumps(reco.params.to_dict()),
+                                      "recoInfo": tomlio.dumps(info), "unit": reco.unit})
+            if reco.truth is not None:
+                write_truth(h, reco.truth.to_record())
     return path
 
 
@@ -63,17 +65,12 @@ MAX_MOLAR = 1e3
 
 @guarded
 def read_reconstruction(path):
-    """Read an MDF reconstruction → :class:`~mpisim.reco.reconstruct.Reconstruction` (frame 0..Q)."""
-    from .. import tomlio
-    from ..grid import Grid
-    from ..reco.preprocess import RecoParams
-    from ..reco.reconstruct import Reconstruction
-
+    """Read an MDF reconstruction → :class:`~mpisim.reconstruction.Reconstruction` (frame 0..Q)."""
     with open_h5(path) as h:
-        r = _Reader(h, path)
+        r = Reader(h, path)
         if "reconstruction/data" not in h:
             raise MPISimError(f"{path}: no /reconstruction/data (not a reconstruction file)")
-        _check_metadata(r)
+        check_metadata(r)
         data = np.asarray(r.array("reconstruction/data"), float)
         if data.ndim == 2:
             data = data[:, :, None]
@@ -115,7 +112,5 @@ def read_reconstruction(path):
                                   f"(F, R, {data.shape[1]}) finite values, got {noise.shape}")
         truth = None
         if "_mpisim/phantom" in h:
-            from .mdf import _truth
-
-            truth = _truth(r)
-        return Reconstruction(data[:, :, 0], grid, params, unit, info, {"truth": truth}, noise)
+            truth = read_truth(r)
+        return Reconstruction(data[:, :, 0], grid, params, unit, info, noise, truth=Truth.from_record(truth))

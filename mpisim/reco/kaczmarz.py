@@ -23,8 +23,11 @@ import numpy as np
 
 from .. import backend as B
 from ..errors import MPISimError
+from . import kaczmarz_gpu
 from .kaczmarz_base import (ORDERS, PlanarRows, absolute_lambda, project, row_orders,  # noqa: F401
                             squared_row_norms, sweep_numpy)  # (the front door)
+
+__all__ = ["kaczmarz", "Alg", "run", "NumpyKaczmarz", "PlanarKaczmarz", "tikhonov_direct", "IMPLS"]
 
 IMPLS = ("auto", "numba", "numpy", "cuda", "cupy-loop")
 
@@ -100,12 +103,10 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     inv_den = xp.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
     orders = row_orders(A.shape[0], int(iterations), order, seed)
     if use_gpu:
-        from . import kaczmarz_gpu
-
         c = kaczmarz_gpu.solve(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive,
                                loop=(impl == "cupy-loop"), stop=stop)
     else:
-        c = _solve_numpy(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, stop)
+        c = run(NumpyKaczmarz(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, stop), callback)
     return c[:, 0] if single else c
 
 
@@ -139,54 +140,109 @@ def _kaczmarz_planar(P, b, iterations, lam, relative_lambda, enforce_real, enfor
     inv_den = np.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
     orders = row_orders(P.shape[0], int(iterations), order, seed)
     single_precision = precision == "single" and P.planes.dtype == np.float32
-    c = _solve_numba(P.planes, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, callback, groups, stop,
-                     np.float32 if single_precision else np.float64)
+    alg = PlanarKaczmarz(P.planes, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, groups, stop,
+                         np.float32 if single_precision else np.float64)
+    c = run(alg, callback)
     return c[:, 0] if single else c
 
 
-def _solve_numpy(A, b, orders, inv_den, lam, er, ep, callback, stop=None):
-    M, N = A.shape
-    c = np.zeros((N, b.shape[1]), np.complex128)
-    v = np.zeros((M, b.shape[1]), np.complex128)
-    sq = np.sqrt(lam)
-    for it, order in enumerate(orders):
-        sweep_numpy(A, b, order, inv_den, sq, c, v)
-        project(c, er, ep)
+class Alg:
+    """An iterative algorithm apart from its driver (SigPy's ``Alg``): :meth:`update` runs one sweep,
+    :meth:`done` says whether to stop — after ``iterations`` sweeps or when the stopping rule ``stop``
+    (f(sweep, c) → bool, evaluated once per sweep) says so; :func:`run` is the driver."""
+
+    def __init__(self, iterations, stop=None):
+        self.iterations, self.stop = len(iterations) if not isinstance(iterations, int) else iterations, stop
+        self.sweeps = 0
+        self._stopped, self._checked = False, 0
+
+    def done(self):
+        if self.stop is not None and self.sweeps > self._checked:
+            self._checked = self.sweeps
+            self._stopped = bool(self.stop(self.sweeps - 1, self.image()))
+        return self._stopped or self.sweeps >= self.iterations
+
+    def update(self):
+        self._sweep(self.sweeps)
+        self.sweeps += 1
+
+    def image(self):
+        """The iterate c (N, F) after the last sweep's projections, on the algorithm's device."""
+        raise NotImplementedError
+
+    def _sweep(self, it):
+        raise NotImplementedError
+
+
+def run(alg, callback=None):
+    """Drive ``alg`` until :meth:`Alg.done`; ``callback(sweep, c)`` after each sweep."""
+    while not alg.done():
+        alg.update()
         if callback:
-            callback(it, c.real if er else c)
-        if stop is not None and stop(it, c.real if er else c):
-            break
-    return c.real.copy() if er else c
+            callback(alg.sweeps - 1, alg.image())
+    return alg.result()
 
 
-def _solve_numba(P, b, orders, inv_den, lam, er, ep, callback, groups, stop=None, real=np.float64):
-    """Compiled sweeps on the planar rows P (M, 2, N)."""
-    import numba
+class NumpyKaczmarz(Alg):
+    """Kaczmarz sweeps in numpy (the reference implementation; one row at a time)."""
 
-    from . import kaczmarz_cpu as K
+    def __init__(self, A, b, orders, inv_den, lam, er, ep, stop=None):
+        super().__init__(len(orders), stop)
+        M, N = A.shape
+        self.A, self.b, self.orders, self.inv_den = A, b, orders, inv_den
+        self.er, self.ep, self.sq = er, ep, np.sqrt(lam)
+        self.c = np.zeros((N, b.shape[1]), np.complex128)
+        self.v = np.zeros((M, b.shape[1]), np.complex128)
 
-    M, N = P.shape[0], P.shape[2]
-    F = b.shape[1]
-    br, bi = np.ascontiguousarray(b.real.T, real), np.ascontiguousarray(b.imag.T, real)      # (F, M)
-    cr, ci = np.zeros((F, N), real), np.zeros((F, N), real)
-    vr, vi = np.zeros((F, M), real), np.zeros((F, M), real)
-    sq = float(np.sqrt(lam))
-    inv = np.ascontiguousarray(inv_den, dtype=np.float64)
-    groups = int(groups or numba.get_num_threads())
-    for it, order in enumerate(orders):
-        if F == 1 and real is np.float64:
-            K.sweep_single(P, br[0], bi[0], order, inv, sq, cr[0], ci[0], vr[0], vi[0])
+    def _sweep(self, it):
+        sweep_numpy(self.A, self.b, self.orders[it], self.inv_den, self.sq, self.c, self.v)
+        project(self.c, self.er, self.ep)
+
+    def image(self):
+        return self.c.real if self.er else self.c
+
+    def result(self):
+        return self.c.real.copy() if self.er else self.c
+
+
+class PlanarKaczmarz(Alg):
+    """Compiled Kaczmarz sweeps (numba) on the planar rows P (M, 2, N); ``real`` the iterate's precision."""
+
+    def __init__(self, P, b, orders, inv_den, lam, er, ep, groups, stop=None, real=np.float64):
+        import numba                         # heavy optional libraries: loaded when a compiled sweep runs
+
+        from . import kaczmarz_cpu
+
+        super().__init__(len(orders), stop)
+        self.K = kaczmarz_cpu
+        M, N = P.shape[0], P.shape[2]
+        F = b.shape[1]
+        self.P, self.orders, self.er, self.ep = P, orders, er, ep
+        self.br, self.bi = np.ascontiguousarray(b.real.T, real), np.ascontiguousarray(b.imag.T, real)   # (F, M)
+        self.cr, self.ci = np.zeros((F, N), real), np.zeros((F, N), real)
+        self.vr, self.vi = np.zeros((F, M), real), np.zeros((F, M), real)
+        self.sq = float(np.sqrt(lam))
+        self.inv = np.ascontiguousarray(inv_den, dtype=np.float64)
+        self.groups = int(groups or numba.get_num_threads())
+        self.single = F == 1 and real is np.float64
+
+    def _sweep(self, it):
+        if self.single:
+            self.K.sweep_single(self.P, self.br[0], self.bi[0], self.orders[it], self.inv, self.sq, self.cr[0], self.ci[0],
+                           self.vr[0], self.vi[0])
         else:
-            K.sweep_multi(P, br, bi, order, inv, sq, cr, ci, vr, vi, min(groups, F))
-        if er:
-            ci[...] = 0
-        if ep:
-            np.maximum(cr, 0, out=cr)
-        if callback:
-            callback(it, cr.T if er else (cr + 1j * ci).T)
-        if stop is not None and stop(it, cr.T if er else (cr + 1j * ci).T):
-            break
-    return np.ascontiguousarray(cr.T) if er else (cr + 1j * ci).T
+            self.K.sweep_multi(self.P, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr, self.ci, self.vr,
+                          self.vi, min(self.groups, self.br.shape[0]))
+        if self.er:
+            self.ci[...] = 0
+        if self.ep:
+            np.maximum(self.cr, 0, out=self.cr)
+
+    def image(self):
+        return self.cr.T if self.er else (self.cr + 1j * self.ci).T
+
+    def result(self):
+        return np.ascontiguousarray(self.cr.T) if self.er else (self.cr + 1j * self.ci).T
 
 
 def tikhonov_direct(A, b, lam_abs):

@@ -75,7 +75,7 @@ def noise_level(meas, spec, params, background_spec=None, tf=None, background_sc
     """
     bg = background_spectra(meas, spec, background_spec)
     E = bg.shape[0]
-    subtract = params.background != "none" and E > 0
+    subtract = params.preprocessing.background != "none" and E > 0
     selected = None
     if meas.frequency_selection is not None:
         selected = np.zeros(spec.shape[-1], bool)
@@ -103,7 +103,7 @@ def noise_level(meas, spec, params, background_spec=None, tf=None, background_sc
     var = var * (background_scale if E >= 2 else 1.0)
     frame = np.sqrt(var)
     # each frame minus one background mean over E frames, then blocks of `average` frames averaged
-    var = var / params.average + (bg_var / E if subtract else 0.0)
+    var = var / params.preprocessing.average + (bg_var / E if subtract else 0.0)
     return NoiseLevel(np.sqrt(var), frame, src)
 
 
@@ -159,12 +159,3 @@ def complex_noise(rng, sigma, count):
     s = np.asarray(sigma, float) / np.sqrt(2.0)
     shape = (count,) + s.shape
     return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)) * s
-
-
-def check_samples(n):
-    from ..errors import check_int
-
-    n = check_int("uncertainty samples", n, 0)
-    if n == 1:
-        raise MPISimError("uncertainty samples must be 0 (none) or >= 2 to estimate a spread")
-    return n
