@@ -12,6 +12,9 @@ import numpy as np
 
 from .errors import MPISimError
 
+__all__ = ["BACKENDS", "gpu_available", "resolve", "xp_of", "get_array_module", "to_device", "to_numpy",
+           "SMALL_FFT_BYTES", "rfft", "irfft", "numba_available"]
+
 BACKENDS = ("auto", "numpy", "cupy")
 
 

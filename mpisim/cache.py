@@ -13,15 +13,38 @@ entry is complete, that its stored parameters hash to the key and describe its c
 rows, frames), that every other dataset matches its sha256 manifest and that the file is not
 truncated. The matrix rows are checked against their checksums when they are read
 (:func:`mpisim.io.mdf.read_rows`): a damaged entry is deleted and rebuilt, never used.
+
+:class:`CachedBuild` is the orchestration: serve an entry (linked to ``--out``) or build it once under
+the lock, register an output built on another file system, rebuild an entry whose rows fail their
+checksums.
 """
 
 import contextlib
+from dataclasses import dataclass
+import errno
 import hashlib
 import json
 import os
 from pathlib import Path
+import secrets
+import shutil
+from typing import Callable
 
+import numpy as np
+
+from . import interrupt
 from .errors import MPISimError
+from .io import calibration
+from .io.atomic import atomic_path, check_free_space, check_output_path, committed, remove_stale_parts, stale_parts
+
+try:
+    import fcntl
+except ImportError:                      # no flock on this platform: no cross-process lock
+    fcntl = None
+
+__all__ = ["CachedBuild", "cache_dir", "canonical", "clear", "ensure_dir", "entry_path", "file_digest", "find",
+           "invalidate", "link_or_copy", "list_entries", "lock", "lock_path", "make_key", "read_only", "ref_path",
+           "register", "remove", "same_device", "same_file", "verify"]
 
 
 def cache_dir(override=None):
@@ -77,16 +100,12 @@ def ensure_dir(override=None):
         raise MPISimError(f"cache folder {d} cannot be created: {e.strerror}") from None
     if not os.access(d, os.W_OK | os.X_OK):
         raise MPISimError(f"cache folder {d} is not writable (use --cache-dir or --no-cache)")
-    from .io.atomic import remove_stale_parts
-
     remove_stale_parts(d)                   # partial builds of killed processes
     return d
 
 
 def _remove_unheld_lock(p):
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return
     try:
         fd = os.open(p, os.O_RDWR)
@@ -114,9 +133,7 @@ def lock_path(key, override=None):
 @contextlib.contextmanager
 def lock(key, override=None, say=None):
     """Hold the build lock of ``key`` (blocking; says so when another process holds it)."""
-    try:
-        import fcntl
-    except ImportError:                  # no flock on this platform: no cross-process lock
+    if fcntl is None:                    # no flock on this platform: no cross-process lock
         yield
         return
     p = lock_path(key, override)
@@ -139,9 +156,6 @@ def verify(path, key):
     Reads metadata only (well under a second for any size): the matrix rows carry their own
     checksums, checked when they are read."""
     import h5py
-    import numpy as np
-
-    from .io import calibration
 
     try:
         with h5py.File(path, "r") as h:
@@ -264,8 +278,6 @@ def list_entries(override=None):
             out.append((p, target.stat().st_size, f"registered file {target}"))
         except OSError:
             out.append((p, 0, "(registered file missing)"))
-    from .io.atomic import stale_parts
-
     for p in sorted(stale_parts(d)):
         with contextlib.suppress(OSError):
             out.append((p, p.stat().st_size, "partial file of a killed process (removed by the next build or "
@@ -281,8 +293,6 @@ def clear(override=None):
     if d.is_dir():
         for p in d.glob("sm-*.lock"):        # build locks: no content, not counted; a held one stays
             _remove_unheld_lock(p)
-        from .io.atomic import stale_parts
-
         for p in list(d.glob("sm-*.mdf")) + list(d.glob("sm-*.ref")) + stale_parts(d):
             try:
                 p.unlink()
@@ -290,3 +300,107 @@ def clear(override=None):
             except OSError as e:
                 raise MPISimError(f"cannot remove {p}: {e.strerror}") from None
     return n
+
+
+# --- serving and building entries ------------------------------------------------------------------
+
+def same_device(folder, path):
+    """True when ``path`` (its folder) is on the file system of ``folder``."""
+    try:
+        parent = os.path.dirname(os.path.abspath(path)) or "."
+        return os.stat(folder).st_dev == os.stat(parent).st_dev
+    except OSError:
+        return False
+
+
+def same_file(a, b):
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def read_only(path):
+    with contextlib.suppress(OSError):
+        os.chmod(path, 0o444)
+
+
+def link_or_copy(src, dst, overwrite, nbytes):
+    """Give ``dst`` the content of ``src``: a hard link (atomic rename of a linked temporary name), or a
+    copy when the file systems differ or links are refused. Returns "linked to" or "copied from"."""
+    p = check_output_path(dst, overwrite)
+    folder = p.parent if str(p.parent) else "."
+    tmp = os.path.join(folder, f".{p.name}.{secrets.token_hex(4)}.link")
+    try:
+        os.link(src, tmp)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES):
+            raise MPISimError(f"{dst}: cannot write: {e.strerror}") from None
+        check_free_space([(dst, nbytes)], "the copy of the system matrix")
+        with atomic_path(dst, overwrite) as t:
+            shutil.copyfile(src, t)
+        return "copied from"
+    try:
+        interrupt.check()
+        if p.exists() and not overwrite:
+            raise MPISimError(f"{p}: output appeared while writing; not replaced")
+        os.replace(tmp, p)
+        committed(p)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+    return "linked to"
+
+
+@dataclass
+class CachedBuild:
+    """The cache entry of ``key``, served or built: ``build(target, overwrite)`` writes the file at
+    ``target``; ``out`` (optional) also gets it, as a hard link to the entry (a copy only across file
+    systems); ``nbytes``: the file's size for the free-space checks; ``say``: one-line status messages."""
+
+    key: str
+    build: Callable
+    cache_dir: object = None
+    out: object = None
+    overwrite: bool = False
+    nbytes: int = 0
+    say: Callable = print
+
+    def fetch_or_build(self, rebuild_reason=None):
+        """The path of the entry (or of ``out``): a verified entry, else one built now, under the build
+        lock. An output on another file system is built there once and registered, not copied."""
+        key, cache_dir, out, overwrite, nbytes, say = (self.key, self.cache_dir, self.out, self.overwrite, self.nbytes,
+                                                       self.say)
+        with lock(key, cache_dir, say):
+            found, why = (None, rebuild_reason) if rebuild_reason else find(key, cache_dir)
+            if found is not None:
+                say(f"system matrix served from cache: {found}")
+                if out is not None and not same_file(found, out):
+                    how = link_or_copy(found, out, overwrite, nbytes)
+                    say(f"{out}: {how} {found}")
+                return found if out is None else out
+            if why:
+                say(f"cache entry of this system matrix was damaged ({why}); rebuilding")
+            entry = entry_path(key, cache_dir)
+            remove(entry)
+            target = entry
+            if out is not None and not same_device(entry.parent, out):
+                target = out                    # build once, on the output's file system, and register it
+            check_free_space([(target, nbytes)], "the system matrix")
+            self.build(target, True if target == entry else overwrite)
+            if target == entry:
+                read_only(entry)
+                if out is not None:
+                    link_or_copy(entry, out, overwrite, nbytes)
+                return entry if out is None else out
+            register(key, target, cache_dir)
+            return target
+
+    def on_damage(self, err):
+        """Rows failed their checksum when read: drop the entry (and the link to it), rebuild, read again."""
+        self.say(f"{err}; rebuilding the cache entry")
+        remove(entry_path(self.key, self.cache_dir))
+        remove(ref_path(self.key, self.cache_dir))
+        if self.out is not None:
+            remove(self.out)
+        return self.fetch_or_build(rebuild_reason="rows failed their checksum")

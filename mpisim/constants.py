@@ -4,6 +4,9 @@ Field strengths in mpisim are given in T/µ0 (the MPI and MDF convention): a val
 T/µ0 is the field ``H = B / MU0`` in A/m.
 """
 
+__all__ = ["MU0", "K_B", "MAGNETITE_DENSITY", "FE_MASS_FRACTION", "FE_MOLAR_MASS", "MAGNETITE_MS", "LITRE",
+           "PICOGRAM", "mol_per_litre_to_kg_per_m3"]
+
 MU0 = 1.25663706212e-6
 """Vacuum permeability µ0 in T·m/A."""
 

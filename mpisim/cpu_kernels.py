@@ -6,8 +6,11 @@ them. When numba is missing (or ``MPISIM_DISABLE_NUMBA=1``), the numpy twins are
 
 import math
 
-import numpy as np
 from numba import njit, prange
+import numpy as np
+
+__all__ = ["unit_moments", "weighted_unit_moment_sum", "assemble_columns", "fletcher64_update",
+           "fletcher64_update_serial", "abs_deviation_sum"]
 
 
 @njit(cache=True, inline="always")

@@ -4,28 +4,33 @@ simulate a phantom with realistic noise on ``bruker-2d`` → build (or load from
 system matrix → reconstruct → quantify iron and cells → MDF files and one figure.
 """
 
-import time
 from pathlib import Path
+import time
 
 import numpy as np
+
+import mpisim
+
+from .io.atomic import check_output_path
+from .io.mdf import write_mdf
+from .io.reco_mdf import write_reconstruction
+from .plot import _plt, save_figure_atomic, show_volume
+from .quant import cells_map, roi_total
+from .reco import reconstruct
+from .systemmatrix import CalibrationSettings, build_system_matrix, default_grid
+
+__all__ = ["DEMO_CELLS_IRON", "run_demo"]
 
 DEMO_CELLS_IRON = 10e-15   # kg Fe per labelled cell (10 pg, typical for MSCs / NSCs)
 
 
 def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
-    import mpisim
-    from .io.mdf import write_mdf
-    from .io.reco_mdf import write_reconstruction
-    from .reco import reconstruct
-    from .systemmatrix import CalibrationSettings, build_system_matrix, default_grid
-
     out = Path(out)
     paths = {k: out / f"{k}.mdf" for k in ("measurement", "systemmatrix", "reconstruction")}
     paths["figure"] = out / "demo.png"
     if out.is_dir() and not overwrite and all(p.name in {q.name for q in paths.values()} for p in out.iterdir()):
         overwrite = True        # the demo's own folder from an earlier run: rerunning replaces its files
     out.mkdir(parents=True, exist_ok=True)
-    from .io.atomic import check_output_path
 
     for p in paths.values():
         check_output_path(p, overwrite)
@@ -52,7 +57,6 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
         f"{i['uncertainty_samples']} noise realisations for the error bars")
     write_reconstruction(paths["reconstruction"], reco, overwrite=overwrite)
     t3 = time.perf_counter()
-    from .quant import roi_total
 
     iron_true = ph.iron_mass
     tot = roi_total(reco.image[0], reco.grid, np.ones(reco.grid.size, bool), DEMO_CELLS_IRON, reco.noise_for(0))
@@ -72,8 +76,6 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
 
 def _figure(path, ph, reco, overwrite):
     """truth | reconstruction (shared mmol/L scale) | labelled cells per voxel."""
-    from .plot import _plt, save_figure_atomic, show_volume
-    from .quant import cells_map
 
     plt = _plt()
 

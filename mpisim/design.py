@@ -16,9 +16,16 @@ import math
 import numpy as np
 
 from . import constants as C
-from .errors import MPISimError, check_positive
-
+from .errors import MPISimError, check_int, check_positive
+from .forward import load_transfer_function, receive_chain, response, unit_moments
 from .particles import LANGEVIN_DERIVATIVE_FWHM as LANGEVIN_FWHM  # noqa: E402  Δx = 4.1610 / (β G), PHYSICS.md §5
+from .particles import Tracer
+from .scanner import AXES, get_scanner
+
+__all__ = ["ROSE_SNR", "SAR_LIMITS", "PNS_PEAK_FIELD", "TISSUE_CONDUCTIVITY", "TISSUE_DENSITY", "Figure",
+           "DesignSettings", "figures_of_merit", "figure_keys", "fov_extent", "trajectory_coverage",
+           "psf_fwhm", "detection_limit", "drive_peak_and_slew", "sar_estimate", "as_dict", "readable",
+           "as_table"]
 
 ROSE_SNR = 5.0
 """Detection criterion: matched-filter signal-to-noise ratio of 5 (Rose criterion)."""
@@ -67,8 +74,6 @@ class DesignSettings:
     snr: float = ROSE_SNR
 
     def __post_init__(self):
-        from .errors import check_int
-
         object.__setattr__(self, "averages", check_int("averages", self.averages, 1, 2 ** 31 - 1))
         check_positive("iron per cell (kg)", self.iron_per_cell)
         check_positive("body radius (m)", self.body_radius)
@@ -79,8 +84,6 @@ class DesignSettings:
 def figures_of_merit(scanner, tracer=None, settings=None):
     """The figures of merit of ``scanner`` (preset, TOML path or :class:`~mpisim.scanner.Scanner`)
     with ``tracer`` (default: the 25 nm magnetite tracer) → {key: :class:`Figure`}, in print order."""
-    from .particles import Tracer
-    from .scanner import AXES, get_scanner
 
     sc = get_scanner(scanner)
     tr = tracer or Tracer()
@@ -129,7 +132,6 @@ def figures_of_merit(scanner, tracer=None, settings=None):
 
 def figure_keys(scanner):
     """The keys :func:`figures_of_merit` returns for ``scanner``, in its order (without computing them)."""
-    from .scanner import AXES, get_scanner
 
     axes = [AXES[i] for i in get_scanner(scanner).driven_axes]
     return ([f"fov_{a}" for a in axes] + ["coverage", "repetition_time", "frame_rate"]
@@ -140,7 +142,6 @@ def figure_keys(scanner):
 
 def fov_extent(scanner):
     """(3,) extent in m of the FFP path along x, y, z: 2 Σ_l |(G⁻¹)_il| A_l."""
-    from .scanner import AXES
 
     ginv = np.linalg.inv(scanner.gradient)
     ext = np.zeros(3)
@@ -176,7 +177,6 @@ def psf_fwhm(scanner, tracer, axis, samples=16384):
     induced signal divided by the FFP speed, on the rising half of the cycle (PHYSICS.md §5). NaN when
     the PSF does not fall to half its maximum inside the field of view.
     """
-    from .scanner import AXES
 
     ch = [c for c in scanner.drive_field.channels if AXES.index(c.axis) == axis]
     if not ch:
@@ -219,7 +219,6 @@ def detection_limit(scanner, tracer, settings=None):
     E|n_k|² = V σ² / averages per bin of the unnormalised rfft; the matched filter's noise is then
     √(E|n|²/2) and its SNR ‖û‖ / √(E|n|²/2). Proportional to the noise density and to 1/√averages.
     """
-    from .forward import load_transfer_function, receive_chain, response, unit_moments
 
     st = settings or DesignSettings()
     if scanner.receiver.noise_density <= 0:
@@ -241,7 +240,6 @@ def detection_limit(scanner, tracer, settings=None):
 
 def drive_peak_and_slew(scanner):
     """(peak |µ0 H_D| in T, peak |µ0 dH_D/dt| in T/s) over one cycle."""
-    from .scanner import AXES
 
     t = _dense_times(scanner)
     dh = np.zeros((3, t.size))

@@ -4,6 +4,10 @@ The command line turns an :class:`MPISimError` into a one-line message and exit 
 other exception is a bug and keeps its traceback.
 """
 
+import numpy as np
+
+__all__ = ["MPISimError", "check_finite", "check_positive", "check_int"]
+
 
 class MPISimError(ValueError):
     """A user mistake or unusable input: bad parameter, malformed file, impossible request.
@@ -18,7 +22,6 @@ class MPISimError(ValueError):
 
 def check_finite(name, value):
     """Raise :class:`MPISimError` if ``value`` (scalar or array) holds NaN or Inf."""
-    import numpy as np
 
     arr = np.asarray(value)
     if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):

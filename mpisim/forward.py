@@ -13,18 +13,27 @@ unnormalised rfft of one period, û_k = Σ_t u(t) e^{−2πi k t / V}; relaxatio
 spectrum by 1/(1 + i ω τ).
 """
 
-from dataclasses import dataclass, asdict
+from dataclasses import asdict, dataclass
 import math
+import sys
 
 import numpy as np
 
 from . import backend as B
 from . import constants as C
 from .errors import MPISimError, check_int, check_positive
+from .io import transfer_file
+from .io.atomic import check_free_space, check_output_path
+from .io.mdf_write import write_mdf
 from .measurement import Measurement
 from .particles import langevin_over_xi
 from .progress import Progress
 from .resources import check_memory
+from .scanner import get_scanner
+
+__all__ = ["DTYPES", "FrameSource", "SimulationSettings", "background_signal", "feedthrough_spectrum", "field_offsets",
+           "load_transfer_function", "moment_per_concentration", "receive_chain", "response", "simulate",
+           "unit_moments", "unit_moments_xp"]
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 
@@ -97,7 +106,7 @@ def unit_moments(scanner, tracer, offsets, xp=np, dtype=np.float64, weights=None
     hd = scanner.drive_waveform
     betas, q = tracer.betas_and_weights()
     if xp is np and B.numba_available():
-        from . import cpu_kernels as K
+        from . import cpu_kernels as K  # imports numba: loaded on first use
 
         off = np.ascontiguousarray(offsets, dtype=np.float64)
         if weights is None:
@@ -161,11 +170,10 @@ def response(scanner, tracer, frequencies, chain=None):
 
 
 def load_transfer_function(path):
+    """The :class:`~mpisim.transfer.TransferFunction` of the file ``path``; None for "" (a flat chain)."""
     if not path:
         return None
-    from .transfer import TransferFunction
-
-    return TransferFunction.load(path)
+    return transfer_file.load_transfer_function(path)
 
 
 # --- measurement simulation ------------------------------------------------------------------------
@@ -192,29 +200,21 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     first, and the scanner, tracer, phantom and settings attached. With ``out``: the same
     measurement's metadata, data a zero-size stand-in (``meta["written_to"]`` = ``out``).
     """
-    from .scanner import get_scanner
-
     scanner = get_scanner(scanner)
     settings = settings or SimulationSettings()
     if kw:
         settings = SimulationSettings(**{**settings.to_dict(), **kw})
     if out is not None:
-        from .io.atomic import check_free_space, check_output_path
-
         check_output_path(out, overwrite)
         N = settings.background_frames + settings.frames
         nbytes = (int(N) * int(scanner.num_rx_channels) * int(scanner.num_samples)
                   * int(np.dtype(DTYPES[settings.dtype]).itemsize))
         check_free_space([(out, nbytes)], "the simulated measurement")
         if progress and nbytes > 2 ** 30:
-            import sys
-
             print(f"{out}: {N} frames, {nbytes / 2**30:.1f} GiB to write", file=sys.stderr)
     source = FrameSource(scanner, tracer, phantom, settings, backend=backend, progress=progress,
                          chunk_voxels=chunk_voxels)
     if out is not None:
-        from .io.mdf import write_mdf
-
         meas = source.measurement(np.empty((source.num_frames, 1, scanner.num_rx_channels, 0), source.dtype))
         write_mdf(out, meas, overwrite=overwrite, frames=source, block_frames=block_frames)
         meas.meta["written_to"] = str(out)

@@ -6,6 +6,8 @@ import numpy as np
 
 from .errors import MPISimError, check_finite
 
+__all__ = ["Grid", "MAX_SIDE", "MAX_VOXELS", "parse_shape", "parse_triple"]
+
 
 def _triple(name, v, kind=float):
     try:

@@ -13,6 +13,8 @@ Library code calls :func:`check` too; without the command line's handlers it nev
 import contextlib
 import signal
 
+__all__ = ["EXIT_CODES", "Interrupted", "pending", "check", "handlers"]
+
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 

@@ -4,8 +4,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .backend import rfft
 from .errors import MPISimError
 from .metadata import Truth
+
+__all__ = ["in_band", "Measurement"]
 
 
 def in_band(frequencies, min_freq=0.0, max_freq=0.0):
@@ -83,7 +86,6 @@ class Measurement:
         """(N, J, C, K) complex spectra (rfft along the sample axis when the data are time samples)."""
         if self.frequency_domain:
             return self.data
-        from .backend import rfft
 
         return rfft(self.data, axis=-1)
 

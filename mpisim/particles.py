@@ -16,6 +16,9 @@ import numpy as np
 from . import constants as C
 from .errors import MPISimError, check_int, check_positive
 
+__all__ = ["langevin", "langevin_over_xi", "langevin_derivative", "LANGEVIN_DERIVATIVE_FWHM", "Tracer",
+           "default_tracer"]
+
 _SMALL = 0.1  # below this |ξ| the series are used (error < 1e-16 with the terms kept)
 
 

@@ -9,8 +9,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import constants as C
+from . import tomlio
 from .errors import MPISimError
 from .grid import Grid
+
+__all__ = ["Phantom", "supersampled_fill", "phantom_grid", "point", "shapes", "PHANTOMS", "get_phantom",
+           "CONCENTRATION_PHANTOM_MMOL", "CUBE_SIDE", "concentration_chambers", "concentration_2d_chambers",
+           "concentration", "concentration_2d", "RESOLUTION_TUBES", "RESOLUTION_SPAN", "resolution_tubes",
+           "resolution", "SHAPE_CONE", "shape_cone_volume", "shape", "graft", "tumour_series", "from_toml",
+           "from_array"]
 
 
 @dataclass(eq=False)
@@ -341,7 +348,6 @@ def graft(scanner, cells=3e5, iron_per_cell=10e-15, resolution=0.25e-3, separati
     """Rat-brain striatal graft: two striata at x = ∓separation/2. The left one receives
     ``cells`` labelled cells (``iron_per_cell`` kg Fe each) in a sphere of ``graft_radius``; the
     right one ``unlabelled_cells`` cells without iron. Ground truth in mol Fe/L and in cells."""
-    from . import constants as C
 
     grid = phantom_grid(scanner, resolution)
     z = grid.center[2]
@@ -389,8 +395,6 @@ def from_toml(path_or_text, scanner, is_text=False):
     """User phantom from TOML: ``resolution`` (m, optional) and ``[[objects]]`` with ``type`` =
     sphere (center, radius), box (center, size) or cylinder (center, radius, length, axis x|y|z),
     each with ``concentration`` (mol Fe/L) or ``cells`` and ``iron_per_cell`` (kg). Lengths in m."""
-    from . import constants as C
-    from . import tomlio
 
     d = tomlio.loads(path_or_text, "phantom TOML") if is_text else tomlio.load(path_or_text)
     grid = phantom_grid(scanner, float(d.get("resolution", 0.25e-3)))

@@ -1,6 +1,14 @@
 """Figures (matplotlib, Agg backend): axes in mm, concentrations in mmol/L."""
 
+import os
+
 import numpy as np
+
+from .io.atomic import atomic_path
+from .quant import cells_map
+
+__all__ = ["image_panels", "show_volume", "plot_reconstruction", "save_figure_atomic", "plot_cells",
+           "plot_measurement", "plot_system_matrix"]
 
 
 def _plt():
@@ -73,11 +81,9 @@ def plot_reconstruction(reco, path, frame=0, title=None):
 
 def save_figure_atomic(fig_writer, path, overwrite=True):
     """Call ``fig_writer(tmp_path)`` and move the PNG into place atomically."""
-    from .io.atomic import atomic_path
 
     with atomic_path(path, overwrite) as tmp:
         fig_writer(tmp + ".png")
-        import os
 
         os.replace(tmp + ".png", tmp)
     return path
@@ -85,7 +91,6 @@ def save_figure_atomic(fig_writer, path, overwrite=True):
 
 def plot_cells(reco, iron_per_cell, path, frame=0, scale=1.0):
     """PNG of labelled cells per voxel (iron / iron per cell) for one frame."""
-    from .quant import cells_map
 
     plt = _plt()
     vol = cells_map(reco.volume(frame) * scale, reco.grid.voxel_volume, iron_per_cell)

@@ -5,6 +5,10 @@ import os
 import sys
 import time
 
+from .interrupt import check
+
+__all__ = ["Progress"]
+
 
 class Progress:
     def __init__(self, total, label="", enabled=True, stream=None):
@@ -15,8 +19,6 @@ class Progress:
         self.t0 = self._last = time.perf_counter()
 
     def update(self, n=1):
-        from .interrupt import check
-
         check()                          # long loops report progress: a natural place to stop
         self.done += n
         if not self.enabled:

@@ -14,6 +14,10 @@ import numpy as np
 
 from . import tomlio
 from .errors import MPISimError, check_finite, check_int, check_positive
+from .io.atomic import atomic_path
+
+__all__ = ["AXES", "SelectionField", "DriveChannel", "DriveField", "ReceiveChannel", "Receiver", "Scanner",
+           "MAX_SAMPLES", "validate_scanner_dict", "read_scanner_toml", "PRESETS", "get_scanner"]
 
 AXES = ("x", "y", "z")
 
@@ -323,7 +327,6 @@ class Scanner:
 
     def save(self, path):
         """Write the scanner as TOML (atomically)."""
-        from .io.atomic import atomic_path
 
         with atomic_path(path, overwrite=True) as tmp:
             Path(tmp).write_text(self.to_toml(), encoding="utf-8")

@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import mpisim
+
 from .errors import MPISimError, check_positive
+from .phantoms import graft
+from .plot import _plt
+from .quant import roi_total, sphere_mask
+from .reco import reconstruct
+from .systemmatrix import CalibrationSettings, build_system_matrix, default_grid
+
+__all__ = ["RECO", "StudySetup", "titrate", "plot_titration", "track", "TRACK_LIMITS", "plot_track"]
 
 RECO = {}
 """Reconstruction settings of the studies: mpisim's defaults (:class:`~mpisim.reco.RecoParams`)."""
@@ -29,9 +38,6 @@ class StudySetup:
     reco: dict = field(default_factory=lambda: dict(RECO))
 
     def prepare(self, backend="auto"):
-        import mpisim
-        from .systemmatrix import CalibrationSettings, build_system_matrix, default_grid
-
         sc = mpisim.get_scanner(self.scanner)
         tr = mpisim.Tracer(core_diameter=self.core_diameter)
         S = build_system_matrix(sc, tr, default_grid(sc, self.grid), CalibrationSettings(background_frames=10),
@@ -41,10 +47,6 @@ class StudySetup:
     def scan(self, sc, tr, S, cells, iron_per_cell, seed, backend="auto", full=False):
         """Iron (kg) reconstructed in the ROI around a graft of ``cells`` labelled cells; with
         ``full``, the :class:`~mpisim.quant.RoiResult` (with σ and 95 % interval)."""
-        import mpisim
-        from .phantoms import graft
-        from .quant import roi_total, sphere_mask
-        from .reco import reconstruct
 
         ph = graft(sc, cells=max(cells, 0.0), iron_per_cell=iron_per_cell, separation=1e-9,
                    graft_radius=self.graft_radius, unlabelled_cells=0)
@@ -100,8 +102,6 @@ def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, bac
 
 
 def plot_titration(result, path):
-    from .plot import _plt
-
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.6), layout="constrained")
     x = np.array([r["cells"] for r in result["rows"]])
@@ -168,8 +168,6 @@ TRACK_LIMITS = ("MPI measures iron, not cells: iron kept by microglia after cell
 
 
 def plot_track(result, path):
-    from .plot import _plt
-
     plt = _plt()
     r = result["rows"]
     d = [x["day"] for x in r]

@@ -20,17 +20,29 @@ Values: ``a:b:n`` (n values from a to b), ``a,b,c`` (a list), or one value.
 """
 
 import contextlib
+import copy
 import csv
+from dataclasses import fields, replace
+import io
 import itertools
 import json
 import math
-import os
-import uuid
 from pathlib import Path
+import uuid
 
 import numpy as np
 
+from . import cluster, interrupt
+from .design import DesignSettings, figure_keys, figures_of_merit
 from .errors import MPISimError
+from .io.atomic import atomic_path
+from .particles import Tracer
+from .plot import save_figure_atomic
+from .progress import Progress
+from .scanner import Scanner, get_scanner
+
+__all__ = ["ALIASES", "MAX_DESIGNS", "build", "canonical_key", "check_keys", "designs", "evaluate", "parse_values",
+           "parse_vary", "plot_sweep", "run_sweep"]
 
 ALIASES = {"selection.": "scanner.selection_field.", "drive.": "scanner.drive_field.",
            "receiver.": "scanner.receiver."}
@@ -95,11 +107,6 @@ def canonical_key(key):
 
 
 def _known(key, scanner_dict):
-    from dataclasses import fields
-
-    from .design import DesignSettings
-    from .particles import Tracer
-
     group, rest = key.split(".", 1)
     if group == "tracer":
         return rest in {f.name for f in fields(Tracer)}
@@ -129,8 +136,6 @@ def _path(rest):
 
 
 def check_keys(vary, scanner):
-    from .scanner import get_scanner
-
     d = get_scanner(scanner).to_dict()
     for key in vary:
         try:
@@ -149,11 +154,6 @@ def designs(vary):
 
 def build(scanner, tracer, settings, params):
     """(Scanner, Tracer, DesignSettings) of one design: the base ones with ``params`` applied."""
-    import copy
-    from dataclasses import replace
-
-    from .scanner import Scanner, get_scanner
-
     sc = get_scanner(scanner)
     d = copy.deepcopy(sc.to_dict())
     tkw, skw = {}, {}
@@ -182,8 +182,6 @@ def build(scanner, tracer, settings, params):
 def evaluate(scanner, tracer, settings, design_id, params):
     """One design's row: {"design": id, params..., figure keys (SI values)..., "status"}. Never raises
     for a design that is not physical: the error goes into ``status``."""
-    from .design import figures_of_merit
-
     row = {"design": design_id, **params}
     try:
         sc, tr, st = build(scanner, tracer, settings, params)
@@ -205,10 +203,6 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
     only the missing designs. ``client``: an existing ``distributed.Client`` to use instead.
     Returns the rows, ordered by design id.
     """
-    from .design import DesignSettings
-    from .particles import Tracer
-    from .scanner import get_scanner
-
     sc = get_scanner(scanner)
     tracer = tracer or Tracer()
     settings = settings or DesignSettings()
@@ -220,6 +214,40 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
     spec = {"scanner": sc.to_dict(), "tracer": tracer.to_dict(), "settings": settings.__dict__,
             "vary": vary}
     results = out / "results.csv"
+    done = _prepare_folder(out, spec, resume, results)
+    pending = [(i, p) for i, p in todo if i not in done]
+    columns = ["design", *vary, *figure_keys(sc), "status"]
+    new = not results.exists()
+    with open(results, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+            fh.flush()
+        try:
+            for row in _execute(sc, tracer, settings, pending, workers, scheduler, progress, client):
+                writer.writerow(row)
+                fh.flush()
+                done[int(row["design"])] = row
+                interrupt.check()
+            rows = [done[i] for i in sorted(done)]
+            if plot:
+                plot_sweep(rows, list(vary), out / "figures.png")
+        except (interrupt.Interrupted, KeyboardInterrupt) as e:   # the rows stay: they are the sweep's result
+            signum = getattr(e, "signum", 2)
+            raise interrupt.Interrupted(signum, kept=f"{results} keeps the {len(done)} of {len(todo)} designs "
+                                                     f"that finished; --resume completes the sweep") from None
+        except MPISimError:
+            raise
+        except Exception as e:                                      # the cluster failed (worker lost, connection)
+            raise MPISimError(f"the sweep stopped: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
+                              f"; {results} keeps the {len(done)} of {len(todo)} designs that finished; --resume "
+                              f"completes the sweep") from None
+    return rows
+
+
+def _prepare_folder(out, spec, resume, results):
+    """Make the sweep's folder (recording ``spec`` in ``sweep.json``), or check that it holds the same
+    sweep when resuming; returns the rows already finished {design id: row}, whole rows only."""
     done = {}
     if out.exists() and any(out.iterdir()):
         stored = out / "sweep.json"
@@ -248,102 +276,26 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
         except OSError as e:
             raise MPISimError(f"{out}: cannot create the output folder ({e.strerror})") from None
         _write_atomic(out / "sweep.json", json.dumps(spec, indent=1))
-    pending = [(i, p) for i, p in todo if i not in done]
-    from .design import figure_keys
-
-    columns = ["design", *vary, *figure_keys(sc), "status"]
-    new = not results.exists()
-    with open(results, "a", newline="") as fh:
-        writer = csv.DictWriter(fh, columns, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-            fh.flush()
-        from . import interrupt
-
-        try:
-            for row in _execute(sc, tracer, settings, pending, workers, scheduler, progress, client):
-                writer.writerow(row)
-                fh.flush()
-                done[int(row["design"])] = row
-                interrupt.check()
-            rows = [done[i] for i in sorted(done)]
-            if plot:
-                plot_sweep(rows, list(vary), out / "figures.png")
-        except (interrupt.Interrupted, KeyboardInterrupt) as e:   # the rows stay: they are the sweep's result
-            signum = getattr(e, "signum", 2)
-            raise interrupt.Interrupted(signum, kept=f"{results} keeps the {len(done)} of {len(todo)} designs "
-                                                     f"that finished; --resume completes the sweep") from None
-        except MPISimError:
-            raise
-        except Exception as e:                                      # the cluster failed (worker lost, connection)
-            raise MPISimError(f"the sweep stopped: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-                              f"; {results} keeps the {len(done)} of {len(todo)} designs that finished; --resume "
-                              f"completes the sweep") from None
-    return rows
+    return done
 
 
 def _execute(sc, tracer, settings, pending, workers, scheduler, progress, client=None):
     """Rows of ``pending`` designs, in the order they finish."""
-    from .progress import Progress
-
     with Progress(len(pending), "designs", enabled=progress and len(pending) > 1) as bar:
         if workers == 0 and scheduler is None and client is None:
             for i, p in pending:
                 yield evaluate(sc, tracer, settings, i, p)
                 bar.update()
             return
-        from distributed import as_completed
-
-        with (contextlib.nullcontext(client) if client is not None else dask_client(workers, scheduler)) as client:
-            futures = [client.submit(evaluate, sc, tracer, settings, i, p, pure=False, key=f"design-{i}-{uuid.uuid4().hex}")
-                       for i, p in pending]
-            try:
-                for fut in as_completed(futures):
-                    yield fut.result()
-                    bar.update()
-            finally:
-                client.cancel(futures)
-
-
-class dask_client:
-    """A Dask client: to ``scheduler`` when given, else to a local cluster of ``workers`` processes."""
-
-    def __init__(self, workers, scheduler):
-        self.workers, self.scheduler = workers, scheduler
-
-    def __enter__(self):
-        import logging
-
-        from distributed import Client, LocalCluster
-
-        logging.getLogger("distributed").setLevel(logging.ERROR)
-        self.cluster = None
-        if self.scheduler:
-            try:
-                self.client = Client(self.scheduler, timeout="10s")
-            except (OSError, TimeoutError, ValueError) as e:
-                raise MPISimError(f"cannot reach the Dask scheduler at {self.scheduler} ({type(e).__name__})") from None
-        else:
-            n = self.workers or os.cpu_count() or 1
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-            try:
-                self.client = Client(self.cluster)
-            except BaseException:
-                self.cluster.close()
-                raise
-        return self.client
-
-    def __exit__(self, *exc):
-        try:
-            self.client.close()
-        finally:
-            if self.cluster is not None:
-                self.cluster.close()
+        jobs = [(f"design-{i}-{uuid.uuid4().hex}", (sc, tracer, settings, i, p)) for i, p in pending]
+        with cluster.connect(workers, scheduler, client) as client, \
+                contextlib.closing(cluster.as_completed_results(client, evaluate, jobs)) as rows:
+            for row in rows:
+                yield row
+                bar.update()
 
 
 def _csv_text(columns, rows):
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, columns, extrasaction="ignore")
     w.writeheader()
@@ -359,8 +311,6 @@ def _read_rows(path):
 
 
 def _write_atomic(path, text):
-    from .io.atomic import atomic_path
-
     with atomic_path(path, overwrite=True, record=False) as tmp:    # the sweep's state survives an interrupt
         Path(tmp).write_text(text)
 
@@ -371,8 +321,6 @@ def plot_sweep(rows, keys, path):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .plot import save_figure_atomic
 
     ok = [r for r in rows if r["status"] == "ok"]
     if not ok:

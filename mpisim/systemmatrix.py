@@ -10,23 +10,35 @@ Stored values are the delta sample's signal (V, rfft-unnormalised) at ``/tracer/
 """
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 import math
 import os
 import sys
 import time
 
+import h5py
 import numpy as np
 
 from . import PHYSICS_VERSION, __version__
 from . import backend as B
 from . import cache as cache_mod
+from . import cluster, tomlio
 from .errors import MPISimError, check_int, check_positive
+from .forward import (field_offsets, load_transfer_function, moment_per_concentration, receive_chain, response,
+                      unit_moments)
 from .grid import Grid
+from .io import calibration as cal
+from .io.atomic import atomic_path, check_free_space, check_output_path
+from .io.mdf_write import write_acquisition, write_extension, write_flags, write_header, write_string, write_tracer
 from .io.sm_file import open_system_matrix
+from .measurement import in_band
+from .progress import Progress
 from .resources import check_memory
-from .forward import (field_offsets, load_transfer_function, moment_per_concentration, receive_chain,
-                       response, unit_moments)
+from .scanner import get_scanner
+
+__all__ = ["CHUNK_ROWS", "COMPLEX", "STRIPE_BYTES", "CalibrationSettings", "assemble_columns_xp", "build_system_matrix",
+           "cache_key", "compute_columns", "default_grid", "frequency_bins", "plan_stripes", "stream_stripes",
+           "write_calibration_header", "write_calibration_metadata"]
 
 COMPLEX = {"complex64": np.complex64, "complex128": np.complex128}
 
@@ -81,15 +93,11 @@ class CalibrationSettings:
             raise MPISimError(f"dtype must be complex64 or complex128, got {self.dtype!r}")
 
     def to_dict(self):
-        from dataclasses import asdict
-
         return asdict(self)
 
 
 def frequency_bins(scanner, settings):
     """0-based rfft bins stored for these settings."""
-    from .measurement import in_band
-
     bins = np.flatnonzero(in_band(scanner.frequencies, settings.min_freq, settings.max_freq))
     if bins.size == 0:
         raise MPISimError(f"no frequency bins between {settings.min_freq:g} and {settings.max_freq:g} Hz")
@@ -123,7 +131,7 @@ def compute_columns(scanner, tracer, positions, bins, response_kc, scale, xp=np,
     cdtype = spec.dtype
     R = xp.asarray(response_kc * scale).astype(cdtype)              # (C, 3, K')
     if xp is np and B.numba_available():
-        from .cpu_kernels import assemble_columns
+        from .cpu_kernels import assemble_columns  # imports numba: loaded on first use
 
         sel = spec if bins.size == spec.shape[-1] else np.ascontiguousarray(spec[:, :, bins])
         if out is None:
@@ -166,9 +174,6 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
     process, the file's single writer; the file is identical to a local build (same blocks, same
     noise draws, drawn here).
     """
-    from .io.atomic import check_free_space, check_output_path
-    from .scanner import get_scanner
-
     scanner = get_scanner(scanner)
     settings = settings or CalibrationSettings()
     say = log or ((lambda m: print(m, file=sys.stderr)) if progress else (lambda m: None))
@@ -185,58 +190,24 @@ def build_system_matrix(scanner, tracer, grid, settings=None, *, out=None, overw
     build = dict(scanner=scanner, tracer=tracer, grid=grid, settings=settings, key=key, params=params,
                  backend=backend, chunk_voxels=chunk_voxels, progress=progress, compression=compression,
                  layout=layout, dask=(scheduler, workers) if scheduler or workers else None)
+
+    def build_into(target, overwrite_target):
+        t0 = time.perf_counter()
+        _write_system_matrix(target, overwrite=overwrite_target, **build)
+        say(f"built {grid.size} voxel system matrix in {time.perf_counter() - t0:.1f} s")
+
     if not use_cache:
         if out is None:
             raise MPISimError("without the cache an output path is needed (--out)")
         check_free_space([(out, nbytes)], "the system matrix")
-        t0 = time.perf_counter()
-        _write_system_matrix(out, overwrite=overwrite, **build)
-        say(f"built {grid.size} voxel system matrix in {time.perf_counter() - t0:.1f} s")
+        build_into(out, overwrite)
         return open_system_matrix(out) if load else out
     cache_mod.ensure_dir(cache_dir)
-
-    def fetch_or_build(rebuild_reason=None):
-        with cache_mod.lock(key, cache_dir, say):
-            found, why = (None, rebuild_reason) if rebuild_reason else cache_mod.find(key, cache_dir)
-            if found is not None:
-                say(f"system matrix served from cache: {found}")
-                if out is not None and not _same_file(found, out):
-                    how = _link_or_copy(found, out, overwrite, nbytes)
-                    say(f"{out}: {how} {found}")
-                return found if out is None else out
-            if why:
-                say(f"cache entry of this system matrix was damaged ({why}); rebuilding")
-            entry = cache_mod.entry_path(key, cache_dir)
-            cache_mod.remove(entry)
-            target = entry
-            if out is not None and not _same_device(entry.parent, out):
-                target = out                    # build once, on the output's file system, and register it
-            check_free_space([(target, nbytes)], "the system matrix")
-            t0 = time.perf_counter()
-            _write_system_matrix(target, overwrite=True if target == entry else overwrite, **build)
-            say(f"built {grid.size} voxel system matrix in {time.perf_counter() - t0:.1f} s")
-            if target == entry:
-                _read_only(entry)
-                if out is not None:
-                    _link_or_copy(entry, out, overwrite, nbytes)
-                return entry if out is None else out
-            cache_mod.register(key, target, cache_dir)
-            return target
-
-    final = fetch_or_build()
+    entry = cache_mod.CachedBuild(key, build_into, cache_dir, out, overwrite, nbytes, say)
+    final = entry.fetch_or_build()
     if not load:
         return final
-
-    def on_damage(err):
-        """Rows failed their checksum when read: drop the entry (and the link to it), rebuild, read again."""
-        say(f"{err}; rebuilding the cache entry")
-        cache_mod.remove(cache_mod.entry_path(key, cache_dir))
-        cache_mod.remove(cache_mod.ref_path(key, cache_dir))
-        if out is not None:
-            cache_mod.remove(out)
-        return fetch_or_build(rebuild_reason="rows failed their checksum")
-
-    return open_system_matrix(final, on_damage)
+    return open_system_matrix(final, entry.on_damage)
 
 
 def _file_bytes(scanner, grid, settings):
@@ -252,64 +223,22 @@ def _build_memory(scanner, grid):
     return int(grid.size) * 64 + 2 * STRIPE_BYTES + int(scanner.num_samples) * 3 * 8 * 4
 
 
-def _same_device(folder, path):
-    try:
-        parent = os.path.dirname(os.path.abspath(path)) or "."
-        return os.stat(folder).st_dev == os.stat(parent).st_dev
-    except OSError:
-        return False
-
-
-def _same_file(a, b):
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-def _read_only(path):
-    with contextlib.suppress(OSError):
-        os.chmod(path, 0o444)
-
-
-def _link_or_copy(src, dst, overwrite, nbytes):
-    """Give ``dst`` the content of ``src``: a hard link (atomic rename of a linked temporary name), or a
-    copy when the file systems differ or links are refused. Returns "linked to" or "copied from"."""
-    import errno
-    import shutil
-    import tempfile
-
-    from .io.atomic import atomic_path, check_free_space, check_output_path
-
-    p = check_output_path(dst, overwrite)
-    folder = p.parent if str(p.parent) else "."
-    tmp = os.path.join(folder, f".{p.name}.{next(tempfile._get_candidate_names())}.link")
-    try:
-        os.link(src, tmp)
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES):
-            raise MPISimError(f"{dst}: cannot write: {e.strerror}") from None
-        check_free_space([(dst, nbytes)], "the copy of the system matrix")
-        with atomic_path(dst, overwrite) as t:
-            shutil.copyfile(src, t)
-        return "copied from"
-    try:
-        from . import interrupt
-        from .io.atomic import committed
-
-        interrupt.check()
-        if p.exists() and not overwrite:
-            raise MPISimError(f"{p}: output appeared while writing; not replaced")
-        os.replace(tmp, p)
-        committed(p)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-    return "linked to"
-
-
 STRIPE_BYTES = 200 << 20
 """Bytes of one voxel stripe (C × K' rows × S voxels) of the build; two are in memory at a time."""
+
+
+def plan_stripes(N, C, Kp, V, cdtype, rdtype, chunk_voxels=None, on_gpu=False):
+    """(voxel blocks [(a, b)], stripe width in voxels) of an N-voxel build: blocks of ``chunk_voxels``
+    (default: each block's time series near 64 MB on the CPU, 1 GB on a GPU), whole blocks per stripe,
+    a stripe of C × Kp rows near :data:`STRIPE_BYTES`."""
+    isz = np.dtype(cdtype).itemsize
+    if chunk_voxels is None:
+        budget = (1 << 30) if on_gpu else (64 << 20)
+        chunk_voxels = int(max(1, min(N, budget // (3 * V * np.dtype(rdtype).itemsize))))
+    per_block = max(1, STRIPE_BYTES // (C * Kp * isz * chunk_voxels))
+    stripe = int(min(N, chunk_voxels * per_block))
+    blocks = [(a, min(a + chunk_voxels, N)) for a in range(0, N, chunk_voxels)]
+    return blocks, stripe
 
 
 def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, backend, chunk_voxels, progress,
@@ -319,14 +248,6 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
     while the next is computed. ``layout``: "rows" (contiguous rows, per-row checksums; the default,
     see :mod:`mpisim.io.calibration`) or "chunked" (HDF5 chunks of a few rows × one stripe, fletcher32,
     optional ``compression``; kept for the layout benchmark and ``--compression``)."""
-    import h5py
-
-    from . import tomlio
-    from .io import calibration as cal
-    from .io import mdf
-    from .io.atomic import atomic_path
-    from .progress import Progress
-
     check_memory(_build_memory(scanner, grid), f"building a {grid.size}-voxel system matrix", hint="use a coarser grid")
     if compression:
         layout = "chunked"
@@ -340,13 +261,7 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
     R = response(scanner, tracer, freqs, chain)
     scale = moment_per_concentration(tracer, grid.voxel_volume) * settings.delta_concentration
     C, Kp, N, E = scanner.num_rx_channels, bins.size, grid.size, int(settings.background_frames)
-    V = scanner.num_samples
-    isz = np.dtype(cdtype).itemsize
-    if chunk_voxels is None:   # keep each block's time series near 64 MB (CPU) / 1 GB (GPU)
-        budget = (1 << 30) if xp is not np else (64 << 20)
-        chunk_voxels = int(max(1, min(N, budget // (3 * V * np.dtype(rdtype).itemsize))))
-    per_block = max(1, STRIPE_BYTES // (C * Kp * isz * chunk_voxels))
-    stripe = int(min(N, chunk_voxels * per_block))
+    blocks, stripe = plan_stripes(N, C, Kp, scanner.num_samples, cdtype, rdtype, chunk_voxels, on_gpu=xp is not np)
     positions = grid.positions()
     rng = np.random.default_rng(settings.seed)
     sig_bin = _noise_sigma_bin(scanner, settings)
@@ -355,10 +270,22 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
         bg = (_complex_noise(rng, (C, Kp, E), sig_bin) if sig_bin > 0 else np.zeros((C, Kp, E))).astype(cdtype)
     mean_bg = bg.mean(axis=-1) if bg is not None and E >= 2 else None
     bar = Progress(N, "sysmat", enabled=progress)
-    blocks = [(a, min(a + chunk_voxels, N)) for a in range(0, N, chunk_voxels)]
     remote = None
     if dask is not None:
         remote = _remote_columns(dask, scanner, tracer, positions, blocks, bins, R, scale, rdtype)
+
+    def columns(a, b, view):
+        """Columns of voxels a..b−1 (into ``view`` when computed here), with their noise when ``noisy``."""
+        if remote is not None:
+            cols = next(remote)
+        else:
+            cols = compute_columns(scanner, tracer, positions[a:b], bins, R, scale, xp=xp,
+                                   real_dtype=rdtype, out=view if xp is np else None)
+        if cols is not view:
+            view[...] = B.to_numpy(cols)
+        if settings.noisy and sig_bin > 0:
+            view += _complex_noise(rng, view.shape, sig_bin).astype(cdtype)
+
     with contextlib.ExitStack() as stack, atomic_path(path, overwrite) as tmp:
         if remote is not None:
             stack.callback(remote.close)
@@ -366,63 +293,12 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
         # (auto_da_alloc), which made the build wait ~0.5 s per GB for the disk
         os.remove(tmp)
         with h5py.File(tmp, "x") as h:
-            mdf._write_header(h, name="mpisim simulated calibration",
-                              description=f"system matrix simulated by mpisim {__version__}",
-                              scanner_meta={"facility": scanner.facility, "manufacturer": scanner.manufacturer,
-                                            "name": scanner.name, "operator": "mpisim",
-                                            "topology": scanner.topology})
-            mdf._write_tracer(h, tracer, settings.delta_concentration, grid.voxel_volume / 1e-3)
-            mdf._write_acquisition(h, _AcqView(scanner, tf, freqs), N + E, settings.averages)
-            shape = (1, C, Kp, N + E)
-            if layout == "rows":
-                offset = cal.create_row_dataset(h, shape, cdtype)
-                h.flush()
-                sink = cal.StripeWriter(tmp, offset, (C, Kp, N + E), cdtype, N, mean_bg)
-            else:
-                ds = h.create_dataset("measurement/data", shape=shape, dtype=cdtype, fletcher32=True,
-                                      chunks=(1, 1, int(min(Kp, CHUNK_ROWS)), stripe), compression=compression)
-                sink = _H5Sink(ds, N, mean_bg, C, Kp)
-            buffers = [np.empty((C, Kp, stripe), cdtype), np.empty((C, Kp, stripe), cdtype)]
-            try:
-                buf = buffers.pop()
-                s0 = 0
-                for a, b in blocks:
-                    view = buf[:, :, a - s0:b - s0]
-                    if remote is not None:
-                        cols = next(remote)
-                    else:
-                        cols = compute_columns(scanner, tracer, positions[a:b], bins, R, scale, xp=xp,
-                                               real_dtype=rdtype, out=view if xp is np else None)
-                    if cols is not view:
-                        view[...] = B.to_numpy(cols)
-                    if settings.noisy and sig_bin > 0:
-                        view += _complex_noise(rng, view.shape, sig_bin).astype(cdtype)
-                    bar.update(b - a)
-                    if b - s0 == stripe or b == N:
-                        sink.submit(buf if b - s0 == stripe else np.ascontiguousarray(buf[:, :, :b - s0]), s0)
-                        s0 = b
-                        buf = buffers.pop() if buffers else sink.free()
-                if E:
-                    sink.submit(np.ascontiguousarray(bg), N)
-                sums, sum_abs_fg = sink.close()
-            except BaseException:
-                sink.abort()
-                raise
-            bar.close()
+            write_calibration_header(h, scanner, tracer, grid, settings, _AcqView(scanner, tf, freqs), N + E)
+            sink = _open_sink(h, tmp, layout, (C, Kp, N + E), cdtype, N, mean_bg, stripe, compression)
+            sums, sum_abs_fg = stream_stripes(sink, blocks, N, stripe, np.empty((C, Kp, stripe), cdtype),
+                                              np.empty((C, Kp, stripe), cdtype), columns, bar, bg)
             snr, snr_method = _snr(sum_abs_fg / max(N, 1), bg, sig_bin)
-            mdf._write_flags(h, isFourierTransformed=True, isFastFrameAxis=True, isFramePermutation=True,
-                             isFrequencySelection=True)
-            h["measurement/frequencySelection"] = (bins + 1).astype(np.int64)
-            h["measurement/framePermutation"] = np.arange(1, N + E + 1, dtype=np.int64)
-            h["measurement/isBackgroundFrame"] = (np.arange(N + E) >= N).astype(np.int8)
-            mdf._str(h, "calibration/method", "simulation")
-            h["calibration/size"] = np.array(grid.shape, np.int64)
-            h["calibration/fieldOfView"] = np.array(grid.fov)
-            h["calibration/fieldOfViewCenter"] = np.array(grid.center)
-            h["calibration/deltaSampleSize"] = grid.spacing
-            mdf._str(h, "calibration/order", "xyz")
-            h["calibration/positions"] = positions
-            h["calibration/snr"] = snr[None]
+            write_calibration_metadata(h, scanner, tracer, grid, settings, bins, positions, snr)
             extra = {"calibrationSettings": tomlio.dumps(settings.to_dict()), "snrMethod": snr_method,
                      "cacheKey": key, "cacheParams": cache_mod.canonical(params),
                      "cacheSummary": f"{scanner.name} {tracer.name} grid {'x'.join(map(str, grid.shape))} K={Kp} "
@@ -432,48 +308,91 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
             if sums is not None:
                 extra["rowChecksum"] = sums
                 extra["checksumMethod"] = cal.checksum.METHOD
-            mdf._write_extension(h, scanner, tracer, extra=extra)
+            write_extension(h, scanner, tracer, extra=extra)
             h["_mpisim/complete"] = np.int8(1)
             cal.write_manifest(h)
 
 
-def _remote_columns(dask, scanner, tracer, positions, blocks, bins, R, scale, rdtype):
-    """Generator of the blocks' columns computed on Dask workers, in block order, at most a few blocks
-    per worker in flight (bounded memory here). ``close()`` cancels what is left and shuts down."""
-    from .sweep import dask_client
+def write_calibration_header(h, scanner, tracer, grid, settings, acquisition, num_frames):
+    """Root, /study, /experiment, /scanner, /tracer (the delta sample) and /acquisition of a
+    simulated calibration of ``num_frames`` frames (voxels and background)."""
+    write_header(h, name="mpisim simulated calibration",
+                 description=f"system matrix simulated by mpisim {__version__}",
+                 scanner_meta={"facility": scanner.facility, "manufacturer": scanner.manufacturer,
+                               "name": scanner.name, "operator": "mpisim", "topology": scanner.topology})
+    write_tracer(h, tracer, settings.delta_concentration, grid.voxel_volume / 1e-3)
+    write_acquisition(h, acquisition, num_frames, settings.averages)
 
-    scheduler, workers = dask
-    ctx = dask_client(workers, scheduler)
-    client = ctx.__enter__()
+
+def _open_sink(h, tmp, layout, shape, cdtype, num_voxels, mean_bg, stripe, compression):
+    """The writer of ``/measurement/data`` (1, C, K', N + E): a :class:`~mpisim.io.calibration.StripeWriter`
+    on a contiguous dataset ("rows"), or an :class:`_H5Sink` of fletcher32 chunks ("chunked")."""
+    C, Kp, NE = shape
+    if layout == "rows":
+        offset = cal.create_row_dataset(h, (1,) + shape, cdtype)
+        h.flush()
+        return cal.StripeWriter(tmp, offset, shape, cdtype, num_voxels, mean_bg)
+    ds = h.create_dataset("measurement/data", shape=(1,) + shape, dtype=cdtype, fletcher32=True,
+                          chunks=(1, 1, int(min(Kp, CHUNK_ROWS)), stripe), compression=compression)
+    return _H5Sink(ds, num_voxels, mean_bg, C, Kp)
+
+
+def stream_stripes(sink, blocks, num_voxels, stripe, first, second, columns, bar, bg=None):
+    """Fill voxel stripes block by block (``columns(a, b, view)`` writes the columns of voxels a..b−1
+    into ``view``) in the two buffers ``first`` and ``second`` (C, K', stripe), hand each full stripe to
+    ``sink`` while the next is filled, then the background frames ``bg`` (C, K', E) if any.
+    Returns ``sink.close()``: (row checksums or None, Σ|column − background mean| per row)."""
+    N = num_voxels
+    buffers = [first, second]
     try:
-        shared = client.scatter([scanner, tracer, bins, R], broadcast=True)
-        ahead = 2 * max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-        futures = {}
+        buf = buffers.pop()
+        s0 = 0
+        for a, b in blocks:
+            view = buf[:, :, a - s0:b - s0]
+            columns(a, b, view)
+            bar.update(b - a)
+            if b - s0 == stripe or b == N:
+                sink.submit(buf if b - s0 == stripe else np.ascontiguousarray(buf[:, :, :b - s0]), s0)
+                s0 = b
+                buf = buffers.pop() if buffers else sink.free()
+        if bg is not None:
+            sink.submit(np.ascontiguousarray(bg), N)
+        result = sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    bar.close()
+    return result
 
-        def submit(i):
-            a, b = blocks[i]
-            futures[i] = client.submit(compute_columns, shared[0], shared[1], positions[a:b], shared[2], shared[3],
-                                       scale, real_dtype=rdtype, pure=False)
 
-        for i in range(min(ahead, len(blocks))):
-            submit(i)
-        for i in range(len(blocks)):
-            from . import interrupt
+def write_calibration_metadata(h, scanner, tracer, grid, settings, bins, positions, snr):
+    """The flags, frequency selection, frame permutation and background marks of /measurement and
+    the /calibration group (grid, delta-sample size, positions, SNR) of a simulated calibration."""
+    N = grid.size
+    NE = N + int(settings.background_frames)
+    write_flags(h, isFourierTransformed=True, isFastFrameAxis=True, isFramePermutation=True,
+                isFrequencySelection=True)
+    h["measurement/frequencySelection"] = (bins + 1).astype(np.int64)
+    h["measurement/framePermutation"] = np.arange(1, NE + 1, dtype=np.int64)
+    h["measurement/isBackgroundFrame"] = (np.arange(NE) >= N).astype(np.int8)
+    write_string(h, "calibration/method", "simulation")
+    h["calibration/size"] = np.array(grid.shape, np.int64)
+    h["calibration/fieldOfView"] = np.array(grid.fov)
+    h["calibration/fieldOfViewCenter"] = np.array(grid.center)
+    h["calibration/deltaSampleSize"] = grid.spacing
+    write_string(h, "calibration/order", "xyz")
+    h["calibration/positions"] = positions
+    h["calibration/snr"] = snr[None]
 
-            interrupt.check()
-            try:
-                cols = futures.pop(i).result()
-            except Exception as e:                  # a worker lost, the scheduler gone
-                raise MPISimError(f"Dask failed on voxel block {i + 1} of {len(blocks)} ({type(e).__name__}"
-                                  f"{': ' + str(e).splitlines()[0][:100] if str(e) else ''}); nothing was written"
-                                  ) from None
-            if i + ahead < len(blocks):
-                submit(i + ahead)
-            yield cols
-    finally:
-        for f in futures.values():
-            f.cancel()
-        ctx.__exit__(None, None, None)
+
+def _remote_columns(dask, scanner, tracer, positions, blocks, bins, R, scale, rdtype):
+    """Generator of the blocks' columns computed on Dask workers (:func:`mpisim.cluster.in_order_results`),
+    in block order, at most a few blocks per worker in flight. ``close()`` cancels what is left and shuts down."""
+    scheduler, workers = dask
+    shared = {"scanner": scanner, "tracer": tracer, "bins": bins, "response_kc": R}
+    calls = [{"positions": positions[a:b], "scale": scale, "real_dtype": rdtype} for a, b in blocks]
+    return cluster.in_order_results(workers, scheduler, compute_columns, shared, calls, "voxel block",
+                                    "; nothing was written")
 
 
 CHUNK_ROWS = 8
@@ -508,7 +427,7 @@ class _H5Sink:
 
 
 class _AcqView:
-    """Adapter giving ``mdf._write_acquisition`` what it needs from a scanner."""
+    """Adapter giving :func:`mpisim.io.mdf_write.write_acquisition` what it needs from a scanner."""
 
     def __init__(self, scanner, tf, freqs):
         self.scanner = scanner

@@ -9,6 +9,8 @@ import tomllib
 
 from .errors import MPISimError
 
+__all__ = ["dumps", "loads", "load"]
+
 
 def _value(v):
     if isinstance(v, bool):

@@ -5,6 +5,9 @@ import math
 
 from .errors import MPISimError
 
+__all__ = ["MASS", "SUFFIXES", "parse_quantity", "parse_mass", "IRON_PER_CELL_LIMITS", "parse_iron_per_cell",
+           "format_mass", "MAGNETITE_IRON_MOL_PER_L", "parse_concentration", "parse_diameter"]
+
 MASS = {"pg": 1e-15, "ng": 1e-12, "ug": 1e-9, "µg": 1e-9, "mg": 1e-6, "kg": 1.0, "g": 1e-3}
 SUFFIXES = {"nm": 1e-9, "um": 1e-6, "µm": 1e-6, "mm": 1e-3, "m": 1.0, "khz": 1e3, "mhz": 1e6, "hz": 1.0,
             "mmol/l": 1e-3, "mol/l": 1.0, "mm/l": 1e-3, **MASS}

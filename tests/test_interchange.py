@@ -10,7 +10,7 @@ from mpisim.errors import MPISimError
 from mpisim.io.mdf import read_header, read_mdf
 from mpisim.io.reco_mdf import read_reconstruction
 from mpisim.io.sm_file import load_system_matrix
-from mpisim.transfer import TransferFunction
+from mpisim.io.transfer_file import load_transfer_function
 
 import mdf_factory as F
 from helpers import ncc
@@ -98,7 +98,7 @@ def test_v1_complex_and_frequency_selected_matrix(tmp_path, pair):
 
 
 def test_transfer_function_file_layouts(shared_data, tmp_path):
-    tf = TransferFunction.load(shared_data / "transfer_function_preinstalled_3ch.h5")
+    tf = load_transfer_function(shared_data / "transfer_function_preinstalled_3ch.h5")
     assert tf.num_channels == 3 and tf.frequencies[0] == pytest.approx(10e3) and tf.frequencies[-1] == pytest.approx(1.5e6)
     with h5py.File(shared_data / "transfer_function_preinstalled_3ch.h5", "r") as h:
         raw = h["transferFunction"][()]
@@ -109,7 +109,7 @@ def test_transfer_function_file_layouts(shared_data, tmp_path):
     with h5py.File(tmp_path / "tf.h5", "w") as h:
         h["transferFunction"] = raw[..., 0] + 1j * raw[..., 1]
         h["frequencies"] = f
-    tf2 = TransferFunction.load(tmp_path / "tf.h5")
+    tf2 = load_transfer_function(tmp_path / "tf.h5")
     freqs = np.linspace(20e3, 1.2e6, 333)
     np.testing.assert_allclose(tf2.at(freqs), tf.at(freqs))
 

@@ -202,9 +202,7 @@ def _params(sc, tr, grid, **kw):
 
 
 def test_output_on_another_file_system_is_registered(tmp_path, monkeypatch):
-    import mpisim.systemmatrix as smod
-
-    monkeypatch.setattr(smod, "_same_device", lambda a, b: False)
+    monkeypatch.setattr(cache, "same_device", lambda a, b: False)
     sc = mpisim.get_scanner("bruker-2d")
     g = default_grid(sc, (8, 8, 1))
     cd = tmp_path / "c"
@@ -226,9 +224,8 @@ build_system_matrix(sc, mpisim.Tracer(), default_grid(sc, (41, 41, 1)), Calibrat
 
 def test_concurrent_builds_build_once(tmp_path):
     """Four processes want the same entry while another holds its build lock: all wait, then exactly one
-    builds and three are served its entry."""
-    import time
-
+    builds and three are served its entry. The lock is let go once every process has said it waits (no
+    fixed sleep: the processes may start slowly on a busy machine)."""
     from mpisim.systemmatrix import cache_key
 
     sc = mpisim.get_scanner("bruker-2d")
@@ -238,10 +235,18 @@ def test_concurrent_builds_build_once(tmp_path):
     with cache.lock(key, cd):
         procs = [subprocess.Popen([sys.executable, "-c", BUILD, str(cd), str(tmp_path / f"o{i}.mdf")],
                                   stdout=subprocess.PIPE, text=True) for i in range(4)]
-        time.sleep(4)
-    outs = [p.communicate()[0] for p in procs]
+        heads = []
+        for p in procs:                          # each blocks on the lock after saying so (or ends early)
+            head = ""
+            while "waiting for another mpisim process" not in head:
+                line = p.stdout.readline()
+                if not line:
+                    break
+                head += line
+            heads.append(head)
+    outs = [h + p.communicate()[0] for h, p in zip(heads, procs)]
     assert [p.returncode for p in procs] == [0] * 4
-    assert sum("waiting for another mpisim process" in o for o in outs) >= 3
+    assert sum("waiting for another mpisim process" in o for o in outs) == 4
     assert sum("built" in o for o in outs) == 1 and sum("served from cache" in o for o in outs) == 3
     assert len({os.stat(tmp_path / f"o{i}.mdf").st_ino for i in range(4)}) == 1
 
@@ -367,9 +372,7 @@ def test_write_error_on_the_last_stripe_is_reported_not_hung(tmp_path, monkeypat
 
 
 def test_damaged_registered_file_is_rebuilt_and_read(tmp_path, monkeypatch):
-    import mpisim.systemmatrix as smod
-
-    monkeypatch.setattr(smod, "_same_device", lambda a, b: False)
+    monkeypatch.setattr(cache, "same_device", lambda a, b: False)
     sc = mpisim.get_scanner("bruker-2d")
     g = default_grid(sc, (8, 8, 1))
     cd = tmp_path / "c"

@@ -23,7 +23,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import mpisim
-from mpisim.course import check_number
+from mpisim.course import check
 
 tracer = mpisim.Tracer(core_diameter=25e-9, temperature=300.0)
 print(f"moment m = {tracer.moment:.3g} A·m², beta = {tracer.beta:.4g} per T/µ0")
@@ -55,8 +55,7 @@ G = 2.0
 fwhm = 4.161 / (tracer.beta * G)  # ANSWER (m)
 
 # %%
-check_number("exercise 1.1", fwhm, 4.161 / (tracer.beta * 2.0), rel=0.01, unit="m",
-             hint="Δx = 4.161 / (β G), β in 1/(T/µ0) and G in T/m/µ0")
+check("1.1", fwhm, tracer)
 
 # %% [markdown]
 # ### Exercise 1.2
@@ -67,7 +66,7 @@ check_number("exercise 1.1", fwhm, 4.161 / (tracer.beta * 2.0), rel=0.01, unit="
 factor = 1 / 8  # ANSWER (new / old)
 
 # %%
-check_number("exercise 1.2", factor, 0.125, rel=0.01, hint="m grows with the core volume")
+check("1.2", factor)
 
 # %% [markdown]
 # ## Explore: core size and gradient
@@ -105,7 +104,7 @@ from mpisim.design import figures_of_merit
 measured = figures_of_merit("bruker-1d", tracer)["resolution_x"].value  # ANSWER (m)
 
 # %%
-check_number("exercise 1.3", measured, 4.161 / (tracer.beta * 1.0), rel=0.05, unit="m")
+check("1.3", measured, tracer)
 
 # %% [markdown]
 # ## Challenge (optional)

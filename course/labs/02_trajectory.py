@@ -21,7 +21,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import mpisim
-from mpisim.course import check_number
+from mpisim.course import check
 
 sc = mpisim.get_scanner("bruker-2d")
 for c in sc.drive_field.channels:
@@ -44,7 +44,7 @@ plt.show()
 fov_x = 2 * sc.drive_field.channels[0].amplitude / abs(sc.gradient[0, 0])  # ANSWER (m)
 
 # %%
-check_number("exercise 2.1", fov_x, 0.024, rel=0.01, unit="m", hint="2 A / |G_xx|")
+check("2.1", fov_x, sc)
 
 # %% [markdown]
 # ### Exercise 2.2
@@ -55,8 +55,7 @@ dividers = [c.divider for c in sc.drive_field.channels]
 frame_rate = sc.drive_field.base_frequency / math.lcm(*dividers)  # ANSWER (1/s)
 
 # %%
-check_number("exercise 2.2", frame_rate, 2.5e6 / math.lcm(102, 96), rel=1e-3, unit="1/s",
-             hint="T_R = lcm(dividers) / base frequency")
+check("2.2", frame_rate, sc)
 
 # %% [markdown]
 # ## Explore: dividers and coverage
@@ -89,20 +88,24 @@ def lissajous(divider_y=96):
 explore(lissajous, divider_y=IntSlider(value=96, min=80, max=100, step=2))
 
 # %% [markdown]
-# ### Exercise 2.3
-# Which is better covered, dividers 102/96 or 102/100? Store the coverage (in m) of **102/100** from
-# `figures_of_merit` in `coverage_100` (build the scanner as in `lissajous`).
+# ### Exercise 2.3 — predict, then look
+# **Before you move the slider to 100:** which y divider draws the denser path (the smaller coverage),
+# 96 or 100, and what does it cost? Think of how long the path takes to repeat with each pair of
+# dividers. Answer with one letter:
+#
+# - `"a"`: 102/96 — its path repeats sooner, so the FFP retraces its lines more often and fills the gaps.
+# - `"b"`: 102/100 — the path takes longer to repeat, so it lays down more distinct lines before it
+#   closes: denser, but fewer frames per second.
+# - `"c"`: 102/100 — its y frequency is higher, so the FFP moves faster and covers more, at no cost.
+# - `"d"`: neither — the coverage depends only on the drive amplitudes and the gradient.
+#
+# Then move the slider and compare the two titles.
 
 # %% solution
-d = sc.to_dict()
-d["drive_field"]["channels"][1]["divider"] = 100
-coverage_100 = figures_of_merit(mpisim.Scanner.from_dict(d))["coverage"].value  # ANSWER (m)
+answer_23 = "b"  # ANSWER (a letter)
 
 # %%
-_d = sc.to_dict()
-_d["drive_field"]["channels"][1]["divider"] = 100
-check_number("exercise 2.3", coverage_100, figures_of_merit(mpisim.Scanner.from_dict(_d))["coverage"].value,
-             rel=0.02, unit="m")
+check("2.3", answer_23, sc)
 
 # %% [markdown]
 # ## Challenge (optional)

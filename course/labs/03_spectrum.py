@@ -5,7 +5,9 @@
 # harmonics, see why even harmonics appear only off-centre, and meet the feed-through band-stop and the
 # noise floor.
 #
-# The coil voltage is $u(t) = -\mu_0\,p\,\frac{d\bar m}{dt}$ (coil sensitivity $p$ in T/A). The Langevin
+# The coil voltage is $u(t) = -p\,\frac{dm}{dt}$, with $m$ the sample's total magnetic moment along the
+# coil's axis (A·m²) and $p$ the coil sensitivity in T/A (the field per ampere at the coil centre), so that
+# $u$ is in T·m²/s = V (the conventions page's signal row). The Langevin
 # curve is odd, so a sample at the centre driven by $A\sin\omega t$ gives only **odd** harmonics
 # $3f, 5f, \dots$ An offset field (a sample away from the centre) breaks the symmetry and even harmonics
 # appear. On a 2D Lissajous sequence the signal sits at mixing frequencies $|m_x f_x + m_y f_y|$.
@@ -17,7 +19,7 @@ import numpy as np
 import matplotlib.pyplot as plt
 
 import mpisim
-from mpisim.course import check_choice, check_number
+from mpisim.course import check
 from mpisim.phantoms import point
 
 sc = mpisim.get_scanner("bruker-1d")
@@ -46,7 +48,7 @@ plt.show()
 strongest = sc.frequencies[k_f + 1 + int(np.argmax(spec[k_f + 1:]))]  # ANSWER (Hz)
 
 # %%
-check_number("exercise 3.1", strongest, 3 * f_drive, rel=0.01, unit="Hz", hint="odd harmonics only, at the centre")
+check("3.1", strongest, sc)
 
 # %% [markdown]
 # ## Explore: move the sample off-centre
@@ -79,7 +81,7 @@ explore(harmonics, offset_mm=FloatSlider(value=2, min=0, max=10, step=0.5))
 centre_harmonics = "odd"  # ANSWER
 
 # %%
-check_choice("exercise 3.2", centre_harmonics, "odd", ["odd", "even", "all"])
+check("3.2", centre_harmonics)
 
 # %% [markdown]
 # ## Noise and the band-stop
@@ -107,7 +109,7 @@ plt.show()
 sigma = sc.receiver.noise_density * np.sqrt(sc.receiver.bandwidth)  # ANSWER (V)
 
 # %%
-check_number("exercise 3.3", sigma, sc.receiver.noise_sigma, rel=0.01, unit="V")
+check("3.3", sigma, sc)
 
 # %% [markdown]
 # ## Challenge (optional)

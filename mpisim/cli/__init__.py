@@ -15,7 +15,11 @@ import os
 import sys
 import warnings
 
+from .. import __version__, interrupt
 from ..errors import MPISimError
+from ..io import atomic
+
+__all__ = ["EPILOG", "COMMANDS", "build_parser", "main"]
 
 EPILOG = """Units: SI throughout; fields in T/µ0 (12 mT = 0.012), concentrations in mol Fe/L.
 Examples:
@@ -37,8 +41,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    from .. import __version__
-
     p = _Parser(prog="mpisim", description="Magnetic particle imaging simulator and reconstructor.",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"mpisim {__version__}")
@@ -96,8 +98,6 @@ def main(argv=None):
     """The ``mpisim`` command. Interrupts are handled from the first line (see :mod:`mpisim.interrupt`);
     run as a program (``argv`` None), the handlers stay until the process exits, so a signal that
     arrives after the work is done cannot turn into a traceback on the way out."""
-    from .. import interrupt
-    from ..io import atomic
 
     with interrupt.handlers(restore=argv is not None), atomic.record_outputs() as written:
         try:

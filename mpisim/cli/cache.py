@@ -1,5 +1,9 @@
 """``mpisim cache``: where the system-matrix cache is, what it holds, clearing it."""
 
+from .. import cache
+
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(sub):
     p = sub.add_parser("cache", help="list or clear the system-matrix cache",
@@ -13,8 +17,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from .. import cache
-
     if args.action == "path":
         print(cache.cache_dir(args.cache_dir))
     elif args.action == "list":

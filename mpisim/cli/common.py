@@ -1,11 +1,19 @@
 """Option groups and parsers shared by the commands (defined once)."""
 
+from pathlib import Path
+import sys
+
 from ..errors import MPISimError
+from ..particles import Tracer, default_tracer
+from ..scanner import PRESETS, get_scanner, read_scanner_toml
+from ..units import parse_diameter, parse_quantity
+
+__all__ = ["float_or_si", "freq", "backend_arg", "tracer_from_args", "add_tracer_args", "scanner_from_arg",
+           "int_list", "overwrite_arg"]
 
 
 def float_or_si(text, name, unit=""):
     """Parse '25e-9', '25nm', '10pg', '2e-9' into SI floats (see :mod:`mpisim.units`)."""
-    from ..units import parse_quantity
 
     return parse_quantity(text, name, f"a number in {unit}" if unit else "")
 
@@ -20,10 +28,6 @@ def backend_arg(p):
 
 
 def tracer_from_args(args):
-    from ..particles import Tracer, default_tracer
-
-    from ..units import parse_diameter
-
     d = parse_diameter(args.tracer_diameter)
     kw = {}
     if getattr(args, "relaxation_time", None) is not None:
@@ -46,16 +50,11 @@ def add_tracer_args(p):
 def scanner_from_arg(value):
     """The scanner of ``--scanner``: a preset, or a TOML file validated key by key; names on stderr
     (stdout may carry JSON) the optional keys a TOML file left out and that take mpisim's defaults."""
-    from pathlib import Path
-
-    from ..scanner import PRESETS, get_scanner, read_scanner_toml
 
     if value in PRESETS or not (str(value).endswith(".toml") or Path(value).exists()):
         return get_scanner(value)
     scanner, filled = read_scanner_toml(value)
     if filled:
-        import sys
-
         print(f"note: {value} leaves out {', '.join(filled)}: mpisim's defaults are used "
               f"(they are recorded in the output)", file=sys.stderr)
     return scanner

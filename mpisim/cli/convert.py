@@ -1,6 +1,10 @@
 """``mpisim convert``: MDF measurements between time and frequency domain."""
 
+from ..io.atomic import check_output_path
+from ..io.convert import convert
 from .common import freq, overwrite_arg
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub):
@@ -20,9 +24,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..io.atomic import check_output_path
-    from ..io.convert import convert
-
     check_output_path(args.output, args.overwrite)
     shape, nbins = convert(args.input, args.output, args.to, freq(args.min_freq, "--min-freq"),
                            freq(args.max_freq, "--max-freq"), args.overwrite,

@@ -1,6 +1,9 @@
 """``mpisim demo``: the whole pipeline on a phantom, into its own folder."""
 
+from ..demo import run_demo
 from .common import backend_arg
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub):
@@ -17,6 +20,4 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..demo import run_demo
-
     run_demo(args.out, overwrite=args.overwrite, backend=args.backend)

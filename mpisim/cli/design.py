@@ -2,8 +2,15 @@
 
 import json
 
+from ..design import DesignSettings, as_dict, as_table, figures_of_merit
 from ..errors import MPISimError
+from ..io.atomic import atomic_path, check_output_path
+from ..sweep import parse_vary
+from ..sweep import run_sweep as sweep
+from ..units import parse_quantity
 from .common import add_tracer_args, float_or_si, scanner_from_arg, tracer_from_args
+
+__all__ = ["add_parser", "run_design", "run_sweep"]
 
 
 def _design_settings_args(p):
@@ -52,9 +59,6 @@ def add_parser(sub):
 
 
 def _settings(args):
-    from ..design import DesignSettings
-    from ..units import parse_quantity
-
     ipc = parse_quantity(args.iron_per_cell, "--iron-per-cell", "an iron mass, e.g. 10pg")
     return DesignSettings(averages=args.averages, iron_per_cell=ipc,
                           body_radius=float_or_si(args.body_radius, "--body-radius", "m"),
@@ -62,9 +66,6 @@ def _settings(args):
 
 
 def run_design(args):
-    from ..design import as_dict, as_table, figures_of_merit
-    from ..io.atomic import atomic_path, check_output_path
-
     if args.out:
         check_output_path(args.out, args.overwrite)
     scanner = scanner_from_arg(args.scanner)
@@ -84,8 +85,6 @@ def run_design(args):
 
 
 def run_sweep(args):
-    from ..sweep import parse_vary, run_sweep as sweep
-
     if args.workers is not None and args.workers < 0:
         raise MPISimError(f"--workers must be >= 0, got {args.workers}")
     vary = parse_vary(args.vary)

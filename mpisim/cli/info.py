@@ -1,5 +1,9 @@
 """``mpisim info``: what an MDF file holds (metadata only)."""
 
+from ..io.mdf import format_info, read_header
+
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(sub):
     i = sub.add_parser("info", help="summarise MDF files", description="Print scanner, sequence, shape and flags.")
@@ -8,8 +12,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..io.mdf import format_info, read_header
-
     for i, path in enumerate(args.files):
         if i:
             print()

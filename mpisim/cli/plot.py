@@ -1,7 +1,16 @@
 """``mpisim plot``: a figure of any MDF file."""
 
+from pathlib import Path
+
 from ..errors import MPISimError
+from ..io.atomic import check_output_path
+from ..io.mdf import read_header, read_mdf
+from ..io.reco_mdf import read_reconstruction
+from ..io.sm_file import load_system_matrix
+from ..plot import plot_measurement, plot_reconstruction, plot_system_matrix, save_figure_atomic
 from .common import overwrite_arg
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub):
@@ -18,12 +27,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from pathlib import Path
-
-    from ..io.atomic import check_output_path
-    from ..io.mdf import read_header
-    from ..plot import plot_measurement, plot_reconstruction, plot_system_matrix, save_figure_atomic
-
     info = read_header(args.file)                 # the input first: a clear error if it is not MDF
     out = args.out or str(Path(args.file).with_suffix(".png"))
     if Path(out).resolve() == Path(args.file).resolve():
@@ -32,20 +35,14 @@ def run(args):
         out = str(Path(args.file).with_suffix(".plot.png"))
     check_output_path(out, args.overwrite)
     if "reconstruction" in info:
-        from ..io.reco_mdf import read_reconstruction
-
         reco = read_reconstruction(args.file)
         save_figure_atomic(lambda p: plot_reconstruction(reco, p, args.frame or 0), out, overwrite=args.overwrite)
         kind = "reconstruction"
     elif "calibration" in info:
-        from ..io.sm_file import load_system_matrix
-
         sm = load_system_matrix(args.file)
         save_figure_atomic(lambda p: plot_system_matrix(sm, p), out, overwrite=args.overwrite)
         kind = "system matrix"
     elif "data_shape" in info:
-        from ..io.mdf import read_mdf
-
         meas = read_mdf(args.file)
         save_figure_atomic(lambda p: plot_measurement(meas, p, args.frame), out, overwrite=args.overwrite)
         kind = "measurement"

@@ -2,7 +2,14 @@
 
 import json
 
+from ..io.atomic import check_output_path
+from ..io.reco_mdf import read_reconstruction
+from ..plot import plot_cells, save_figure_atomic
+from ..quant import parse_roi, quantify
+from ..units import parse_iron_per_cell, parse_mass
 from .common import overwrite_arg
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub):
@@ -26,11 +33,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..io.atomic import check_output_path
-    from ..io.reco_mdf import read_reconstruction
-    from ..quant import parse_roi, quantify
-    from ..units import parse_iron_per_cell, parse_mass
-
     ipc = parse_iron_per_cell(args.iron_per_cell)
     if args.png:
         check_output_path(args.png, args.overwrite)
@@ -41,8 +43,6 @@ def run(args):
     result = quantify(reco, rois, ipc, args.frame, reference, ref_iron)
     results, extra = result.rois, result.as_dict()
     if args.png:
-        from ..plot import plot_cells, save_figure_atomic
-
         save_figure_atomic(lambda p: plot_cells(reco, ipc, p, args.frame, extra["calibration_factor"]), args.png,
                            overwrite=args.overwrite)
     if args.json:

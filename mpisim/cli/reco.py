@@ -3,8 +3,18 @@
 import argparse
 import json
 
+import numpy as np
+
 from ..errors import MPISimError
-from .common import float_or_si, freq, backend_arg, int_list, overwrite_arg
+from ..io.atomic import check_output_path
+from ..io.frame_file import open_inputs
+from ..io.reco_mdf import write_reconstruction
+from ..plot import plot_reconstruction, save_figure_atomic
+from ..reco.reconstruct import reconstruct
+from ..reconstruction import RecoParams
+from .common import backend_arg, float_or_si, freq, int_list, overwrite_arg
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub):
@@ -55,14 +65,6 @@ def add_parser(sub):
 
 
 def run(args):
-    import numpy as np
-
-    from ..io.atomic import check_output_path
-    from ..io.frame_file import open_inputs
-    from ..io.reco_mdf import write_reconstruction
-    from ..reco.reconstruct import reconstruct
-    from ..reconstruction import RecoParams
-
     check_output_path(args.out, args.overwrite)
     if args.png:
         check_output_path(args.png, args.overwrite)
@@ -96,8 +98,6 @@ def run(args):
     reco = reconstruct(params=params, backend=args.backend, progress=True, **open_inputs(args.measurement, args.sm, params))
     write_reconstruction(args.out, reco, overwrite=args.overwrite)
     if args.png:
-        from ..plot import plot_reconstruction, save_figure_atomic
-
         save_figure_atomic(lambda p: plot_reconstruction(reco, p), args.png, overwrite=args.overwrite)
     info = reco.info
     summary = {"out": args.out, "frames": reco.num_frames, "rows": info["rows"], "voxels": info["voxels"],

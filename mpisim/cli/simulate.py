@@ -1,7 +1,13 @@
 """``mpisim simulate``: a measurement of a phantom, written frame block by frame block."""
 
 from ..errors import MPISimError
-from .common import scanner_from_arg, float_or_si, backend_arg, tracer_from_args, add_tracer_args
+from ..forward import SimulationSettings, simulate
+from ..io.atomic import check_output_path
+from ..phantoms import get_phantom
+from ..units import parse_concentration
+from .common import add_tracer_args, backend_arg, float_or_si, scanner_from_arg, tracer_from_args
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub):
@@ -32,10 +38,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..io.atomic import check_output_path
-    from ..phantoms import get_phantom
-    from ..forward import SimulationSettings, simulate
-
     check_output_path(args.out, args.overwrite)
     scanner = scanner_from_arg(args.scanner)
     tracer = tracer_from_args(args)
@@ -52,8 +54,6 @@ def run(args):
         settings = SimulationSettings(**{**settings.to_dict(), "transfer_function": args.transfer_function})
     pkw = {}
     if args.concentration is not None:
-        from ..units import parse_concentration
-
         pkw["concentration"] = parse_concentration(args.concentration)
     phantom = get_phantom(args.phantom, scanner, **pkw)
     meas = simulate(scanner, tracer, phantom, settings, backend=args.backend, progress=True, out=args.out,

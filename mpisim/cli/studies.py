@@ -2,8 +2,16 @@
 
 import json
 
+import numpy as np
+
 from ..errors import MPISimError
+from ..io.atomic import check_output_path
+from ..plot import save_figure_atomic
+from ..studies import StudySetup, plot_titration, plot_track, titrate, track
+from ..units import parse_diameter, parse_iron_per_cell
 from .common import backend_arg, overwrite_arg
+
+__all__ = ["add_titrate", "run_titrate", "add_track", "run_track", "add_parser"]
 
 
 def add_titrate(sub):
@@ -23,12 +31,9 @@ def add_titrate(sub):
 
 
 def run_titrate(args):
-    from ..studies import StudySetup, plot_titration, titrate
-
     ipc = _study_start(args)
     if args.seeds < 1 or args.averages < 1:
         raise MPISimError("--seeds and --averages must be >= 1")
-    from ..units import parse_diameter
 
     setup = StudySetup(scanner=args.scanner, core_diameter=parse_diameter(args.tracer_diameter),
                        averages=args.averages)
@@ -61,8 +66,6 @@ def add_track(sub):
 
 
 def run_track(args):
-    from ..studies import StudySetup, plot_track, track
-
     ipc = _study_start(args)
     try:
         days = [float(x) for x in args.days.split(",")]
@@ -87,8 +90,6 @@ def run_track(args):
 
 
 def _cells_list(text):
-    import numpy as np
-
     t = str(text)
     try:
         if ".." in t:
@@ -111,8 +112,6 @@ def _study_output_args(p):
 
 def _study_start(args):
     """Parse --iron-per-cell and check --png before a study runs."""
-    from ..io.atomic import check_output_path
-    from ..units import parse_iron_per_cell
 
     if args.png:
         check_output_path(args.png, args.overwrite)
@@ -122,8 +121,6 @@ def _study_start(args):
 def _study_finish(args, res, plot):
     """Write the figure; print JSON and return True when --json was asked for."""
     if args.png:
-        from ..plot import save_figure_atomic
-
         save_figure_atomic(lambda p: plot(res, p), args.png, overwrite=args.overwrite)
     if args.json:
         print(json.dumps(res, indent=1))

@@ -1,7 +1,14 @@
 """``mpisim sysmat``: simulate a system matrix into an MDF calibration file (cached)."""
 
 from ..errors import MPISimError
-from .common import scanner_from_arg, float_or_si, freq, backend_arg, tracer_from_args, add_tracer_args, overwrite_arg
+from ..grid import parse_shape, parse_triple
+from ..io.atomic import check_output_path
+from ..io.mdf import read_header
+from ..systemmatrix import CalibrationSettings, build_system_matrix, default_grid
+from ..units import parse_concentration
+from .common import add_tracer_args, backend_arg, float_or_si, freq, overwrite_arg, scanner_from_arg, tracer_from_args
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(sub):
@@ -39,10 +46,6 @@ def add_parser(sub):
 
 
 def run(args):
-    from ..grid import parse_shape, parse_triple
-    from ..io.atomic import check_output_path
-    from ..systemmatrix import CalibrationSettings, build_system_matrix, default_grid
-
     check_output_path(args.out, args.overwrite)
     if args.workers is not None and args.workers < 1:
         raise MPISimError(f"--workers must be >= 1, got {args.workers}")
@@ -51,7 +54,6 @@ def run(args):
     fov = parse_triple(args.fov, "--fov") if args.fov else None
     grid = default_grid(scanner, shape, fov, parse_triple(args.center, "--center"))
     tracer = tracer_from_args(args)
-    from ..units import parse_concentration
 
     nd = 0.0 if args.noise == "realistic" else float_or_si(args.noise, "--noise", "V/√Hz")
     if not 0 <= nd <= 1e-3:
@@ -65,7 +67,6 @@ def run(args):
                         backend=args.backend, use_cache=not args.no_cache, cache_dir=args.cache_dir,
                         progress=True, compression=args.compression, load=False, scheduler=args.scheduler,
                         workers=args.workers)
-    from ..io.mdf import read_header
 
     _, C, K, N = read_header(args.out)["data_shape"]
     N -= settings.background_frames

@@ -7,9 +7,17 @@ file is removed and an existing file at the target path is untouched.
 import contextlib
 import os
 from pathlib import Path
+import shutil
+import socket
 import tempfile
+import time
 
+from .. import interrupt
 from ..errors import MPISimError
+
+__all__ = ["check_output_path", "atomic_path", "STALE_MIN_SECONDS", "STALE_LEGACY_SECONDS", "stale_parts",
+           "remove_stale_parts", "record_outputs", "committed", "remove_outputs", "free_bytes",
+           "check_free_space", "user_mode"]
 
 
 def check_output_path(path, overwrite=False):
@@ -38,7 +46,6 @@ def atomic_path(path, overwrite=False, record=True):
     os.close(fd)
     try:
         yield tmp
-        from .. import interrupt
 
         interrupt.check()                 # nothing is committed after an interrupt
         if p.exists() and not overwrite:
@@ -61,8 +68,6 @@ _RECORD = None
 
 
 def _host():
-    import socket
-
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
 
 
@@ -82,7 +87,6 @@ def stale_parts(folder, name=None):
     """Partial files (``.NAME~host~pid~XXXX.part``) in ``folder`` left by processes that no longer
     run on this host (killed with SIGKILL, or a crash of the machine); ``name``: only those of that
     output. Files of live processes, or of other hosts sharing the folder, are never listed."""
-    import time
 
     folder = Path(folder)
     out = []
@@ -164,7 +168,6 @@ def _remove(tmp):
 
 def free_bytes(folder):
     """Free bytes on the file system of ``folder`` (None when unknown)."""
-    import shutil
 
     try:
         return shutil.disk_usage(folder).free

@@ -25,8 +25,13 @@ import threading
 
 import numpy as np
 
-from ..errors import MPISimError
 from . import checksum
+from .. import backend as B
+from .. import interrupt
+from ..errors import MPISimError
+
+__all__ = ["LAYOUT", "BLOCK_BYTES", "DamagedRows", "create_row_dataset", "StripeWriter", "MANIFEST",
+           "write_manifest", "verify_manifest", "row_checksums", "raw_offset", "read_row_runs"]
 
 LAYOUT = "rows-contiguous-v1"
 BLOCK_BYTES = 64 << 20
@@ -90,7 +95,6 @@ class StripeWriter:
 
     def free(self, timeout=None):
         """A buffer the I/O thread has written (blocks until one is)."""
-        from .. import interrupt
 
         while True:
             self._raise()
@@ -108,8 +112,6 @@ class StripeWriter:
             raise err
 
     def _run(self):
-        from .. import backend as B
-
         try:
             while True:
                 item = self._q.get()

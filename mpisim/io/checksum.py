@@ -13,6 +13,10 @@ twin (closed form per piece), the reference the tests compare against.
 
 import numpy as np
 
+from .. import backend as B
+
+__all__ = ["MOD", "METHOD", "new_state", "words", "update_numpy", "update", "digest", "of_rows"]
+
 MOD = np.uint64(0xFFFFFFFF)
 METHOD = "fletcher64: (b << 32) | a, a = sum(w), b = sum of partial sums a, mod 2^32-1, over each row's little-endian uint32 words in frame order"
 _NUMPY_PIECE = 8192          # words per numpy step: keeps Σ (n − i + 1)·w_i below 2⁶⁴
@@ -47,7 +51,6 @@ def update(state, block, finite=None, parallel=True):
     """Add the bytes of ``block`` (M, P) to the row states (M, 2) in place (compiled when numba is
     there). ``finite`` (M,) bool, optional: cleared for rows of a float/complex ``block`` that hold
     NaN or Inf, found in the same pass."""
-    from .. import backend as B
 
     if not B.numba_available():
         if finite is not None:

@@ -1,13 +1,17 @@
 """``mpisim convert``: MDF measurement files between time and frequency domain, with frequency
 selection. Every group other than /measurement is copied unchanged; the input is read-only."""
 
+import h5py
 import numpy as np
 
+from ..backend import irfft
 from ..errors import MPISimError
 from ..measurement import in_band
-from .atomic import atomic_path
+from .atomic import atomic_path, check_free_space
 from .h5 import open_h5
-from .mdf import guarded, read_mdf
+from .mdf_read import guarded, read_mdf
+
+__all__ = ["convert"]
 
 
 @guarded
@@ -15,8 +19,6 @@ def convert(src, dst, to="frequency", min_freq=0.0, max_freq=0.0, overwrite=Fals
     """Write ``dst`` with the measurement of ``src`` as spectra (``to="frequency"``, optionally only
     bins in [min_freq, max_freq] Hz, flagged with isFrequencySelection) or as time samples
     (``to="time"``, needs all frequency bins). Returns (shape, number of bins)."""
-    import h5py
-
     if to not in ("frequency", "time"):
         raise MPISimError(f"--to must be 'frequency' or 'time', got {to!r}")
     meas = read_mdf(src)
@@ -37,12 +39,8 @@ def convert(src, dst, to="frequency", min_freq=0.0, max_freq=0.0, overwrite=Fals
             raise MPISimError(f"{src}: already time-domain data")
         if meas.frequency_selection is not None and meas.frequency_selection.size < freqs.size:
             raise MPISimError(f"{src}: frequency-selected spectra cannot be turned back into time samples")
-        from ..backend import irfft
-
         data = irfft(meas.data, meas.num_samples, axis=-1)
         bins, selected = None, False
-    from .atomic import check_free_space
-
     check_free_space([(dst, data.nbytes + (1 << 20))], "the converted file")
     with open_h5(src) as hin, atomic_path(dst, overwrite) as tmp:
         with h5py.File(tmp, "w") as h:

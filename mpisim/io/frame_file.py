@@ -6,9 +6,9 @@ import numpy as np
 from ..frames import MeasurementFrames
 from ..operator import SystemMatrix
 from ..reconstruction import RecoParams
-from ..transfer import TransferFunction
-from .mdf import read_calibration, read_mdf
+from .mdf_read import read_calibration, read_mdf
 from .sm_file import load_system_matrix
+from .transfer_file import load_transfer_function
 
 __all__ = ["FileFrames", "open_measurement", "open_inputs"]
 
@@ -48,7 +48,7 @@ def open_inputs(measurement, system_matrix, params=None):
     tf = None
     if pre.transfer_function:
         head = source.head
-        tf = TransferFunction.load(pre.transfer_function).at(head.all_frequencies, head.num_channels)
+        tf = load_transfer_function(pre.transfer_function).at(head.all_frequencies, head.num_channels)
     empty = None
     if pre.background not in ("auto", "none"):
         empty = read_mdf(pre.background)

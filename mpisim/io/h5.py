@@ -5,6 +5,8 @@ from pathlib import Path
 
 from ..errors import MPISimError
 
+__all__ = ["open_h5"]
+
 
 @contextlib.contextmanager
 def open_h5(path):

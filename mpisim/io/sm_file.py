@@ -12,7 +12,7 @@ from ..errors import MPISimError
 from ..grid import Grid
 from ..operator import SystemMatrix
 from .calibration import DamagedRows
-from .mdf import guarded, read_calibration, read_rows
+from .mdf_read import guarded, read_calibration, read_rows
 
 __all__ = ["RowSource", "load_system_matrix", "open_system_matrix"]
 

@@ -6,6 +6,8 @@ from .. import backend as B
 from ..errors import MPISimError
 from .kaczmarz_base import absolute_lambda
 
+__all__ = ["cgnr"]
+
 
 def cgnr(A, b, iterations=20, lam=0.0, *, relative_lambda=True, enforce_real=True, enforce_positive=True,
          row_weights=None, backend="auto", tol=0.0):

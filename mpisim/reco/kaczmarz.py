@@ -23,9 +23,9 @@ import numpy as np
 
 from .. import backend as B
 from ..errors import MPISimError
-from . import kaczmarz_gpu
-from .kaczmarz_base import (ORDERS, PlanarRows, absolute_lambda, project, row_orders,  # noqa: F401
-                            squared_row_norms, sweep_numpy)  # (the front door)
+from .kaczmarz_base import (ORDERS, PlanarRows, absolute_lambda, project, row_orders,  # noqa: F401; (the front door)
+                            squared_row_norms, sweep_numpy)
+from .kaczmarz_gpu import solve as solve_gpu
 
 __all__ = ["kaczmarz", "Alg", "run", "NumpyKaczmarz", "PlanarKaczmarz", "tikhonov_direct", "IMPLS"]
 
@@ -103,7 +103,7 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     inv_den = xp.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
     orders = row_orders(A.shape[0], int(iterations), order, seed)
     if use_gpu:
-        c = kaczmarz_gpu.solve(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive,
+        c = solve_gpu(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive,
                                loop=(impl == "cupy-loop"), stop=stop)
     else:
         c = run(NumpyKaczmarz(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, stop), callback)
@@ -209,7 +209,7 @@ class PlanarKaczmarz(Alg):
     """Compiled Kaczmarz sweeps (numba) on the planar rows P (M, 2, N); ``real`` the iterate's precision."""
 
     def __init__(self, P, b, orders, inv_den, lam, er, ep, groups, stop=None, real=np.float64):
-        import numba                         # heavy optional libraries: loaded when a compiled sweep runs
+        import numba  # heavy optional libraries: loaded when a compiled sweep runs
 
         from . import kaczmarz_cpu
 

@@ -9,6 +9,9 @@ import numpy as np
 from .. import backend as B
 from ..errors import MPISimError, check_positive
 
+__all__ = ["ORDERS", "PlanarRows", "squared_row_norms", "absolute_lambda", "row_orders", "project",
+           "sweep_numpy"]
+
 ORDERS = ("cyclic", "shuffle", "random")
 
 

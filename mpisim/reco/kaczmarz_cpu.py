@@ -12,8 +12,10 @@ traffic), and for many frames each pass serves two or three frames, so a matrix 
 once for all of them.
 """
 
-import numpy as np
 from numba import njit, prange
+import numpy as np
+
+__all__ = ["row_norms2", "to_planar", "apply_real", "sweep_single", "sweep_multi"]
 
 
 @njit(cache=True, parallel=True, fastmath=True)

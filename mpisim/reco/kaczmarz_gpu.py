@@ -12,6 +12,9 @@ import numpy as np
 
 from .. import backend as B
 from ..errors import MPISimError
+from .kaczmarz_base import project, sweep_numpy
+
+__all__ = ["VARIANTS", "BLOCK", "kernel_source", "solve"]
 
 VARIANTS = {(1, 1), (2, 1), (4, 1), (8, 1), (1, 4), (2, 4), (4, 4), (1, 8), (2, 8)}
 BLOCK = 256
@@ -100,7 +103,6 @@ def _sweeps(kern, grid, A, N, b, F, fb, orders, inv, sq, c, v, partial, er, ep, 
 
 def _solve_loop(cp, A, b, orders, inv, sq, c, v, er, ep, stop=None):
     """Per-row cupy loop (the numpy twin run on cupy arrays): the slow pattern, for comparison."""
-    from .kaczmarz_base import project, sweep_numpy
 
     inv_h = cp.asnumpy(inv)
     for it, order in enumerate(orders):

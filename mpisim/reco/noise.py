@@ -12,6 +12,10 @@ import numpy as np
 
 from ..errors import MPISimError
 
+__all__ = ["SMOOTH_BINS", "NoiseLevel", "frame_variance_from_background", "stated_frame_sigma",
+           "noise_level", "background_spectra", "contaminated_bins", "drive_line_bins",
+           "bandstop_half_width", "complex_noise"]
+
 SMOOTH_BINS = 31
 """Bins in the running median that turns the background frames' per-bin variance into a noise level."""
 

@@ -12,15 +12,15 @@ import time
 
 import numpy as np
 
+from .. import backend as B
 from ..errors import MPISimError
 from ..frames import MeasurementFrames
 from ..measurement import Measurement
 from ..operator import SystemMatrix
 from ..reconstruction import Reconstruction, RecoParams
-from .. import backend as B
-from . import uncertainty
 from .assemble import assemble
 from .solve import solve
+from .uncertainty import linear, noise_draws, realisations
 
 __all__ = ["reconstruct"]
 
@@ -62,15 +62,14 @@ def reconstruct(measurement, system_matrix, params=None, *, empty=None, transfer
     problem = assemble(source, system_matrix, params, empty, transfer_function)
     use = B.resolve(backend)
     t1 = time.perf_counter()
-    linear = uncertainty.linear(problem, params)
-    draws = uncertainty.noise_draws(problem, params) if linear else None
+    draws = noise_draws(problem, params) if linear(problem, params) else None
     solution = solve(problem, params.solver, use, impl, progress, ride_along=draws if use == "cupy" else None)
-    realisations, noise_info = uncertainty.realisations(problem, solution, params, draws)
+    noise, noise_info = realisations(problem, solution, params, draws)
     t2 = time.perf_counter()
     return Reconstruction(solution.img.T, system_matrix.grid, params, system_matrix.unit,
-                          _info(problem, solution, realisations, noise_info, params, use, source, system_matrix,
+                          _info(problem, solution, noise, noise_info, params, use, source, system_matrix,
                                 t1 - t0, t2 - t1),
-                          realisations, source.head, source.head.truth)
+                          noise, source.head, source.head.truth)
 
 
 def _frames(measurement):
