@@ -99,7 +99,7 @@ from mpisim.reco import reconstruct
 from mpisim.io.sm_file import load_system_matrix
 from mpisim.operator import SystemMatrix
 disk = load_system_matrix(sys.argv[1])
-whole = SystemMatrix(disk.data, disk.bins, disk.frequencies, disk.grid, disk.snr, disk.background, disk.meta, disk.unit)
+whole = SystemMatrix(disk.data, disk.bins, disk.frequencies, disk.grid, disk.snr, disk.background, disk.acquisition, disk.unit)
 ref = reconstruct(read_mdf(sys.argv[2]), whole).image
 img = read_reconstruction(sys.argv[3]).image
 print(float(np.abs(img - ref).max() / np.abs(ref).max()))
@@ -114,7 +114,7 @@ from mpisim.io.mdf import read_mdf
 from mpisim.systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 sc = mpisim.get_scanner("bruker-3d"); grid = default_grid(sc, (19, 19, 19)); cd = sys.argv[1]
 S = build_system_matrix(sc, mpisim.Tracer(), grid, CalibrationSettings(background_frames=10), cache_dir=cd)
-entry = S.meta["source"]
+entry = S.origin
 meas = read_mdf(sys.argv[2])
 r0 = reconstruct(meas, S)
 rows_used = r0.info["rows"]

@@ -13,7 +13,7 @@ unnormalised rfft of one period, û_k = Σ_t u(t) e^{−2πi k t / V}; relaxatio
 spectrum by 1/(1 + i ω τ).
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 import math
 import sys
 
@@ -26,6 +26,7 @@ from .io import transfer_file
 from .io.atomic import check_free_space, check_output_path
 from .io.mdf_write import write_mdf
 from .measurement import Measurement
+from .metadata import Provenance
 from .particles import langevin_over_xi
 from .progress import Progress
 from .resources import check_memory
@@ -198,7 +199,7 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     -------
     :class:`mpisim.measurement.Measurement` with time data (N, 1, C, V) in V, background frames
     first, and the scanner, tracer, phantom and settings attached. With ``out``: the same
-    measurement's metadata, data a zero-size stand-in (``meta["written_to"]`` = ``out``).
+    measurement's metadata, data a zero-size stand-in (``provenance.written_to`` = ``out``).
     """
     scanner = get_scanner(scanner)
     settings = settings or SimulationSettings()
@@ -217,7 +218,7 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     if out is not None:
         meas = source.measurement(np.empty((source.num_frames, 1, scanner.num_rx_channels, 0), source.dtype))
         write_mdf(out, meas, overwrite=overwrite, frames=source, block_frames=block_frames)
-        meas.meta["written_to"] = str(out)
+        meas.provenance = replace(meas.provenance, written_to=str(out))
         return meas
     check_memory(source.num_frames * scanner.num_rx_channels * scanner.num_samples * np.dtype(source.dtype).itemsize,
                  "the simulated measurement")
@@ -293,8 +294,7 @@ class FrameSource:
             gradient=sc.gradient,
             transfer_function=None if self.tf is None else self.tf.at(sc.frequencies, sc.num_rx_channels),
             num_averages=st.averages, scanner=sc, tracer=self.tracer,
-            meta={"phantom": self.phantom, "settings": st, "is_simulation": True,
-                  "noise_sigma": self.sigma, "backend": self.backend})
+            provenance=Provenance(is_simulation=True), phantom=self.phantom, settings=st)
 
 
 def feedthrough_spectrum(scanner):

@@ -29,7 +29,7 @@ class MeasurementFrames:
     @property
     def source(self):
         """Where the frames come from (a file name, or "(in memory)")."""
-        return self.head.meta.get("source", "(in memory)")
+        return self.head.source
 
     def read(self, idx):
         """A Measurement holding the stored frames ``idx`` (increasing indices)."""

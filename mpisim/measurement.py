@@ -6,7 +6,7 @@ import numpy as np
 
 from .backend import rfft
 from .errors import MPISimError
-from .metadata import Truth
+from .metadata import CalibrationInfo, Provenance, StoredFrames, Truth
 
 __all__ = ["in_band", "Measurement"]
 
@@ -33,7 +33,15 @@ class Measurement:
     transfer_function : (C, K) complex or None: the chain the data still contains.
     frequency_selection : (K',) 0-based bins kept, or None for all K = V/2 + 1 bins.
     scanner, tracer : the mpisim objects when known (simulated data), else None.
-    meta : free-form metadata (study, experiment, tracer concentration, settings, source file).
+    provenance : :class:`~mpisim.metadata.Provenance` (source file, header, simulation or not).
+    phantom : the simulated :class:`~mpisim.phantoms.Phantom` (in memory), or None; recorded_truth : the
+        ground truth a file records (:class:`~mpisim.metadata.Truth`), or None — :attr:`truth` is either.
+    settings : the :class:`~mpisim.forward.SimulationSettings` that made simulated data (in memory);
+        stated_settings : the settings dict a file states (``/_mpisim/settings``), or None.
+    tracer_concentration : mol Fe/L of the sample (``/tracer/concentration``; a calibration's delta
+        sample), or None. calibration : :class:`~mpisim.metadata.CalibrationInfo` of a calibration file.
+    base_frequency : Hz, drive_phases : (D,) rad, as a file states them (None: from ``scanner``).
+    stored : :class:`~mpisim.metadata.StoredFrames` for data read from a file, else None.
     """
 
     data: np.ndarray
@@ -49,7 +57,16 @@ class Measurement:
     num_averages: int = 1
     scanner: object = None
     tracer: object = None
-    meta: dict = field(default_factory=dict)
+    provenance: Provenance = field(default_factory=Provenance)
+    phantom: object = None
+    recorded_truth: Truth | None = None
+    settings: object = None
+    stated_settings: dict | None = None
+    tracer_concentration: float | None = None
+    calibration: CalibrationInfo | None = None
+    base_frequency: float | None = None
+    drive_phases: np.ndarray | None = None
+    stored: StoredFrames | None = None
 
     def __post_init__(self):
         self.is_background = np.asarray(self.is_background, dtype=bool)
@@ -103,10 +120,14 @@ class Measurement:
     def truth(self):
         """Ground truth of the phantom (:class:`~mpisim.metadata.Truth`): of the simulated phantom in memory,
         or as the file records it; None when unknown."""
-        phantom = self.meta.get("phantom")
-        if phantom is not None:
-            return Truth.of_phantom(phantom)
-        return Truth.from_record(self.meta.get("truth"))
+        if self.phantom is not None:
+            return Truth.of_phantom(self.phantom)
+        return self.recorded_truth
+
+    @property
+    def source(self):
+        """The file the data were read from, or "(in memory)"."""
+        return self.provenance.source
 
     @property
     def foreground_frames(self):

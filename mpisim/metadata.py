@@ -1,14 +1,61 @@
-"""Typed metadata carried between modules: the ground truth of a phantom.
+"""Typed metadata carried between modules: where data came from, a phantom's ground truth, what a
+calibration file records, which stored frames a measurement holds.
 
-A reconstruction or a measurement says what it knows through these small frozen dataclasses instead of
-string-keyed dicts, so no module reaches through another's internals.
+A measurement, a system matrix or a reconstruction says what it knows through these small frozen
+dataclasses instead of string-keyed dicts, so no module reaches through another's internals.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["Truth"]
+__all__ = ["Provenance", "Truth", "CalibrationInfo", "StoredFrames"]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where data came from.
+
+    source : the file they were read from, or "(in memory)"; is_simulation : MDF's ``isSimulation``;
+    header : what :func:`mpisim.io.mdf.read_header` read from the file ({} in memory); scanner_info :
+    the scanner's facility, manufacturer, name, operator and topology as a file states them (used when
+    no :class:`~mpisim.scanner.Scanner` is known); written_to : the file a simulation was streamed into
+    ("" when none).
+    """
+
+    source: str = "(in memory)"
+    is_simulation: bool = False
+    header: dict = field(default_factory=dict)
+    scanner_info: dict = field(default_factory=dict)
+    written_to: str = ""
+
+
+@dataclass(frozen=True)
+class CalibrationInfo:
+    """The ``/calibration`` group of a calibration file: method; size (voxels per axis); field_of_view,
+    center, delta_sample_size (m); snr (channels × bins, or None); positions (m); order ("xyz")."""
+
+    method: str = ""
+    size: np.ndarray | None = None
+    field_of_view: np.ndarray | None = None
+    center: np.ndarray | None = None
+    delta_sample_size: np.ndarray | None = None
+    snr: np.ndarray | None = None
+    positions: np.ndarray | None = None
+    order: str = "xyz"
+
+
+@dataclass(frozen=True)
+class StoredFrames:
+    """How a measurement read from a file relates to the file's frames: ``frames`` the stored frame
+    indices it holds (None: all), ``stored_is_background`` the file's background flags of every stored
+    frame, ``rows_on_demand`` whether the data are a zero-size stand-in (a calibration whose rows are read
+    when used) and ``row_itemsize`` the bytes of one stored matrix entry."""
+
+    frames: np.ndarray | None = None
+    stored_is_background: np.ndarray | None = None
+    rows_on_demand: bool = False
+    row_itemsize: int = 0
 
 
 @dataclass(frozen=True)

@@ -22,17 +22,31 @@ class SystemMatrix:
     Rows are channel × frequency bin, columns x-fastest voxels; values are scaled to 1 mol Fe/L
     when the delta concentration is known. ``bins`` are the 0-based rfft bins of the rows,
     ``frequencies`` their Hz values; ``snr`` (C, K'); ``background`` (C, K', E) or None.
+    ``acquisition``: the calibration's acquisition (a :class:`~mpisim.measurement.Measurement` whose
+    bandwidth, samples per period, drive frequencies, gradient, transfer function, scanner and tracer
+    a measurement must share), or None; ``origin``: the file it came from, or "(in memory)".
     """
 
-    def __init__(self, data, bins, frequencies, grid, snr=None, background=None, meta=None, unit="mol/L",
-                 source=None):
+    def __init__(self, data, bins, frequencies, grid, snr=None, background=None, acquisition=None, unit="mol/L",
+                 *, origin=None, row_source=None):
         self._nonzero_rows = None
         self._data, self._background = data, background
         self.bins, self.frequencies = np.asarray(bins), np.asarray(frequencies)
         self.grid, self.snr = grid, snr
-        self.meta, self.unit = meta or {}, unit
-        self.source = source
-        """On-disk matrices: a :class:`_RowSource` (file, frame split, scale); None in memory."""
+        self.acquisition, self.unit = acquisition, unit
+        self.origin = origin or (acquisition.source if acquisition is not None else "(in memory)")
+        self.row_source = row_source
+        """On-disk matrices: a :class:`~mpisim.io.sm_file.RowSource` (file, frame split, scale); None in memory."""
+
+    @property
+    def label(self):
+        """How errors name the matrix: its file, or "system matrix"."""
+        return self.origin if self.origin != "(in memory)" else "system matrix"
+
+    @property
+    def transfer_function(self):
+        """(C, K) complex transfer function the matrix contains (divided out of its rows), or None."""
+        return None if self.acquisition is None else self.acquisition.transfer_function
 
     @property
     def on_disk(self):
@@ -40,12 +54,12 @@ class SystemMatrix:
 
     @property
     def num_channels(self):
-        return self._data.shape[0] if self._data is not None else self.source.num_channels
+        return self._data.shape[0] if self._data is not None else self.row_source.num_channels
 
     @property
     def num_background_frames(self):
         if self._data is None:
-            return self.source.num_background
+            return self.row_source.num_background
         return 0 if self._background is None else self._background.shape[-1]
 
     @property
@@ -59,11 +73,11 @@ class SystemMatrix:
         reads only what is needed)."""
         if self._data is None:
             C, K = self.num_channels, self.bins.size
-            check_memory(C * K * (self.grid.size + self.source.num_background) * self.source.itemsize,
-                         f"the whole system matrix {self.meta.get('source', '')}",
+            check_memory(C * K * (self.grid.size + self.row_source.num_background) * self.row_source.itemsize,
+                         f"the whole system matrix {self.origin}",
                          "read a selection of its rows instead (SystemMatrix.rows)")
             cidx, kidx = np.divmod(np.arange(C * K), K)
-            A, bg = self.source.read(cidx, kidx, self.bins, background=True)
+            A, bg = self.row_source.read(cidx, kidx, self.bins, background=True)
             self._data = A.reshape(C, K, -1)
             self._background = None if bg is None else bg.reshape(C, K, -1)
         return self._data
@@ -71,7 +85,7 @@ class SystemMatrix:
     @property
     def background(self):
         """(C, K', E) background frames (scaled like the data) or None."""
-        if self._data is None and self.source.num_background:
+        if self._data is None and self.row_source.num_background:
             self.data
         return self._background
 
@@ -84,10 +98,10 @@ class SystemMatrix:
             if not background:
                 return A
             return A, (None if self._background is None else self._background[cidx, kidx])
-        check_memory(cidx.size * (self.grid.size + self.source.num_background) * self.source.itemsize,
-                     f"{self.meta.get('source', 'system matrix')}: the {cidx.size} selected rows",
+        check_memory(cidx.size * (self.grid.size + self.row_source.num_background) * self.row_source.itemsize,
+                     f"{self.origin}: the {cidx.size} selected rows",
                      "raise --snr-threshold, lower --max-freq or pass --top-k")
-        A, bg = self.source.read(cidx, kidx, self.bins, background)
+        A, bg = self.row_source.read(cidx, kidx, self.bins, background)
         return (A, bg) if background else A
 
     @property
@@ -122,7 +136,8 @@ class SystemMatrix:
         snr = None if self.snr is None else (self.snr[ch][:, b] if not isinstance(ch, slice) else self.snr[:, b])
         bg = None if self.background is None else (self.background[ch][:, b] if not isinstance(ch, slice)
                                                    else self.background[:, b])
-        return SystemMatrix(d, self.bins[b], self.frequencies[b], self.grid, snr, bg, self.meta, self.unit)
+        return SystemMatrix(d, self.bins[b], self.frequencies[b], self.grid, snr, bg, self.acquisition, self.unit,
+                            origin=self.origin)
 
 
 def dot_test(op, rng=None, frames=1):

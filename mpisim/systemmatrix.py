@@ -438,7 +438,6 @@ class _AcqView:
         self.gradient = scanner.gradient
         self.num_channels = scanner.num_rx_channels
         self.transfer_function = None if tf is None else tf.at(scanner.frequencies, scanner.num_rx_channels)
-        self.meta = {}
 
 
 def _complex_noise(rng, shape, sigma):

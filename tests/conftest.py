@@ -19,6 +19,40 @@ def require_gpu():
         pytest.skip(msg)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """The suite runs on every core (pytest-xdist, ``-n auto`` in pyproject.toml); with ``-s`` (the slow
+    studies print their figures) or ``--pdb`` it runs in this one process instead. ``-n 0`` does too."""
+    if config.getoption("numprocesses", None) and (config.getoption("capture") == "no"
+                                                   or config.getoption("usepdb")):
+        config.option.numprocesses = 0
+        config.option.dist = "no"
+
+
+# Test files whose tests share a session fixture (the docs build runs each notebook and example once).
+_GROUPS = {"test_course": "docs", "test_docs_examples": "docs", "test_browser": "docs"}
+
+
+@pytest.hookimpl(tryfirst=True)                    # before xdist reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Every test that uses the ``gpu`` fixture carries the ``gpu`` marker (``pytest -m gpu`` selects them).
+    Under pytest-xdist (``--dist loadgroup``) a module's tests stay on one worker, so module- and
+    session-scoped fixtures are built once, not once per worker."""
+    xdist = config.pluginmanager.hasplugin("xdist")
+    for item in items:
+        if "gpu" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("gpu"):
+            item.add_marker(pytest.mark.gpu)
+        if xdist and not item.get_closest_marker("xdist_group"):
+            module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+            item.add_marker(pytest.mark.xdist_group(_GROUPS.get(module, module)))
+
+
+def pytest_runtest_setup(item):
+    """A test marked ``gpu`` without the fixture is skipped (or fails, MPISIM_REQUIRE_GPU=1) the same way."""
+    if item.get_closest_marker("gpu") and "gpu" not in getattr(item, "fixturenames", ()):
+        require_gpu()
+
+
 @pytest.fixture
 def gpu():
     require_gpu()
@@ -32,6 +66,15 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data folder not found ({SHARED_DATA}); set MPISIM_SHARED_DATA")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_cache(tmp_path_factory):
+    """Module- and session-scoped fixtures run before the per-test cache below: they get a cache of the
+    session's own, never the user's ~/.cache/mpisim (a test run neither fills it nor depends on it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MPISIM_CACHE_DIR", str(tmp_path_factory.mktemp("session-cache")))
+        yield
 
 
 @pytest.fixture(autouse=True)

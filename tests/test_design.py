@@ -119,7 +119,7 @@ def test_sweep_serial_and_local_cluster_identical_and_resume(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
 
 
-def test_sweep_bad_input(tmp_path, capsys):
+def test_sweep_bad_input(tmp_path, capsys, monkeypatch):
     for vary, needle in (("scanner.receiver.colour=1,2", "no such field"), ("selection.gradient=1:5:0", "at least one value"),
                          ("tracer.core_diameter=", "no values"), ("nonsense=1", "unknown field"),
                          ("tracer.core_diameter=a,b", "a:b:n")):
@@ -132,6 +132,10 @@ def test_sweep_bad_input(tmp_path, capsys):
     r = rows(tmp_path / "y/results.csv")
     assert [x["status"] == "ok" for x in r] == [False, False, False, True]
     assert "gradient" in r[0]["status"] and "amplitude" in r[2]["status"]
+    import distributed
+
+    real_client = distributed.Client                 # mpisim gives a scheduler 10 s; nothing listens here
+    monkeypatch.setattr(distributed, "Client", lambda *a, **kw: real_client(*a, **{**kw, "timeout": "1s"}))
     assert main(["sweep", "bruker-1d", "--vary", "selection.gradient=1,2", "--scheduler", "tcp://127.0.0.1:9",
                  "--out", str(tmp_path / "z")]) == 2
     assert "cannot reach the Dask scheduler" in capsys.readouterr().err
@@ -174,7 +178,7 @@ def test_real_scheduler_and_workers(tmp_path, capsys):
         # a worker killed mid-sweep: slow designs (3D coverage) so that the kill lands in the middle
         out = tmp_path / "killed"
         sweep = subprocess.Popen([sys.executable, "-m", "mpisim", "sweep", "bruker-3d", "--vary",
-                                  "selection.gradient=1:4:60", "--scheduler", address, "--out", str(out)],
+                                  "selection.gradient=1:4:30", "--scheduler", address, "--out", str(out)],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         t_end = time.time() + 60
         while time.time() < t_end and (not (out / "results.csv").exists()
@@ -184,9 +188,9 @@ def test_real_scheduler_and_workers(tmp_path, capsys):
         done_at_kill = len((out / "results.csv").read_text().splitlines()) - 1
         _, err = sweep.communicate(timeout=180)
         assert sweep.returncode == 0, err
-        assert done_at_kill < 60                                   # the kill landed in the middle
+        assert done_at_kill < 30                                   # the kill landed in the middle
         ids = [int(r["design"]) for r in rows(out / "results.csv")]
-        assert sorted(ids) == list(range(60)), ids
+        assert sorted(ids) == list(range(30)), ids
     finally:
         for p in procs:
             try:
@@ -204,7 +208,7 @@ def test_real_scheduler_and_workers(tmp_path, capsys):
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupted_sweep_keeps_finished_designs_and_resumes(tmp_path, sig):
     out = tmp_path / "s"
-    argv = [sys.executable, "-m", "mpisim", "sweep", "bruker-3d", "--vary", "selection.gradient=1:4:120",
+    argv = [sys.executable, "-m", "mpisim", "sweep", "bruker-3d", "--vary", "selection.gradient=1:4:40",
             "--workers", "0", "--out", str(out)]
     p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t_end = time.time() + 60
@@ -216,11 +220,11 @@ def test_interrupted_sweep_keeps_finished_designs_and_resumes(tmp_path, sig):
     assert p.returncode == (130 if sig == signal.SIGINT else 143), err
     assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1], err
     kept = rows(out / "results.csv")
-    assert 3 <= len(kept) < 120
+    assert 3 <= len(kept) < 40
     r = subprocess.run(argv + ["--resume"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     ids = [int(x["design"]) for x in rows(out / "results.csv")]
-    assert sorted(ids) == list(range(120))
+    assert sorted(ids) == list(range(40))
     assert [x for x in rows(out / "results.csv") if int(x["design"]) < len(kept)][:3] == kept[:3]
 
 

@@ -25,7 +25,7 @@ def test_round_trip(meas, tmp_path):
     assert back.bandwidth == meas.bandwidth and back.num_samples == meas.num_samples
     np.testing.assert_allclose(back.drive_frequencies, meas.drive_frequencies)
     np.testing.assert_allclose(back.gradient, meas.gradient)
-    np.testing.assert_allclose(back.meta["truth"]["concentration"], meas.meta["phantom"].concentration)
+    np.testing.assert_allclose(back.truth.concentration, meas.phantom.concentration)
 
 
 def test_layout_as_spec_with_plain_h5py(meas, tmp_path):
@@ -66,4 +66,4 @@ def test_read_real_robot_scan(shared_data):
     assert m.data.shape == (9, 1, 1, 152)
     assert m.bandwidth == pytest.approx(1.953125e6)
     assert m.drive_frequencies[0] == pytest.approx(125e6 / 4864)
-    assert not m.meta["is_simulation"]
+    assert not m.provenance.is_simulation

@@ -270,7 +270,7 @@ def test_array_phantom_via_cli(tmp_path, capsys):
     assert main(["simulate", "--scanner", "bruker-2d", "--phantom", str(tmp_path / "p.npy"), "--out", str(out)]) == 0
     from mpisim.io.mdf import read_mdf
 
-    truth = read_mdf(out).meta["truth"]["concentration"]
+    truth = read_mdf(out).truth.concentration
     np.testing.assert_array_equal(truth, a)
     (tmp_path / "bad.npy").write_bytes(b"nope")
     assert main(["simulate", "--phantom", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "x.mdf")]) == 2
@@ -284,7 +284,7 @@ def test_shipped_phantom_specs_simulate(spec, tmp_path):
     assert main(["simulate", "--scanner", "bruker-2d", "--phantom", str(spec), "--out", str(out)]) == 0
     from mpisim.io.mdf import read_mdf
 
-    assert read_mdf(out).meta["truth"]["concentration"].max() > 0
+    assert read_mdf(out).truth.concentration.max() > 0
 
 
 @pytest.mark.parametrize("args,needle", [

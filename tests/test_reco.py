@@ -329,7 +329,7 @@ def test_reconstruct_leaves_an_in_memory_matrix_alone(scene):
     from mpisim.operator import SystemMatrix
 
     sc, tr, S, ph, meas, d = scene
-    mem = SystemMatrix(np.array(S.data), S.bins, S.frequencies, S.grid, S.snr, S.background, S.meta, S.unit)
+    mem = SystemMatrix(np.array(S.data), S.bins, S.frequencies, S.grid, S.snr, S.background, S.acquisition, S.unit)
     keep = mem.data.copy()
     kw = dict(min_freq=30e3, iterations=15, uncertainty_samples=0)
     for weighting in ("none", "row-norm"):
@@ -337,7 +337,7 @@ def test_reconstruct_leaves_an_in_memory_matrix_alone(scene):
         twin = reconstruct(meas, mem, weighting=weighting, impl="numpy", **kw)
         assert np.abs(fast.image - twin.image).max() <= 1e-9 * np.abs(twin.image).max()
     np.testing.assert_array_equal(mem.data, keep)
-    real = [SystemMatrix(keep.real.astype(t), S.bins, S.frequencies, S.grid, S.snr, None, S.meta, S.unit)
+    real = [SystemMatrix(keep.real.astype(t), S.bins, S.frequencies, S.grid, S.snr, None, S.acquisition, S.unit)
             for t in (np.float64, np.complex128)]
     a, b = (reconstruct(meas, m, **kw) for m in real)
     np.testing.assert_array_equal(a.image, b.image)

@@ -82,7 +82,7 @@ def _check_chambers(r, capsys, timing="", tol=0.15):
     assert main(["quantify", str(r), "--roi", "chambers", "--json"]) == 0
     q = json.loads(capsys.readouterr().out)
     rec = read_reconstruction(r)
-    chambers = rec.meta["truth"]["chambers"]
+    chambers = rec.truth.chambers
     est = np.array([x["concentration_mmol_per_l"] for x in q["rois"]])
     true = np.array([c["concentration"] * 1e3 for c in chambers])
     slope, icpt = np.polyfit(true, est, 1)

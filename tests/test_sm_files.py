@@ -63,7 +63,7 @@ def test_reconstruction_reads_only_the_selected_rows(tmp_path, monkeypatch):
                             out=tmp_path / "s.mdf", use_cache=False)
     meas = mpisim.simulate(sc, tr, mpisim.get_phantom("shapes", sc),
                            mpisim.SimulationSettings.realistic(sc, frames=2, background_frames=4, seed=2))
-    whole = SystemMatrix(S.data, S.bins, S.frequencies, S.grid, S.snr, S.background, S.meta, S.unit)
+    whole = SystemMatrix(S.data, S.bins, S.frequencies, S.grid, S.snr, S.background, S.acquisition, S.unit)
     ref = mpisim.reconstruct(meas, whole)
     disk = load_system_matrix(tmp_path / "s.mdf")
     read = []
@@ -210,7 +210,7 @@ def test_output_on_another_file_system_is_registered(tmp_path, monkeypatch):
     build_system_matrix(sc, mpisim.Tracer(), g, cache_dir=cd, out=tmp_path / "a.mdf", load=False, log=msgs.append)
     assert list(cd.glob("sm-*.mdf")) == [] and len(list(cd.glob("sm-*.ref"))) == 1
     S = build_system_matrix(sc, mpisim.Tracer(), g, cache_dir=cd, log=msgs.append)
-    assert "served from cache" in msgs[-1] and os.path.samefile(S.meta["source"], tmp_path / "a.mdf")
+    assert "served from cache" in msgs[-1] and os.path.samefile(S.origin, tmp_path / "a.mdf")
 
 
 BUILD = """
@@ -273,7 +273,7 @@ def test_streamed_simulation_equals_in_memory(tmp_path):
     ph = mpisim.get_phantom("shapes", sc)
     m = mpisim.simulate(sc, mpisim.Tracer(), ph, st)
     h = mpisim.simulate(sc, mpisim.Tracer(), ph, st, out=tmp_path / "s.mdf", block_frames=4)
-    assert h.data.size == 0 and h.meta["written_to"] == str(tmp_path / "s.mdf")
+    assert h.data.size == 0 and h.provenance.written_to == str(tmp_path / "s.mdf")
     f = read_mdf(tmp_path / "s.mdf")
     np.testing.assert_array_equal(f.data, m.data)
     np.testing.assert_array_equal(f.is_background, m.is_background)
@@ -378,7 +378,7 @@ def test_damaged_registered_file_is_rebuilt_and_read(tmp_path, monkeypatch):
     cd = tmp_path / "c"
     good = build_system_matrix(sc, mpisim.Tracer(), g, cache_dir=cd, out=tmp_path / "a.mdf").rows([0], [3])
     S = build_system_matrix(sc, mpisim.Tracer(), g, cache_dir=cd)
-    assert os.path.samefile(S.meta["source"], tmp_path / "a.mdf")
+    assert os.path.samefile(S.origin, tmp_path / "a.mdf")
     with h5py.File(tmp_path / "a.mdf", "r") as h:
         NE = h["measurement/data"].shape[-1]
     _damage(tmp_path / "a.mdf", 8 * 3 * NE, 8)
@@ -389,7 +389,7 @@ def test_row_size_of_complex128_matrices(tmp_path):
     sc = mpisim.get_scanner("bruker-2d")
     S = build_system_matrix(sc, mpisim.Tracer(), default_grid(sc, (4, 4, 1)), CalibrationSettings(dtype="complex128"),
                             out=tmp_path / "s.mdf", use_cache=False)
-    assert S.source.itemsize == 16 and S.rows([0], [3]).dtype == np.complex128
+    assert S.row_source.itemsize == 16 and S.rows([0], [3]).dtype == np.complex128
 
 
 def test_build_with_numbas_fallback_threading_layer(tmp_path):

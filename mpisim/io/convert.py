@@ -22,7 +22,7 @@ def convert(src, dst, to="frequency", min_freq=0.0, max_freq=0.0, overwrite=Fals
     if to not in ("frequency", "time"):
         raise MPISimError(f"--to must be 'frequency' or 'time', got {to!r}")
     meas = read_mdf(src)
-    if meas.meta.get("calibration") is not None:
+    if meas.calibration is not None:
         raise MPISimError(f"{src}: is a calibration (system-matrix) file; convert handles measurements")
     freqs = meas.all_frequencies
     if to == "frequency":

@@ -7,6 +7,7 @@ file's numeric metadata pass :func:`mpisim.io.mdf_fields.check_metadata` first; 
 one-line :class:`MPISimError` naming the file and the field (:func:`guarded`).
 """
 
+from dataclasses import replace
 import functools
 import mmap
 
@@ -17,6 +18,7 @@ from .. import interrupt, tomlio
 from ..backend import rfft
 from ..errors import MPISimError
 from ..measurement import Measurement
+from ..metadata import CalibrationInfo, Provenance, StoredFrames, Truth
 from ..particles import Tracer
 from ..scanner import Scanner
 from .calibration import BLOCK_BYTES, DamagedRows, read_row_runs, row_checksums
@@ -337,7 +339,7 @@ def read_mdf(path, frames=None):
     file holds Fourier-transformed data; frames in stored order; ``is_background`` marks
     background frames; integer raw data are converted with ``dataConversionFactor``.
     ``frames``: increasing stored frame indices to read, the others staying on disk: the data and
-    ``is_background`` then cover those frames only, ``meta["frames"]`` lists them (how
+    ``is_background`` then cover those frames only, ``stored.frames`` lists them (how
     :func:`mpisim.reco.reconstruct` reads a long measurement block by block).
     A calibration's rows are better read with :func:`read_rows` (only the rows in use).
     """
@@ -361,7 +363,7 @@ def read_mdf(path, frames=None):
 @guarded
 def read_calibration(path):
     """An MDF file's metadata as a :class:`Measurement` whose data are a zero-size stand-in, one per
-    stored frame (``meta["rows_on_demand"]``): a calibration's matrix stays on disk and
+    stored frame (``stored.rows_on_demand``): a calibration's matrix stays on disk and
     :func:`read_rows` reads the rows in use; a measurement's frames are read with ``read_mdf(path,
     frames=…)`` when they are used."""
     with open_h5(path) as h:
@@ -502,20 +504,17 @@ def _measurement(r, info, lay, a, frames=None):
         raise MPISimError(f"{path}: /acquisition/numFrames is {nf} but /measurement/data holds {N} frames")
     tf = _transfer_function(r, K)
     scanner, tracer = _stored_scanner(r), _stored_tracer(r)
-    meta = _meta(r, info)
-    if frames is not None:
-        meta["frames"], meta["stored_is_background"] = frames, stored_bg
+    stored = StoredFrames() if frames is None else StoredFrames(frames, stored_bg)
     if a is None:                       # rows read on demand: a zero-size stand-in keeps the shape
         J = lay.ds.shape[0] if lay.fast else lay.ds.shape[1]
         a = np.empty((N, J, nchan, 0), np.complex64 if ft else np.float32)
-        meta["rows_on_demand"] = True
-        meta["row_itemsize"] = lay.row_itemsize
+        stored = replace(stored, rows_on_demand=True, row_itemsize=lay.row_itemsize)
     return Measurement(
         data=a, is_background=bg, bandwidth=info["bandwidth"], num_samples=V,
         drive_frequencies=info["drive"]["frequencies"], drive_strengths=info["drive"]["strengths"],
         gradient=info["gradient"], frequency_domain=bool(ft), transfer_function=tf,
         frequency_selection=fsel, num_averages=info["num_averages"] or 1, scanner=scanner, tracer=tracer,
-        meta=meta)
+        stored=stored, **_metadata(r, info))
 
 
 def _check_data(path, lay, a, frames):
@@ -600,34 +599,39 @@ def _stored_tracer(r):
     return None
 
 
-def _meta(r, info):
-    """``Measurement.meta`` of a file: header, calibration, ground truth and stated settings."""
+def _metadata(r, info):
+    """The typed metadata of a file's :class:`Measurement`: provenance, tracer concentration, calibration,
+    ground truth, stated settings and the drive's base frequency and phases."""
     h, path = r.h, r.path
-    meta = {"source": str(path), "info": info, "is_simulation": info["is_simulation"],
-            "base_frequency": info["drive"]["base_frequency"], "drive_phases": info["drive"]["phases"],
-            "scanner_meta": {k: v for k, v in info["scanner"].items()} | {"operator": ""}}
+    out = {"provenance": Provenance(str(path), info["is_simulation"], info,
+                                    {k: v for k, v in info["scanner"].items()} | {"operator": ""}),
+           "base_frequency": info["drive"]["base_frequency"], "drive_phases": info["drive"]["phases"]}
     if "tracer" in info and info["tracer"]["concentration"]:
-        meta["tracer_concentration"] = info["tracer"]["concentration"]
+        out["tracer_concentration"] = info["tracer"]["concentration"]
     if "calibration" in h:
-        meta["calibration"] = _calibration(r)
+        out["calibration"] = _calibration(r)
     if "_mpisim/phantom" in h:
-        meta["truth"] = read_truth(r)
+        out["recorded_truth"] = Truth.from_record(read_truth(r))
     if "_mpisim/settings" in h:
         try:
-            meta["stated_settings"] = tomlio.loads(r.string("_mpisim/settings"), "simulation settings")
+            out["stated_settings"] = tomlio.loads(r.string("_mpisim/settings"), "simulation settings")
         except MPISimError:
             pass
-    return meta
+    return out
+
+
+_CALIBRATION_FIELDS = {"size": "size", "fieldOfView": "field_of_view", "fieldOfViewCenter": "center",
+                       "deltaSampleSize": "delta_sample_size", "snr": "snr", "positions": "positions"}
 
 
 def _calibration(r):
     out = {"method": r.string("calibration/method")}
-    for k in ("size", "fieldOfView", "fieldOfViewCenter", "deltaSampleSize", "snr", "positions"):
+    for k, name in _CALIBRATION_FIELDS.items():
         v = r.array(f"calibration/{k}", required=False)
         if v is not None:
-            out[k] = np.asarray(v)
+            out[name] = np.asarray(v)
     out["order"] = r.string("calibration/order", default="xyz")
-    return out
+    return CalibrationInfo(**out)
 
 
 def read_truth(r):

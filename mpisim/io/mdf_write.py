@@ -88,9 +88,10 @@ def write_acquisition(h, meas_like, num_frames, num_averages=1):
         phase = np.array([[[c.phase] for c in sc.drive_field.channels]])
         cycle = sc.drive_field.cycle
     else:
-        base = meas_like.meta.get("base_frequency", 2 * meas_like.bandwidth)
+        base = getattr(meas_like, "base_frequency", None) or 2 * meas_like.bandwidth
         div = np.round(base / np.asarray(meas_like.drive_frequencies)).astype(np.int64)[:, None]
-        phase = np.asarray(meas_like.meta.get("drive_phases", np.zeros(len(div))), float).reshape(1, -1, 1)
+        phases = getattr(meas_like, "drive_phases", None)
+        phase = np.asarray(np.zeros(len(div)) if phases is None else phases, float).reshape(1, -1, 1)
         cycle = math.lcm(*[int(d) for d in div.ravel()]) / base
     D = div.shape[0]
     h[df + "baseFrequency"] = float(base)
@@ -172,12 +173,13 @@ def write_mdf(path, meas, overwrite=False, name="mpisim simulation", frames=None
     sc = meas.scanner
     scanner_meta = ({"facility": sc.facility, "manufacturer": sc.manufacturer, "name": sc.name,
                      "operator": "mpisim", "topology": sc.topology} if sc is not None else
-                    meas.meta.get("scanner_meta", {"topology": "FFP"}))
-    phantom = meas.meta.get("phantom")
+                    meas.provenance.scanner_info or {"topology": "FFP"})
+    phantom = meas.phantom
     with atomic_path(path, overwrite) as tmp:
         with h5py.File(tmp, "w") as h:
             write_header(h, name=name, description=f"written by mpisim {__version__}", scanner_meta=scanner_meta,
-                         is_simulation=meas.meta.get("is_simulation", True))
+                         is_simulation=meas.provenance.is_simulation if meas.provenance.source != "(in memory)"
+                         else True)
             conc = float(phantom.concentration.max()) if phantom is not None else 0.0
             vol = (float((phantom.concentration > 0).sum() * phantom.grid.voxel_volume / 1e-3)
                    if phantom is not None else 0.0)
@@ -189,7 +191,7 @@ def write_mdf(path, meas, overwrite=False, name="mpisim simulation", frames=None
                 _write_frames(h, meas, frames, block_frames)
             write_flags(h)
             h["measurement/isBackgroundFrame"] = meas.is_background.astype(np.int8)
-            write_extension(h, sc, meas.tracer, meas.meta.get("settings"), phantom)
+            write_extension(h, sc, meas.tracer, meas.settings, phantom)
     return path
 
 

@@ -32,13 +32,13 @@ def write_reconstruction(path, reco, overwrite=False):
             sc = getattr(meas, "scanner", None)
             scanner_meta = ({"facility": sc.facility, "manufacturer": sc.manufacturer, "name": sc.name,
                              "operator": "mpisim", "topology": sc.topology} if sc is not None else
-                            (meas.meta.get("scanner_meta", {"topology": "FFP"}) if meas is not None else {}))
+                            ((meas.provenance.scanner_info or {"topology": "FFP"}) if meas is not None else {}))
             write_header(h, name="mpisim reconstruction", description=f"reconstructed by mpisim {__version__}",
                          scanner_meta=scanner_meta,
-                         is_simulation=bool(meas.meta.get("is_simulation", False)) if meas is not None else False)
+                         is_simulation=bool(meas.provenance.is_simulation) if meas is not None else False)
             if meas is not None:
                 if getattr(meas, "tracer", None) is not None:
-                    write_tracer(h, meas.tracer, meas.meta.get("tracer_concentration", 0.0) or 0.0)
+                    write_tracer(h, meas.tracer, meas.tracer_concentration or 0.0)
                 write_acquisition(h, meas, meas.num_frames, meas.num_averages)
             g = reco.grid
             h["reconstruction/data"] = reco.image.astype(np.float32)[:, :, None]

@@ -97,18 +97,18 @@ def _drop_from_cache(err):
 
 def _load_system_matrix(path, measurement=None, on_damage=_drop_from_cache):
     meas = read_calibration(path) if measurement is None else measurement
-    cal = meas.meta.get("calibration")
+    cal = meas.calibration
     if cal is None:
         raise MPISimError(f"{path}: not a calibration file (no /calibration group)")
     fg, bgi = meas.foreground_frames, meas.background_frames
-    size = cal.get("size")
+    size = cal.size
     if size is None or int(np.prod(size)) != fg.size:
         raise MPISimError(f"{path}: /calibration/size {None if size is None else np.ravel(size).tolist()} does not match "
                           f"{fg.size} foreground frames")
-    fov = cal.get("fieldOfView", np.ones(3))
-    center = cal.get("fieldOfViewCenter", np.zeros(3))
+    fov = np.ones(3) if cal.field_of_view is None else cal.field_of_view
+    center = np.zeros(3) if cal.center is None else cal.center
     grid = Grid(tuple(int(s) for s in np.ravel(size)), tuple(np.ravel(fov)), tuple(np.ravel(center)))
-    conc = meas.meta.get("tracer_concentration")
+    conc = meas.tracer_concentration
     unit, scale = "mol/L", None
     if conc and conc > 0:
         scale = 1.0 / conc
@@ -116,19 +116,16 @@ def _load_system_matrix(path, measurement=None, on_damage=_drop_from_cache):
         unit = "delta-sample concentration"
     K = meas.num_samples // 2 + 1
     bins = np.arange(K) if meas.frequency_selection is None else meas.frequency_selection
-    snr = cal.get("snr")
+    snr = cal.snr
     if snr is not None:
         snr = np.asarray(snr, float)
         snr = snr.reshape(-1, *snr.shape[-2:])[0]
         if snr.shape != (meas.num_channels, bins.size):
             snr = None
-    meta = dict(meas.meta)
-    meta.update({"measurement": meas, "bandwidth": meas.bandwidth, "num_samples": meas.num_samples,
-                 "drive_frequencies": meas.drive_frequencies, "gradient": meas.gradient,
-                 "scanner": meas.scanner, "tracer": meas.tracer, "source": str(path),
-                 "transfer_function": meas.transfer_function})
-    itemsize = int(meas.meta.get("row_itemsize", 8 if meas.data.dtype in (np.complex64, np.float32) else 16))
-    if not meas.meta.get("rows_on_demand"):             # an in-memory Measurement was given
+    stored = meas.stored
+    itemsize = int(stored.row_itemsize if stored is not None and stored.row_itemsize else
+                   8 if meas.data.dtype in (np.complex64, np.float32) else 16)
+    if stored is None or not stored.rows_on_demand:      # an in-memory Measurement was given
         spectra = meas.data if meas.frequency_domain else rfft(meas.data, axis=-1)
         allf = np.moveaxis(spectra[:, 0], 0, -1)                      # (C, K, frames)
         data = allf if fg.size == allf.shape[-1] else allf[..., fg]
@@ -136,6 +133,7 @@ def _load_system_matrix(path, measurement=None, on_damage=_drop_from_cache):
         if scale is not None:
             data = _scaled(data, scale, owned=False)
             bg = None if bg is None else bg * np.asarray(scale, dtype=bg.real.dtype)
-        return SystemMatrix(data, bins, meas.all_frequencies[bins], grid, snr, bg, meta, unit)
+        return SystemMatrix(data, bins, meas.all_frequencies[bins], grid, snr, bg, meas, unit, origin=str(path))
     source = RowSource(path, meas.num_channels, fg, bgi, scale, itemsize, on_damage)
-    return SystemMatrix(None, bins, meas.all_frequencies[bins], grid, snr, None, meta, unit, source=source)
+    return SystemMatrix(None, bins, meas.all_frequencies[bins], grid, snr, None, meas, unit, origin=str(path),
+                        row_source=source)

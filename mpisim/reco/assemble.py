@@ -76,7 +76,7 @@ def assemble(source, sm, params, empty=None, transfer_function=None):
     whiten_sm = pre.weighting == "whitening" and sm.num_background_frames >= 2
     A, sm_bg = sm.rows(cidx, kidx, background=True) if whiten_sm else (sm.rows(cidx, kidx), None)
     A, cidx, kidx, b, sm_bg, norms2, zero_rows = _drop_zero_rows(sm, A, cidx, kidx, b, sm_bg)
-    sm_tf = sm.meta.get("transfer_function")
+    sm_tf = sm.transfer_function
     if sm_tf is not None:
         t = np.asarray(sm_tf)[cidx, sm.bins[kidx]]
         A = A / np.where(t == 0, 1, t)[:, None]
@@ -85,7 +85,7 @@ def assemble(source, sm, params, empty=None, transfer_function=None):
     sigma = None if level is None else level.sigma[cidx, sm.bins[kidx]]
     w = row_weights(A, pre.weighting, _spread(pre.weighting, sm_bg, level, sigma))
     if not sm.on_disk and not np.all(np.isfinite(A)):        # rows read from disk were checked on reading
-        raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: selected rows contain NaN or Inf")
+        raise MPISimError(f"{sm.label}: selected rows contain NaN or Inf")
     rows = A
     A = np.ascontiguousarray(A, dtype=np.result_type(A.dtype, np.complex64))     # complex (a real matrix too)
     if A is not rows or norms2 is None:
@@ -131,7 +131,7 @@ def _drop_zero_rows(sm, A, cidx, kidx, b, sm_bg):
         A, cidx, kidx, b, norms2 = _keep_rows(A, nz), cidx[nz], kidx[nz], b[nz], norms2[nz]
         sm_bg = None if sm_bg is None else sm_bg[nz]
         if not A.shape[0]:
-            raise MPISimError(f"{sm.meta.get('source', 'system matrix')}: every selected row is zero")
+            raise MPISimError(f"{sm.label}: every selected row is zero")
     return A, cidx, kidx, b, sm_bg, norms2, zero_rows
 
 

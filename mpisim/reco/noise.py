@@ -56,9 +56,8 @@ def frame_variance_from_background(bg_spec, selected=None):
 def stated_frame_sigma(meas):
     """σ of one complex bin of one frame from the noise density that a simulated file states
     (``/_mpisim/settings``), or None: σ_bin = noise_density · √bandwidth · √V / √(averages · J)."""
-    s = meas.meta.get("settings")
-    nd = getattr(s, "noise_density", None) if s is not None else (meas.meta.get("stated_settings") or {}).get(
-        "noise_density")
+    s = meas.settings
+    nd = getattr(s, "noise_density", None) if s is not None else (meas.stated_settings or {}).get("noise_density")
     if not nd:
         return None
     periods = meas.data.shape[1]

@@ -15,18 +15,21 @@ __all__ = ["check_compatible", "measurement_spectra", "selected_frames", "frame_
 
 def check_compatible(meas, sm):
     """Raise a clear error when measurement and system matrix cannot be combined."""
-    src = sm.meta.get("source", "system matrix")
-    if meas.num_samples != sm.meta["num_samples"]:
+    src, acq = sm.label, sm.acquisition
+    if acq is None:
+        raise MPISimError(f"{src} states no acquisition (bandwidth, samples, drive frequencies): it cannot be "
+                          f"checked against the measurement")
+    if meas.num_samples != acq.num_samples:
         raise MPISimError(f"measurement has {meas.num_samples} samples per period, system matrix {src} has "
-                          f"{sm.meta['num_samples']}: different sequences")
-    if not np.isclose(meas.bandwidth, sm.meta["bandwidth"], rtol=1e-6):
+                          f"{acq.num_samples}: different sequences")
+    if not np.isclose(meas.bandwidth, acq.bandwidth, rtol=1e-6):
         raise MPISimError(f"receiver bandwidth differs: measurement {meas.bandwidth:g} Hz, system matrix "
-                          f"{sm.meta['bandwidth']:g} Hz")
-    fm, fs = np.sort(meas.drive_frequencies), np.sort(sm.meta["drive_frequencies"])
+                          f"{acq.bandwidth:g} Hz")
+    fm, fs = np.sort(meas.drive_frequencies), np.sort(acq.drive_frequencies)
     if fm.shape != fs.shape or not np.allclose(fm, fs, rtol=1e-6):
         raise MPISimError(f"drive frequencies differ: measurement {np.round(fm, 1).tolist()} Hz, system matrix "
                           f"{np.round(fs, 1).tolist()} Hz: different scanners or sequences")
-    gm, gs = np.asarray(meas.gradient, float), np.asarray(sm.meta["gradient"], float)
+    gm, gs = np.asarray(meas.gradient, float), np.asarray(acq.gradient, float)
     if np.all(np.isfinite(gm)) and np.all(np.isfinite(gs)) and np.any(gm) and np.any(gs) and \
             not np.allclose(gm, gs, rtol=1e-3, atol=1e-6):
         raise MPISimError(f"selection-field gradients differ: measurement diag {np.diag(gm).tolist()}, system "
@@ -40,7 +43,7 @@ def measurement_spectra(meas, transfer_function=None):
     data contain (``meas.transfer_function``, or ``transfer_function`` (C, K) when given)."""
     spec = meas.full_spectra()
     if not np.all(np.isfinite(spec)):
-        raise MPISimError(f"{meas.meta.get('source', 'measurement')}: data contain NaN or Inf")
+        raise MPISimError(f"{meas.source if meas.source != '(in memory)' else 'measurement'}: data contain NaN or Inf")
     spec = spec.mean(axis=1)                                    # average periods → (N, C, K)
     tf = transfer_function if transfer_function is not None else meas.transfer_function
     if tf is not None:
@@ -144,7 +147,7 @@ def select_rows(sm, params, bandwidth, usable=None):
         m2[idx] = True
         mask &= m2.reshape(mask.shape)
     if not mask.any():
-        src = sm.meta.get("source", "system matrix")
+        src = sm.label
         if usable is not None and not (usable[:, sm.bins] & keep[None, :]).any():
             raise MPISimError(f"{src}: empty frequency selection: none of its {sm.bins.size} frequency bins in "
                               f"{params.min_freq:g}–{fmax:g} Hz is held by the measurement (frequency selections "

@@ -95,5 +95,4 @@ def _info(problem, solution, realisations, noise_info, params, use, source, sm, 
             **noise_info, "positivity": bool(p.positive), "positivity_rule": str(params.solver.enforce_positive),
             "total_iron_visibility": p.visibility,
             "uncertainty_samples": 0 if realisations is None else int(realisations.shape[-2]),
-            "measurement": source.head.meta.get("source", "(in memory)"),
-            "system_matrix": sm.meta.get("source", "(in memory)")}
+            "measurement": source.head.source, "system_matrix": sm.origin}
