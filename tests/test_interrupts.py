@@ -32,7 +32,7 @@ def commands(d):
     """name → (argv after 'mpisim', output path, cache folder or None)."""
     return {
         "simulate": (["simulate", "--scanner", "bruker-3d", "--phantom", "concentration", "--noise", "realistic",
-                      "--frames", "60", "--out", str(d / "sim.mdf")], d / "sim.mdf", None),
+                      "--frames", "30", "--out", str(d / "sim.mdf")], d / "sim.mdf", None),   # 2 blocks of frames
         "sysmat": (["sysmat", "--scanner", "bruker-3d", "--grid", "6x6x6", "--cache-dir", str(d / "c"),
                     "--out", str(d / "sm.mdf")], d / "sm.mdf", d / "c"),
         "reco": (["reco", str(d / "in.mdf"), "--sm", str(d / "sm-in.mdf"), "--out", str(d / "reco.mdf")],
@@ -84,14 +84,19 @@ def start(argv, env):
     return p, time.monotonic()
 
 
-def test_interrupts_at_random_moments_leave_nothing(work):
+# the commands in two halves of about equal length, so that pytest-xdist can run them side by side
+HALVES = {"simulate": 1, "convert": 1, "reco": 1, "sysmat": 2, "titrate": 2}
+
+
+@pytest.mark.parametrize("half", [pytest.param(h, marks=pytest.mark.xdist_group(f"interrupts-{h}")) for h in (1, 2)])
+def test_interrupts_at_random_moments_leave_nothing(work, half):
     """Each moment is a fraction of the command's own uninterrupted run time, measured first on this machine
     (from the moment its handlers are in place), so the moments fall across the whole run whatever the
-    machine's speed or load."""
+    machine's speed or load. MOMENTS moments in all, half of them in each half of the commands."""
     import shutil
 
-    rng = np.random.default_rng(11)
-    cmds = commands(work)
+    rng = np.random.default_rng([11, half])
+    cmds = {name: cmd for name, cmd in commands(work).items() if HALVES[name] == half}
     took = {}
     for name, (argv, out, cdir) in cmds.items():                 # reference runs: every command succeeds
         p, t0 = start(argv, ENV(work))
@@ -103,7 +108,7 @@ def test_interrupts_at_random_moments_leave_nothing(work):
         if cdir is not None:                                       # the moments below start from an empty cache
             shutil.rmtree(cdir, ignore_errors=True)
     seen = {"interrupted": 0, "finished": 0}
-    for i in range(MOMENTS):
+    for i in range(MOMENTS // 2):
         name = list(cmds)[i % len(cmds)]
         argv, out, cdir = cmds[name]
         sig = signal.SIGINT if rng.random() < 0.5 else signal.SIGTERM
@@ -136,7 +141,7 @@ def test_interrupts_at_random_moments_leave_nothing(work):
         if out.exists():
             os.chmod(out, 0o644)
             out.unlink()
-    assert seen["interrupted"] >= MOMENTS // 2, seen
+    assert seen["interrupted"] >= MOMENTS // 4, seen
     for name, (argv, out, _) in cmds.items():                    # the next identical run succeeds
         r = subprocess.run([sys.executable, "-m", "mpisim", *argv], capture_output=True, text=True, env=ENV(work))
         assert r.returncode == 0 and out.exists(), name + r.stderr
@@ -161,6 +166,7 @@ def _kill_when_part_appears(argv, folder, env, timeout=60):
     return parts
 
 
+@pytest.mark.xdist_group("interrupts-2")
 def test_sigkill_leftovers_are_listed_and_removed(tmp_path):
     """A SIGKILLed build or simulation leaves its partial file (nothing can prevent that); `cache list`
     shows the cache's, `cache clear` removes them, and the next run removes those of its own output
