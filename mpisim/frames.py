@@ -41,6 +41,6 @@ class MeasurementFrames:
         """Frames per block within :attr:`BLOCK_BYTES` (time data in float64 and complex spectra), a
         multiple of ``multiple`` (the frames averaged into one)."""
         h = self.head
-        per_frame = h.data.shape[1] * h.num_channels * (h.num_samples // 2 + 1) * 16 * 3
+        per_frame = h.data.shape[1] * h.num_rx_channels * (h.num_samples // 2 + 1) * 16 * 3
         n = max(1, self.BLOCK_BYTES // max(per_frame, 1))
         return max(multiple, n // multiple * multiple)

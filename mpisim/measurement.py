@@ -81,7 +81,7 @@ class Measurement:
         return self.data.shape[0]
 
     @property
-    def num_channels(self):
+    def num_rx_channels(self):
         return self.data.shape[2]
 
     @property

@@ -53,8 +53,8 @@ class SystemMatrix:
         return self._data is None
 
     @property
-    def num_channels(self):
-        return self._data.shape[0] if self._data is not None else self.row_source.num_channels
+    def num_rx_channels(self):
+        return self._data.shape[0] if self._data is not None else self.row_source.num_rx_channels
 
     @property
     def num_background_frames(self):
@@ -64,7 +64,7 @@ class SystemMatrix:
 
     @property
     def shape(self):
-        C, K = self.num_channels, self.bins.size
+        C, K = self.num_rx_channels, self.bins.size
         return (C * K, self.grid.size)
 
     @property
@@ -72,7 +72,7 @@ class SystemMatrix:
         """(C, K', N) in memory; an on-disk matrix reads every row once (mind the size: :meth:`rows`
         reads only what is needed)."""
         if self._data is None:
-            C, K = self.num_channels, self.bins.size
+            C, K = self.num_rx_channels, self.bins.size
             check_memory(C * K * (self.grid.size + self.row_source.num_background) * self.row_source.itemsize,
                          f"the whole system matrix {self.origin}",
                          "read a selection of its rows instead (SystemMatrix.rows)")

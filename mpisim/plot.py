@@ -112,7 +112,7 @@ def plot_measurement(meas, path, frame=None):
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     if not meas.frequency_domain:
         t = np.arange(meas.num_samples) / meas.sampling_rate * 1e6
-        for c in range(meas.num_channels):
+        for c in range(meas.num_rx_channels):
             a.plot(t, meas.data[f, 0, c] * 1e6, lw=0.7, label=f"channel {c + 1}")
         a.set_xlabel("t / µs")
         a.set_ylabel("u / µV")
@@ -120,7 +120,7 @@ def plot_measurement(meas, path, frame=None):
     else:
         a.text(0.5, 0.5, "frequency-domain file", ha="center", transform=a.transAxes)
     a.set_title(f"frame {f} (period 1)")
-    for c in range(meas.num_channels):
+    for c in range(meas.num_rx_channels):
         b.semilogy(meas.frequencies / 1e3, spec[c] + 1e-30, lw=0.6, label=f"channel {c + 1}")
     b.set_xlabel("f / kHz")
     b.set_ylabel("|û| (V, rfft)")
@@ -139,7 +139,7 @@ def plot_system_matrix(sm, path, count=8):
     elif not sm.on_disk:
         score = np.linalg.norm(sm.data, axis=-1)
     else:
-        score = np.broadcast_to(-sm.frequencies[None, :], (sm.num_channels, sm.frequencies.size)).copy()
+        score = np.broadcast_to(-sm.frequencies[None, :], (sm.num_rx_channels, sm.frequencies.size)).copy()
         score[1:] = -np.inf
     score = np.where(sm.frequencies[None, :] > 0, score, -np.inf)
     idx = np.argsort(score.ravel())[::-1][:count]

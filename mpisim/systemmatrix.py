@@ -436,7 +436,7 @@ class _AcqView:
         self.drive_frequencies = scanner.drive_field.frequencies
         self.drive_strengths = np.array([c.amplitude for c in scanner.drive_field.channels])
         self.gradient = scanner.gradient
-        self.num_channels = scanner.num_rx_channels
+        self.num_rx_channels = scanner.num_rx_channels
         self.transfer_function = None if tf is None else tf.at(scanner.frequencies, scanner.num_rx_channels)
 
 

@@ -42,17 +42,17 @@ class TransferFunction:
         object.__setattr__(self, "values", v.astype(complex))
 
     @property
-    def num_channels(self):
+    def num_rx_channels(self):
         return self.values.shape[0]
 
-    def at(self, frequencies, num_channels=None):
+    def at(self, frequencies, num_rx_channels=None):
         """Interpolate onto ``frequencies`` (Hz) → (C, K) complex."""
         f = np.asarray(frequencies, dtype=float)
-        C = self.num_channels if num_channels is None else num_channels
-        if self.num_channels not in (1, C):
-            raise MPISimError(f"{self.source or 'transfer function'} has {self.num_channels} channels, "
+        C = self.num_rx_channels if num_rx_channels is None else num_rx_channels
+        if self.num_rx_channels not in (1, C):
+            raise MPISimError(f"{self.source or 'transfer function'} has {self.num_rx_channels} channels, "
                               f"the receiver has {C}")
-        out = np.empty((self.num_channels, f.size), complex)
+        out = np.empty((self.num_rx_channels, f.size), complex)
         for l, row in enumerate(self.values):
             mag = np.interp(f, self.frequencies, np.abs(row))
             ph = np.interp(f, self.frequencies, np.unwrap(np.angle(row)))

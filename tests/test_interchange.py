@@ -99,7 +99,7 @@ def test_v1_complex_and_frequency_selected_matrix(tmp_path, pair):
 
 def test_transfer_function_file_layouts(shared_data, tmp_path):
     tf = load_transfer_function(shared_data / "transfer_function_preinstalled_3ch.h5")
-    assert tf.num_channels == 3 and tf.frequencies[0] == pytest.approx(10e3) and tf.frequencies[-1] == pytest.approx(1.5e6)
+    assert tf.num_rx_channels == 3 and tf.frequencies[0] == pytest.approx(10e3) and tf.frequencies[-1] == pytest.approx(1.5e6)
     with h5py.File(shared_data / "transfer_function_preinstalled_3ch.h5", "r") as h:
         raw = h["transferFunction"][()]
         f = h["frequencies"][()]

@@ -28,7 +28,7 @@ grid = default_grid(sc, (31, 31, 1))             # the matrix lab 5 reconstructs
 S = build_system_matrix(sc, mpisim.Tracer(), grid, CalibrationSettings(background_frames=10))
 fx, fy = sc.drive_field.frequencies
 df = sc.frequencies[1]
-print(f"{S.num_channels} coils × {len(S.frequencies)} frequencies × {S.grid.size} voxels")
+print(f"{S.num_rx_channels} coils × {len(S.frequencies)} frequencies × {S.grid.size} voxels")
 print(f"f_x = {fx / 1e3:.3f} kHz, f_y = {fy / 1e3:.3f} kHz")
 
 

@@ -59,5 +59,5 @@ def run(args):
     meas = simulate(scanner, tracer, phantom, settings, backend=args.backend, progress=True, out=args.out,
                     overwrite=args.overwrite)
     print(f"wrote {args.out}: {meas.data.shape[0]} frame(s) ({settings.background_frames} background) × "
-          f"{meas.num_channels} channels × {meas.num_samples} samples; phantom {phantom.name!r} with "
+          f"{meas.num_rx_channels} channels × {meas.num_samples} samples; phantom {phantom.name!r} with "
           f"{phantom.iron_mass * 1e9:.4g} µg Fe; noise {settings.noise_density:g} V/√Hz")

@@ -48,7 +48,7 @@ def open_inputs(measurement, system_matrix, params=None):
     tf = None
     if pre.transfer_function:
         head = source.head
-        tf = load_transfer_function(pre.transfer_function).at(head.all_frequencies, head.num_channels)
+        tf = load_transfer_function(pre.transfer_function).at(head.all_frequencies, head.num_rx_channels)
     empty = None
     if pre.background not in ("auto", "none"):
         empty = read_mdf(pre.background)

@@ -261,7 +261,7 @@ class DataLayout:
         if ds.ndim != (5 if self.v1complex else 4):
             raise MPISimError(f"{path}: /measurement/data must be 4-D, got shape {shape}")
         self.num_frames = shape[-1 - self.v1complex] if self.fast else shape[0]
-        self.num_channels = shape[1] if self.fast else shape[2]
+        self.num_rx_channels = shape[1] if self.fast else shape[2]
         self.num_bins = shape[2] if self.fast else shape[3]
         self.fac = None
         if ds.dtype.kind in "iu" or (ds.dtype.kind == "f" and "acquisition/receiver/dataConversionFactor" in h):
@@ -290,7 +290,7 @@ class DataLayout:
                          else np.float32)
             fac = self.fac
             if fac is not None:
-                C_ = self.num_channels
+                C_ = self.num_rx_channels
                 shape = [1] * a.ndim
                 shape[channel_axis] = C_
                 with np.errstate(over="ignore", invalid="ignore"):   # overflow → inf, refused by the reader
@@ -403,8 +403,8 @@ def read_rows(path, channels, positions, bins=None):
     M = channels.size
     with open_h5(path) as h:
         r, info, lay = _open_data(h, path)
-        if M and (channels.min() < 0 or channels.max() >= lay.num_channels):
-            raise MPISimError(f"{path}: receive channel out of range 0..{lay.num_channels - 1}")
+        if M and (channels.min() < 0 or channels.max() >= lay.num_rx_channels):
+            raise MPISimError(f"{path}: receive channel out of range 0..{lay.num_rx_channels - 1}")
         nb = lay.num_bins if lay.ft else lay.num_bins // 2 + 1
         if M and (positions.min() < 0 or positions.max() >= nb):
             raise MPISimError(f"{path}: frequency position out of range 0..{nb - 1}")
@@ -443,7 +443,7 @@ def _rows_by_runs(h, lay, ch, pos, row_name):
                               or (lay.v1complex and ds.dtype == np.float32)) else np.complex128
     out = populated_empty((M, NE), cdtype)
     sums = row_checksums(h)
-    if sums is not None and sums.shape != (lay.num_channels, lay.num_bins):
+    if sums is not None and sums.shape != (lay.num_rx_channels, lay.num_bins):
         sums = None
     starts = np.flatnonzero(np.r_[True, ch[1:] != ch[:-1]]) if M else np.array([], int)
     finite = None
@@ -487,7 +487,7 @@ def _measurement(r, info, lay, a, frames=None):
     """The :class:`Measurement` of a file; ``a``: all frames (canonical), the stored ``frames`` only
     when given, or None for metadata only (a calibration whose rows are read on demand)."""
     h, path = r.h, r.path
-    ft, N, nchan = lay.ft, lay.num_frames, lay.num_channels
+    ft, N, nchan = lay.ft, lay.num_frames, lay.num_rx_channels
     _check_data(path, lay, a, frames)
     bg = r.array("measurement/isBackgroundFrame", required=False)
     bg = np.zeros(N, bool) if bg is None else np.asarray(bg).astype(bool).ravel()
@@ -548,7 +548,7 @@ def _frequency_selection(r, info, lay):
         fsel = np.asarray(fs, np.int64).ravel() - 1
         if fsel.size and (fsel.min() < 0 or fsel.max() >= K):
             raise MPISimError(f"{path}: /measurement/frequencySelection indices outside 1..{K}")
-    nbins, nchan = lay.num_bins, lay.num_channels
+    nbins, nchan = lay.num_bins, lay.num_rx_channels
     if lay.ft:
         expect = K if fsel is None else fsel.size
         if nbins != expect:

@@ -73,7 +73,8 @@ def write_tracer(h, tracer, concentration, volume=None):
 
 def write_acquisition(h, meas_like, num_frames, num_averages=1):
     """/acquisition. meas_like: an object with bandwidth, num_samples, drive_frequencies,
-    drive_strengths, gradient, num_channels, transfer_function, meta and scanner (or None)."""
+    drive_strengths, gradient, num_rx_channels, transfer_function, base_frequency, drive_phases and scanner (or
+    None)."""
     sc = meas_like.scanner
     h["acquisition/gradient"] = np.asarray(meas_like.gradient, float).reshape(1, 1, 3, 3)
     h["acquisition/offsetField"] = np.zeros((1, 1, 3))
@@ -102,7 +103,7 @@ def write_acquisition(h, meas_like, num_frames, num_averages=1):
     h[df + "strength"] = np.asarray(meas_like.drive_strengths, float).reshape(1, D, 1)
     write_string(h, df + "waveform", np.full((D, 1), "sine"))
     rx = "acquisition/receiver/"
-    C = meas_like.num_channels
+    C = meas_like.num_rx_channels
     h[rx + "bandwidth"] = float(meas_like.bandwidth)
     h[rx + "numChannels"] = np.int64(C)
     h[rx + "numSamplingPoints"] = np.int64(meas_like.num_samples)
@@ -197,7 +198,7 @@ def write_mdf(path, meas, overwrite=False, name="mpisim simulation", frames=None
 
 def _write_frames(h, meas, frames, block_frames):
     """/measurement/data filled from ``frames.frames(a, b)``, ``block_frames`` at a time."""
-    N, J, C = meas.num_frames, meas.data.shape[1], meas.num_channels
+    N, J, C = meas.num_frames, meas.data.shape[1], meas.num_rx_channels
     ds = h.create_dataset("measurement/data", shape=(N, J, C, meas.num_samples), dtype=meas.data.dtype)
     with Progress(N, "frames", enabled=N > block_frames) as bar:
         for a in range(0, N, block_frames):

@@ -22,8 +22,8 @@ class RowSource:
     background, and the scale to mol Fe/L. ``on_damage`` (set for cache entries) is called with the
     error when rows fail their checksum; it may rebuild the file and return the path to read again."""
 
-    def __init__(self, path, num_channels, fg, bg, scale, itemsize, on_damage=None):
-        self.path, self.num_channels = str(path), num_channels
+    def __init__(self, path, num_rx_channels, fg, bg, scale, itemsize, on_damage=None):
+        self.path, self.num_rx_channels = str(path), num_rx_channels
         self.fg, self.bg, self.scale, self.itemsize = fg, bg, scale, itemsize
         self.on_damage = on_damage
 
@@ -120,7 +120,7 @@ def _load_system_matrix(path, measurement=None, on_damage=_drop_from_cache):
     if snr is not None:
         snr = np.asarray(snr, float)
         snr = snr.reshape(-1, *snr.shape[-2:])[0]
-        if snr.shape != (meas.num_channels, bins.size):
+        if snr.shape != (meas.num_rx_channels, bins.size):
             snr = None
     stored = meas.stored
     itemsize = int(stored.row_itemsize if stored is not None and stored.row_itemsize else
@@ -134,6 +134,6 @@ def _load_system_matrix(path, measurement=None, on_damage=_drop_from_cache):
             data = _scaled(data, scale, owned=False)
             bg = None if bg is None else bg * np.asarray(scale, dtype=bg.real.dtype)
         return SystemMatrix(data, bins, meas.all_frequencies[bins], grid, snr, bg, meas, unit, origin=str(path))
-    source = RowSource(path, meas.num_channels, fg, bgi, scale, itemsize, on_damage)
+    source = RowSource(path, meas.num_rx_channels, fg, bgi, scale, itemsize, on_damage)
     return SystemMatrix(None, bins, meas.all_frequencies[bins], grid, snr, None, meas, unit, origin=str(path),
                         row_source=source)

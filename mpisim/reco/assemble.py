@@ -97,7 +97,7 @@ def assemble(source, sm, params, empty=None, transfer_function=None):
     rule = params.solver.enforce_positive
     positive = visibility < VISIBILITY_MIN if rule == "auto" else bool(rule)
     info = {"zero_rows_dropped": zero_rows, "background_subtracted": background is not None,
-            "channels": ch.tolist(), "rows_per_channel": [int((cidx == c).sum()) for c in range(sm.num_channels)],
+            "channels": ch.tolist(), "rows_per_channel": [int((cidx == c).sum()) for c in range(sm.num_rx_channels)],
             **band_info}
     return Problem(A, b, cidx, kidx, w, norms2, sigma, noise2, level, visibility, positive, info)
 

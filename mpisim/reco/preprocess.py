@@ -34,8 +34,8 @@ def check_compatible(meas, sm):
             not np.allclose(gm, gs, rtol=1e-3, atol=1e-6):
         raise MPISimError(f"selection-field gradients differ: measurement diag {np.diag(gm).tolist()}, system "
                           f"matrix diag {np.diag(gs).tolist()} T/m/µ0")
-    if meas.num_channels != sm.num_channels:
-        raise MPISimError(f"measurement has {meas.num_channels} receive channels, system matrix {sm.num_channels}")
+    if meas.num_rx_channels != sm.num_rx_channels:
+        raise MPISimError(f"measurement has {meas.num_rx_channels} receive channels, system matrix {sm.num_rx_channels}")
 
 
 def measurement_spectra(meas, transfer_function=None):
@@ -123,7 +123,7 @@ def select_rows(sm, params, bandwidth, usable=None):
     :class:`~mpisim.reconstruction.FrequencySelection`.
 
     ``usable`` (C, K_all) bool, from :func:`usable_bins`, drops bins the data mark as unusable."""
-    C = sm.num_channels
+    C = sm.num_rx_channels
     ch = np.arange(C) if not params.channels else np.asarray(params.channels)
     if ch.size and (ch.min() < 0 or ch.max() >= C):
         raise MPISimError(f"receive channel out of range: got {list(params.channels)}, the data have {C} (0-based)")
