@@ -11,7 +11,7 @@ import pytest
 
 import mdf_factory as F
 import mpisim
-from mpisim import cache
+from mpisim import cache, resources
 from mpisim.cli import main
 from mpisim.io import checksum
 from mpisim.io.calibration import DamagedRows
@@ -338,8 +338,7 @@ def test_chunk_failing_its_fletcher32_is_named(tmp_path):
 
 def test_selection_too_big_for_memory_is_refused(small, monkeypatch, capsys):
     d, m, sm = small
-    real = os.sysconf
-    monkeypatch.setattr(os, "sysconf", lambda n: 16 if n == "SC_AVPHYS_PAGES" else real(n))  # 64 KiB available
+    monkeypatch.setattr(resources, "available_memory", lambda: 64 << 10)      # 64 KiB available
     capsys.readouterr()
     assert main(["reco", str(m), "--sm", str(sm), "--out", str(d / "r.mdf")]) == 2
     err = capsys.readouterr().err.strip()
