@@ -3,6 +3,11 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # one worker per core already keeps every core busy: numba's own threads on top of that only contend
+    # (results do not depend on the thread count: frames and voxels are split, never a sum)
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not SHARED_DATA.is_dir():
     SHARED_DATA = Path(os.environ.get("MPISIM_SHARED_DATA", "/nonexistent"))
@@ -31,6 +36,8 @@ def pytest_cmdline_main(config):
 
 # Test files whose tests share a session fixture (the docs build runs each notebook and example once).
 _GROUPS = {"test_course": "docs", "test_docs_examples": "docs", "test_browser": "docs"}
+_FIRST = ("docs", "interrupts-1", "interrupts-2", "test_quant", "test_design")
+"""The longest groups (the docs build; the interrupt moments, in two halves; quantitation; design sweeps)."""
 
 
 @pytest.hookimpl(tryfirst=True)                    # before xdist reads the groups
@@ -45,6 +52,12 @@ def pytest_collection_modifyitems(config, items):
         if xdist and not item.get_closest_marker("xdist_group"):
             module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
             item.add_marker(pytest.mark.xdist_group(_GROUPS.get(module, module)))
+    if xdist:            # the longest groups first, so that no worker is left with one of them at the end
+        def rank(item):
+            marker = item.get_closest_marker("xdist_group")
+            group = (marker.args[0] if marker.args else marker.kwargs.get("name", "")) if marker else ""
+            return _FIRST.index(group) if group in _FIRST else len(_FIRST)
+        items.sort(key=rank)
 
 
 def pytest_runtest_setup(item):
