@@ -13,6 +13,33 @@ if not SHARED_DATA.is_dir():
     SHARED_DATA = Path(os.environ.get("MPISIM_SHARED_DATA", "/nonexistent"))
 
 
+_WARM_UP = """
+import os, tempfile
+import mpisim
+os.environ["MPISIM_CACHE_DIR"] = tempfile.mkdtemp()
+sc = mpisim.get_scanner("bruker-2d")
+tr = mpisim.Tracer()
+S = mpisim.build_system_matrix(sc, tr, mpisim.default_grid(sc, (6, 6, 1)),
+                               mpisim.CalibrationSettings(background_frames=4))
+m = mpisim.simulate(sc, tr, mpisim.get_phantom("point", sc),
+                    mpisim.SimulationSettings.realistic(sc, frames=2, background_frames=4, seed=0))
+mpisim.reconstruct(m, S, iterations=2)
+mpisim.reconstruct(m, S, iterations=2, frames=(4,))
+"""
+
+
+def pytest_sessionstart(session):
+    """Before the xdist workers start (and before a run without them): compile numba's kernels once, into
+    their on-disk cache. On a fresh clone every process would otherwise compile them — the workers, and each
+    of the command-line runs the tests start, many of which are interrupted before they could save them."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("MPISIM_DISABLE_NUMBA"):
+        return
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", _WARM_UP], capture_output=True, timeout=600)
+
+
 def require_gpu():
     """Skip visibly without a GPU; fail instead when MPISIM_REQUIRE_GPU=1."""
     from mpisim.backend import gpu_available
