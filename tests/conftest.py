@@ -67,18 +67,31 @@ _FIRST = ("docs", "interrupts-1", "interrupts-2", "test_quant", "test_design")
 """The longest groups (the docs build; the interrupt moments, in two halves; quantitation; design sweeps)."""
 
 
-@pytest.hookimpl(tryfirst=True)                    # before xdist reads the groups
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """Every test that uses the ``gpu`` fixture carries the ``gpu`` marker (``pytest -m gpu`` selects them).
-    Under pytest-xdist (``--dist loadgroup``) a module's tests stay on one worker, so module- and
-    session-scoped fixtures are built once, not once per worker."""
+    Each test carries its xdist group: under pytest-xdist (``--dist loadgroup``) a module's tests stay on
+    one worker, so module- and session-scoped fixtures are built once, not once per worker. (Marked here,
+    as each test is collected: before any plugin's collection_modifyitems reads the groups, whichever
+    order pytest runs those hooks in.)"""
+    if "gpu" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("gpu"):
+        item.add_marker(pytest.mark.gpu)
+    if not item.get_closest_marker("xdist_group"):
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        item.add_marker(pytest.mark.xdist_group(_GROUPS.get(module, module)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
     xdist = config.pluginmanager.hasplugin("xdist")
-    for item in items:
-        if "gpu" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("gpu"):
-            item.add_marker(pytest.mark.gpu)
-        if xdist and not item.get_closest_marker("xdist_group"):
-            module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
-            item.add_marker(pytest.mark.xdist_group(_GROUPS.get(module, module)))
+    if getattr(config.option, "loadgroup", False) and items and hasattr(items[0], "_id"):
+        # pytest >= 9.2 keeps a node's id in ``_id``: pytest-xdist 3.8 still renames ``_nodeid`` to send a test's
+        # group to the scheduler (``name@group``), which no longer takes effect, and every test became its own
+        # group (the docs built on both workers). Renamed here the way the scheduler reads it.
+        from _pytest.nodeid import coerce_node_id
+
+        for item in items:
+            marker = item.get_closest_marker("xdist_group")
+            item._id = coerce_node_id(f"{item.nodeid}@{marker.args[0] if marker.args else marker.kwargs['name']}")
     if xdist:            # the longest groups first, so that no worker is left with one of them at the end
         def rank(item):
             marker = item.get_closest_marker("xdist_group")
