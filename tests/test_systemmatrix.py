@@ -210,3 +210,24 @@ def test_column_assembly_kernel_matches_numpy_twin():
     out = np.empty((3, 150, 37), np.complex64)
     assemble_columns(spec, R, out, 16)
     np.testing.assert_allclose(out, assemble_columns_xp(spec, R), rtol=1e-5, atol=1e-5)
+
+
+def test_system_matrix_operator_passes_the_dot_test(tmp_path):
+    """⟨A x, y⟩ = ⟨x, Aᴴ y⟩ for the operator (on disk and in memory); a wrong adjoint fails the same check."""
+    from mpisim.operator import SystemMatrix, dot_test
+
+    sc = mpisim.get_scanner("bruker-2d")
+    S = build_system_matrix(sc, mpisim.Tracer(), default_grid(sc, (8, 8, 1)), CalibrationSettings(),
+                            out=tmp_path / "s.mdf", use_cache=False)
+    assert S.shape == (S.num_rx_channels * S.bins.size, 64)
+    assert dot_test(S) < 1e-6                                   # complex64 rows
+    assert dot_test(S, frames=3) < 1e-6
+    mem = SystemMatrix(S.data.astype(np.complex128), S.bins, S.frequencies, S.grid, S.snr, None, S.acquisition)
+    assert dot_test(mem) < 1e-13
+
+    class Transposed(SystemMatrix):                             # Aᵀ instead of Aᴴ: not the adjoint
+        def adjoint(self, u):
+            return self.matrix.T @ u
+
+    wrong = Transposed(mem.data, S.bins, S.frequencies, S.grid, S.snr, None, S.acquisition)
+    assert dot_test(wrong) > 1e-2
