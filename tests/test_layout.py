@@ -211,3 +211,14 @@ def test_the_api_summary_lists_every_public_name():
     page = (PACKAGE.parent / "docs" / "api.md").read_text(encoding="utf-8")
     missing = [n for n in mpisim.__all__ if n != "__version__" and f"`{n}" not in page]
     assert not missing, f"docs/api.md does not list {missing}"
+
+
+def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's Python section, as a user would paste it: the top-level API, the ROI in metres."""
+    import re
+
+    code = re.search(r"```python\n(.*?)```", (PACKAGE.parent / "README.md").read_text(encoding="utf-8"), re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "µg Fe" in out and "RoiResult(name='ring'" in out
