@@ -11,7 +11,7 @@ a system matrix is built (cached), and the measurement is reconstructed with sev
 
 Each chamber is quantified with its chamber ROI (:func:`mpisim.quant.chamber_rois`); the table shows
 the worst chamber error, the line through the chambers (slope, intercept), the total iron and the
-rows' total-iron visibility (:func:`mpisim.reco.reconstruct.total_iron_visibility`, which switches
+rows' total-iron visibility (:func:`mpisim.reco.assemble.total_iron_visibility`, which switches
 positivity on below 1). A second table reads a 1 mm striatal graft (bruker-2d, defaults) in spheres
 of growing radius: without positivity a compact source rings, so the ROI must hold the ring.
 

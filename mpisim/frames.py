@@ -10,7 +10,7 @@ import numpy as np
 
 from .measurement import Measurement
 
-__all__ = ["MeasurementFrames"]
+__all__ = ["MeasurementFrames", "as_frames"]
 
 
 class MeasurementFrames:
@@ -26,11 +26,6 @@ class MeasurementFrames:
     def num_frames(self):
         return self.head.num_frames
 
-    @property
-    def source(self):
-        """Where the frames come from (a file name, or "(in memory)")."""
-        return self.head.source
-
     def read(self, idx):
         """A Measurement holding the stored frames ``idx`` (increasing indices)."""
         idx = np.asarray(idx, np.int64)
@@ -44,3 +39,13 @@ class MeasurementFrames:
         per_frame = h.data.shape[1] * h.num_rx_channels * (h.num_samples // 2 + 1) * 16 * 3
         n = max(1, self.BLOCK_BYTES // max(per_frame, 1))
         return max(multiple, n // multiple * multiple)
+
+
+def as_frames(measurement):
+    """A frame source for a :class:`~mpisim.measurement.Measurement` (or the frame source itself); None for
+    anything else (a file is opened by :func:`mpisim.io.frame_file.open_measurement`)."""
+    if isinstance(measurement, MeasurementFrames):
+        return measurement
+    if isinstance(measurement, Measurement):
+        return MeasurementFrames(measurement)
+    return None

@@ -16,7 +16,8 @@ __all__ = ["Provenance", "Truth", "CalibrationInfo", "StoredFrames"]
 class Provenance:
     """Where data came from.
 
-    source : the file they were read from, or "(in memory)"; is_simulation : MDF's ``isSimulation``;
+    source : the file they were read from, or "(in memory)"; is_simulation : MDF's ``isSimulation`` (None:
+    not stated — a file written from it says it is simulated, a reconstruction of it that it is not);
     header : what :func:`mpisim.io.mdf.read_header` read from the file ({} in memory); scanner_info :
     the scanner's facility, manufacturer, name, operator and topology as a file states them (used when
     no :class:`~mpisim.scanner.Scanner` is known); written_to : the file a simulation was streamed into
@@ -24,7 +25,7 @@ class Provenance:
     """
 
     source: str = "(in memory)"
-    is_simulation: bool = False
+    is_simulation: bool | None = None
     header: dict = field(default_factory=dict)
     scanner_info: dict = field(default_factory=dict)
     written_to: str = ""
@@ -85,9 +86,8 @@ class Truth:
 
     @classmethod
     def from_record(cls, rec):
-        """From the dict an MDF file's ``/_mpisim/phantom`` group reads as (see :func:`to_record`)."""
-        if rec is None:
-            return None
+        """From the dict an MDF file's ``/_mpisim/phantom`` group reads as (see :func:`to_record`; a file
+        records no iron mass, so ``iron_mass`` is None)."""
         return cls(rec.get("name", ""), rec.get("concentration"), tuple(np.ravel(rec.get("size", ()))),
                    tuple(np.ravel(rec.get("fieldOfView", ()))), tuple(np.ravel(rec.get("fieldOfViewCenter", ()))),
                    rec.get("ironMass"), tuple(rec.get("chambers") or ()))

@@ -323,7 +323,10 @@ def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, ref
     if reference is not None:
         if reference_iron is None:
             raise MPISimError("a reference ROI needs its known iron (--reference-iron)")
-        rname, rmask, _ = _roi(reference).masks(reco.grid, reco.truth)[0]
+        masks = _roi(reference).masks(reco.grid, reco.truth)
+        if len(masks) != 1:
+            raise MPISimError(f"a reference is one ROI, not {len(masks)} (chambers: give one Sphere or Box)")
+        rname, rmask, _ = masks[0]
         measured = roi_total(img, reco.grid, rmask, iron_per_cell, name=rname).iron
         if measured <= 0:
             raise MPISimError(f"reference ROI {rname!r} holds no reconstructed iron")

@@ -134,23 +134,10 @@ class UncertaintyParams:
 
 _GROUPS = {"selection": FrequencySelection, "preprocessing": Preprocessing, "solver": SolverParams,
            "uncertainty": UncertaintyParams}
-_RENAMED = {"solver": "method", "uncertainty_samples": "samples"}
-"""Flat names of earlier versions (and of the command line) that differ from the grouped field's name."""
+_FLAT_OF = {"method": "solver", "samples": "uncertainty_samples"}
+"""Grouped fields whose flat name (the command line's, and earlier files') differs from the field's."""
 
-
-def _flat_names():
-    out = {}
-    for group, cls in _GROUPS.items():
-        for f in fields(cls):
-            out[f.name] = (group, f.name)
-    for old, new in _RENAMED.items():
-        out[old] = next((g, new) for g, cls in _GROUPS.items() if new in {f.name for f in fields(cls)})
-    out.pop("method")                       # the flat name of the solver's method is "solver"
-    out.pop("samples")                      # ... and of the samples "uncertainty_samples"
-    return out
-
-
-FLAT_NAMES = _flat_names()
+FLAT_NAMES = {_FLAT_OF.get(f.name, f.name): (g, f.name) for g, cls in _GROUPS.items() for f in fields(cls)}
 """Flat parameter name (the command line's, and earlier files') → (group, field)."""
 
 

@@ -21,7 +21,7 @@ from .systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 __all__ = ["RECO", "StudySetup", "titrate", "plot_titration", "track", "TRACK_LIMITS", "plot_track"]
 
 RECO = {}
-"""Reconstruction settings of the studies: mpisim's defaults (:class:`~mpisim.reco.RecoParams`)."""
+"""Reconstruction settings of the studies: mpisim's defaults (:class:`~mpisim.reconstruction.RecoParams`)."""
 
 
 @dataclass

@@ -16,7 +16,6 @@ import os
 import sys
 import time
 
-import h5py
 import numpy as np
 
 from . import PHYSICS_VERSION, __version__
@@ -285,6 +284,8 @@ def _write_system_matrix(path, scanner, tracer, grid, settings, key, params, bac
             view[...] = B.to_numpy(cols)
         if settings.noisy and sig_bin > 0:
             view += _complex_noise(rng, view.shape, sig_bin).astype(cdtype)
+
+    import h5py                                     # loaded when a matrix is written, not on import
 
     with contextlib.ExitStack() as stack, atomic_path(path, overwrite) as tmp:
         if remote is not None:

@@ -32,12 +32,15 @@ def pytest_sessionstart(session):
     """Before the xdist workers start (and before a run without them): compile numba's kernels once, into
     their on-disk cache. On a fresh clone every process would otherwise compile them — the workers, and each
     of the command-line runs the tests start, many of which are interrupted before they could save them."""
-    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("MPISIM_DISABLE_NUMBA"):
-        return
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("MPISIM_DISABLE_NUMBA") \
+            or not session.config.getoption("numprocesses", None):
+        return                                   # one process compiles once anyway
     import subprocess
     import sys
 
-    subprocess.run([sys.executable, "-c", _WARM_UP], capture_output=True, timeout=600)
+    r = subprocess.run([sys.executable, "-c", _WARM_UP], capture_output=True, text=True, timeout=600)
+    if r.returncode:                             # the tests that need the kernels will say what is wrong
+        print(f"numba warm-up failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}", file=sys.stderr)
 
 
 def require_gpu():
@@ -90,14 +93,15 @@ def pytest_collection_modifyitems(config, items):
         from _pytest.nodeid import coerce_node_id
 
         for item in items:
-            marker = item.get_closest_marker("xdist_group")
-            item._id = coerce_node_id(f"{item.nodeid}@{marker.args[0] if marker.args else marker.kwargs['name']}")
+            item._id = coerce_node_id(f"{item.nodeid}@{_group(item)}")
     if xdist:            # the longest groups first, so that no worker is left with one of them at the end
-        def rank(item):
-            marker = item.get_closest_marker("xdist_group")
-            group = (marker.args[0] if marker.args else marker.kwargs.get("name", "")) if marker else ""
-            return _FIRST.index(group) if group in _FIRST else len(_FIRST)
-        items.sort(key=rank)
+        items.sort(key=lambda item: _FIRST.index(_group(item)) if _group(item) in _FIRST else len(_FIRST))
+
+
+def _group(item):
+    """An item's xdist group, named as pytest-xdist names it (its groups' names, sorted, joined by "_")."""
+    return "_".join(sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                            for m in item.iter_markers("xdist_group")}))
 
 
 def pytest_runtest_setup(item):

@@ -59,6 +59,10 @@ def _modules():
     return out
 
 
+MODULES = _modules()
+"""mpisim's modules: name → file."""
+
+
 def floor(module):
     parts = module.split(".")
     for i in range(len(parts), 0, -1):
@@ -88,21 +92,20 @@ def _imports(path, module):
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            mods = _modules()
-            names = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in mods]
+            names = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in MODULES]
             out += [(t, node.lineno, id(node) in top) for t in (names or [target])]
     return out
 
 
 def test_every_module_has_a_floor():
-    missing = [m for m in _modules() if m not in FLOOR_OF and not any(m.startswith(k + ".") for k in FLOOR_OF)]
+    missing = [m for m in MODULES if m not in FLOOR_OF and not any(m.startswith(k + ".") for k in FLOOR_OF)]
     assert not missing, f"give these modules a floor in FLOOR_OF and docs/conventions.md: {missing}"
 
 
 def test_no_import_runs_back_up():
     """An import from a lower floor to a higher one, anywhere in a file (top level or inside a function)."""
     bad = []
-    for m, path in _modules().items():
+    for m, path in MODULES.items():
         for target, line, _ in _imports(path, m):
             if target.startswith("mpisim") and target != "mpisim" and floor(target) > floor(m):
                 bad.append(f"{path.relative_to(PACKAGE.parent)}:{line} {m} ({FLOORS[floor(m)]}) imports {target} "
@@ -112,7 +115,7 @@ def test_no_import_runs_back_up():
 
 def test_no_import_cycle_in_the_package():
     """No cycle among the imports a module runs when it is imported (its top-level statements)."""
-    mods = _modules()
+    mods = MODULES
     graph = {m: {t for t, _, top in _imports(p, m) if top and t in mods and t != m} for m, p in mods.items()}
     state, cycles = {}, []
 
@@ -142,7 +145,7 @@ def test_the_check_fails_on_an_import_that_runs_back_up(tmp_path):
 
 
 def test_modules_that_never_open_files_import_no_file_code():
-    bad = [f"{m} imports {t}" for m, p in _modules().items() if m.startswith(NO_FILES)
+    bad = [f"{m} imports {t}" for m, p in MODULES.items() if m.startswith(NO_FILES)
            for t, _, _ in _imports(p, m) if t.startswith("mpisim.io")]
     assert not bad, bad
 
@@ -151,7 +154,7 @@ def test_imports_sit_at_the_top():
     """Inside a function only the heavy optional libraries (LAZY_OK) and the importlib of the lazy
     top-level API; everything else at the top of the file, where the dependency graph can be read."""
     bad = []
-    for m, path in _modules().items():
+    for m, path in MODULES.items():
         for target, line, top in _imports(path, m):
             root = target.split(".")[0]
             if not top and root not in LAZY_OK and target not in NUMBA_MODULES \
@@ -162,7 +165,7 @@ def test_imports_sit_at_the_top():
 
 def test_every_module_declares_its_public_names():
     bad = []
-    for m, path in _modules().items():
+    for m, path in MODULES.items():
         if m.endswith("__main__"):
             continue
         tree = ast.parse(path.read_text())
@@ -174,7 +177,7 @@ def test_every_module_declares_its_public_names():
 
 def _long_functions():
     out = []
-    for m, path in _modules().items():
+    for m, path in MODULES.items():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
                 out.append(f"{m}.{node.name}")
@@ -215,8 +218,6 @@ def test_the_api_summary_lists_every_public_name():
 
 def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     """The README's Python section, as a user would paste it: the top-level API, the ROI in metres."""
-    import re
-
     code = re.search(r"```python\n(.*?)```", (PACKAGE.parent / "README.md").read_text(encoding="utf-8"), re.S).group(1)
     monkeypatch.chdir(tmp_path)
     exec(compile(code, "README.md", "exec"), {})

@@ -3,7 +3,7 @@ the thin loader that opens every file a reconstruction names."""
 
 import numpy as np
 
-from ..frames import MeasurementFrames
+from ..frames import MeasurementFrames, as_frames
 from ..operator import SystemMatrix
 from ..reconstruction import RecoParams
 from .mdf_read import read_calibration, read_mdf
@@ -28,18 +28,14 @@ class FileFrames(MeasurementFrames):
 def open_measurement(measurement):
     """A frame source for a measurement: a :class:`~mpisim.measurement.Measurement` in memory, or the
     path of an MDF file (only its metadata are read now)."""
-    if isinstance(measurement, MeasurementFrames):
-        return measurement
-    if hasattr(measurement, "data") and hasattr(measurement, "is_background"):
-        return MeasurementFrames(measurement)
-    return FileFrames(measurement)
+    return as_frames(measurement) or FileFrames(measurement)
 
 
 def open_inputs(measurement, system_matrix, params=None):
     """The thin loader in front of :func:`mpisim.reconstruct`: opens what ``params`` and the arguments
     name as files and returns the keyword arguments of ``reconstruct`` — ``measurement`` (a frame source),
     ``system_matrix`` (on disk: rows read when used), ``empty`` (the empty-scanner measurement that
-    ``params.preprocessing.background`` names, or None) and ``transfer_function`` ((C, K) complex from
+    ``params.preprocessing.background`` names, or None) and ``tf`` ((C, K) complex from
     ``params.preprocessing.transfer_function``, or None)."""
     params = params or RecoParams()
     source = open_measurement(measurement)
@@ -52,4 +48,4 @@ def open_inputs(measurement, system_matrix, params=None):
     empty = None
     if pre.background not in ("auto", "none"):
         empty = read_mdf(pre.background)
-    return {"measurement": source, "system_matrix": sm, "empty": empty, "transfer_function": tf}
+    return {"measurement": source, "system_matrix": sm, "empty": empty, "tf": tf}

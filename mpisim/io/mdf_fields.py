@@ -5,7 +5,6 @@ Applied to every file mpisim reads (:mod:`mpisim.io.mdf_read`, :mod:`mpisim.io.r
 anything else is taken from it; ``tests/test_fuzz_fields.py`` keeps them complete.
 """
 
-import h5py
 import numpy as np
 
 from ..errors import MPISimError
@@ -51,6 +50,8 @@ def check_metadata(r):
     their own type: a one-line error naming the field (bulk data are checked where they are read)."""
     h, path = r.h, r.path
     names = []
+    import h5py
+
     h.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
     for n in names:
         ds = h[n]

@@ -12,15 +12,15 @@ import datetime
 import math
 import uuid
 
-import h5py
 import numpy as np
 
 from .. import __version__, tomlio
 from ..errors import MPISimError
+from ..metadata import Truth
 from ..progress import Progress
 from .atomic import atomic_path
 
-__all__ = ["FLAGS", "MDF_VERSION", "truth_of", "write_acquisition", "write_extension", "write_flags", "write_header",
+__all__ = ["FLAGS", "MDF_VERSION", "write_acquisition", "write_extension", "write_flags", "write_header",
            "write_mdf", "write_string", "write_tracer", "write_truth"]
 
 MDF_VERSION = "2.1.0"
@@ -33,12 +33,19 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
 
 
+def h5py_string():
+    """h5py's variable-length string type (h5py loaded on the first write, not when this module is imported)."""
+    import h5py
+
+    return h5py.string_dtype()
+
+
 def write_string(h, path, value):
     """A variable-length UTF-8 string dataset (a list, tuple or array of values: a string array)."""
     if isinstance(value, (list, tuple, np.ndarray)):
-        h.create_dataset(path, data=np.array([str(v) for v in value], dtype=h5py.string_dtype()))
+        h.create_dataset(path, data=np.array([str(v) for v in value], dtype=h5py_string()))
     else:
-        h.create_dataset(path, data=str(value), dtype=h5py.string_dtype())
+        h.create_dataset(path, data=str(value), dtype=h5py_string())
 
 
 def write_header(h, *, name, description, scanner_meta, is_simulation=True):
@@ -130,23 +137,12 @@ def write_extension(h, scanner=None, tracer=None, settings=None, phantom=None, e
     if settings is not None:
         write_string(h, "_mpisim/settings", tomlio.dumps(settings.to_dict()))
     if phantom is not None:
-        write_truth(h, truth_of(phantom))
+        write_truth(h, Truth.of_phantom(phantom).to_record())
     for k, v in (extra or {}).items():
         if isinstance(v, str):
             write_string(h, f"_mpisim/{k}", v)
         else:
             h[f"_mpisim/{k}"] = v
-
-
-def truth_of(phantom):
-    """Ground truth of a phantom as stored in ``/_mpisim/phantom`` (the dict
-    :func:`mpisim.io.mdf_read.read_truth` reads)."""
-    g = phantom.grid
-    out = {"name": phantom.name, "concentration": phantom.concentration, "size": np.array(g.shape),
-           "fieldOfView": np.array(g.fov), "fieldOfViewCenter": np.array(g.center), "ironMass": phantom.iron_mass}
-    if phantom.meta.get("chambers"):
-        out["chambers"] = phantom.meta["chambers"]
-    return out
 
 
 def write_truth(h, truth):
@@ -177,10 +173,12 @@ def write_mdf(path, meas, overwrite=False, name="mpisim simulation", frames=None
                     meas.provenance.scanner_info or {"topology": "FFP"})
     phantom = meas.phantom
     with atomic_path(path, overwrite) as tmp:
+        import h5py             # h5py where start-up matters: simulate imports this module
+
+        stated = meas.provenance.is_simulation
         with h5py.File(tmp, "w") as h:
             write_header(h, name=name, description=f"written by mpisim {__version__}", scanner_meta=scanner_meta,
-                         is_simulation=meas.provenance.is_simulation if meas.provenance.source != "(in memory)"
-                         else True)
+                         is_simulation=True if stated is None else bool(stated))
             conc = float(phantom.concentration.max()) if phantom is not None else 0.0
             vol = (float((phantom.concentration > 0).sum() * phantom.grid.voxel_volume / 1e-3)
                    if phantom is not None else 0.0)

@@ -110,7 +110,5 @@ def read_reconstruction(path):
             if noise.ndim not in (2, 3) or noise.shape[-1] != data.shape[1] or not np.all(np.isfinite(noise)):
                 raise MPISimError(f"{path}: /_mpisim/noiseRealisations must be (R, {data.shape[1]}) or "
                                   f"(F, R, {data.shape[1]}) finite values, got {noise.shape}")
-        truth = None
-        if "_mpisim/phantom" in h:
-            truth = read_truth(r)
-        return Reconstruction(data[:, :, 0], grid, params, unit, info, noise, truth=Truth.from_record(truth))
+        truth = Truth.from_record(read_truth(r)) if "_mpisim/phantom" in h else None
+        return Reconstruction(data[:, :, 0], grid, params, unit, info, noise, truth=truth)

@@ -50,19 +50,22 @@ class Problem:
     info: dict = field(default_factory=dict)
 
 
-def assemble(source, sm, params, empty=None, transfer_function=None):
+def assemble(source, sm, params, empty=None, tf=None):
     """Assemble the problem of reconstructing the frames of ``source`` with ``sm``.
 
     source : a frame source (:class:`~mpisim.frames.MeasurementFrames` or
         :class:`~mpisim.io.frame_file.FileFrames`); sm : :class:`~mpisim.operator.SystemMatrix`;
     params : :class:`~mpisim.reconstruction.RecoParams`; empty : the empty-scanner
         :class:`~mpisim.measurement.Measurement` when ``params.preprocessing.background`` names one;
-    transfer_function : (C, K) complex correction of the data (None: the one the data state).
+    tf : (C, K) complex correction of the data, the transfer function ``params.preprocessing.transfer_function``
+        names (None: the one the data state).
     """
     pre, sel = params.preprocessing, params.selection
     meas = source.head
     check_compatible(meas, sm)
-    tf = transfer_function
+    if pre.transfer_function and tf is None:
+        raise MPISimError(f"--transfer-function {pre.transfer_function}: the transfer function was not given "
+                          f"(load it and pass it as tf=, or use mpisim.open_inputs)")
     own_bg = source.read(meas.background_frames)    # the background frames: noise level, usable band, mean
     spec = measurement_spectra(own_bg, tf)          # (E, C, K)
     background, bg_spec, scale = _background(pre, spec, empty, sm, meas, tf)

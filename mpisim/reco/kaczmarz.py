@@ -152,7 +152,7 @@ class Alg:
     (f(sweep, c) → bool, evaluated once per sweep) says so; :func:`run` is the driver."""
 
     def __init__(self, iterations, stop=None):
-        self.iterations, self.stop = len(iterations) if not isinstance(iterations, int) else iterations, stop
+        self.iterations, self.stop = int(iterations), stop
         self.sweeps = 0
         self._stopped, self._checked = False, 0
 
@@ -228,8 +228,8 @@ class PlanarKaczmarz(Alg):
 
     def _sweep(self, it):
         if self.single:
-            self.K.sweep_single(self.P, self.br[0], self.bi[0], self.orders[it], self.inv, self.sq, self.cr[0], self.ci[0],
-                           self.vr[0], self.vi[0])
+            self.K.sweep_single(self.P, self.br[0], self.bi[0], self.orders[it], self.inv, self.sq, self.cr[0],
+                                self.ci[0], self.vr[0], self.vi[0])
         else:
             self.K.sweep_multi(self.P, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr, self.ci, self.vr,
                           self.vi, min(self.groups, self.br.shape[0]))

@@ -1,6 +1,7 @@
 """Preprocessing for reconstruction: spectra, background, averaging, frequency selection, weights.
 
-Every step takes the parameter group it needs (:mod:`mpisim.reconstruction`). All frequency indices are 0-based rfft bins of one period (V samples, sampling rate 2·bandwidth).
+Every step takes the parameter group it needs (:mod:`mpisim.reconstruction`). All frequency indices are
+0-based rfft bins of one period (V samples, sampling rate 2·bandwidth).
 """
 
 import numpy as np
@@ -35,7 +36,8 @@ def check_compatible(meas, sm):
         raise MPISimError(f"selection-field gradients differ: measurement diag {np.diag(gm).tolist()}, system "
                           f"matrix diag {np.diag(gs).tolist()} T/m/µ0")
     if meas.num_rx_channels != sm.num_rx_channels:
-        raise MPISimError(f"measurement has {meas.num_rx_channels} receive channels, system matrix {sm.num_rx_channels}")
+        raise MPISimError(f"measurement has {meas.num_rx_channels} receive channels, system matrix "
+                          f"{sm.num_rx_channels}")
 
 
 def measurement_spectra(meas, transfer_function=None):
@@ -98,10 +100,10 @@ def frame_rows(source, frames, rows, background, transfer_function, average):
 def usable_bins(meas, spec, params, background_spec=None):
     """(C, K_all) bool mask of bins the data leave usable, and a dict saying what was dropped.
 
-    ``params`` (:class:`~mpisim.reconstruction.FrequencySelection`): ``band == "auto"``: drop the drive lines within the band-stop's reach
-    (:func:`~mpisim.reco.noise.bandstop_half_width`) and the bins whose background the background
-    frames show to drift (:func:`~mpisim.reco.noise.contaminated_bins`). "all": keep every bin (of
-    those a frequency-selected file holds).
+    ``params`` (:class:`~mpisim.reconstruction.FrequencySelection`): ``band == "auto"``: drop the drive
+    lines within the band-stop's reach (:func:`~mpisim.reco.noise.bandstop_half_width`) and the bins whose
+    background the background frames show to drift (:func:`~mpisim.reco.noise.contaminated_bins`). "all":
+    keep every bin (of those a frequency-selected file holds).
     """
     C, K = spec.shape[1:]
     held = np.ones(K, bool)

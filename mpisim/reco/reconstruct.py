@@ -14,8 +14,7 @@ import numpy as np
 
 from .. import backend as B
 from ..errors import MPISimError
-from ..frames import MeasurementFrames
-from ..measurement import Measurement
+from ..frames import as_frames
 from ..operator import SystemMatrix
 from ..reconstruction import Reconstruction, RecoParams
 from .assemble import assemble
@@ -25,7 +24,7 @@ from .uncertainty import linear, noise_draws, realisations
 __all__ = ["reconstruct"]
 
 
-def reconstruct(measurement, system_matrix, params=None, *, empty=None, transfer_function=None, backend="auto",
+def reconstruct(measurement, system_matrix, params=None, *, empty=None, tf=None, backend="auto",
                 impl="auto", progress=False, **kw):
     """Reconstruct concentration images from a measurement and a system matrix.
 
@@ -39,8 +38,8 @@ def reconstruct(measurement, system_matrix, params=None, *, empty=None, transfer
     params : :class:`~mpisim.reconstruction.RecoParams`; keyword arguments with the flat parameter names
         (``lam=1e-3``, ``min_freq=80e3``...) override its fields.
     empty : the empty-scanner :class:`~mpisim.measurement.Measurement` when ``params`` names one as
-        background. transfer_function : (C, K) complex transfer function to correct the data with
-        (None: the one the data state).
+        background. tf : the (C, K) complex transfer function that ``params.preprocessing.transfer_function``
+        names, loaded (None: the one the data state).
     backend : "auto" | "numpy" | "cupy" for the solver. impl : Kaczmarz implementation
         (:func:`mpisim.reco.kaczmarz.kaczmarz`). progress : a progress bar over the sweeps (CPU) on a terminal.
 
@@ -54,12 +53,15 @@ def reconstruct(measurement, system_matrix, params=None, *, empty=None, transfer
     params = params or RecoParams()
     if kw:
         params = params.replace(**kw)
-    source = _frames(measurement)
+    source = as_frames(measurement)
+    if source is None:
+        raise MPISimError(f"measurement must be a Measurement or a frame source (open a file with "
+                          f"mpisim.open_measurement), got {type(measurement).__name__}")
     if not isinstance(system_matrix, SystemMatrix):
         raise MPISimError(f"system_matrix must be a SystemMatrix (open a file with mpisim.load_system_matrix), "
                           f"got {type(system_matrix).__name__}")
     t0 = time.perf_counter()
-    problem = assemble(source, system_matrix, params, empty, transfer_function)
+    problem = assemble(source, system_matrix, params, empty, tf)
     use = B.resolve(backend)
     t1 = time.perf_counter()
     draws = noise_draws(problem, params) if linear(problem, params) else None
@@ -70,15 +72,6 @@ def reconstruct(measurement, system_matrix, params=None, *, empty=None, transfer
                           _info(problem, solution, noise, noise_info, params, use, source, system_matrix,
                                 t1 - t0, t2 - t1),
                           noise, source.head, source.head.truth)
-
-
-def _frames(measurement):
-    if isinstance(measurement, MeasurementFrames):
-        return measurement
-    if isinstance(measurement, Measurement):
-        return MeasurementFrames(measurement)
-    raise MPISimError(f"measurement must be a Measurement or a frame source (open a file with "
-                      f"mpisim.open_measurement), got {type(measurement).__name__}")
 
 
 def _info(problem, solution, realisations, noise_info, params, use, source, sm, assemble_s, solve_s):

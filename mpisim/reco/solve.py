@@ -43,7 +43,7 @@ def solve(problem, params, backend="auto", impl="auto", progress=False, ride_alo
     A, b = problem.A, problem.b
     if use == "numpy" and params.method == "kaczmarz" and impl in ("auto", "numba") and B.numba_available():
         A = PlanarRows.from_complex(A, in_place=True)    # the compiled sweeps' layout, in the rows' own memory
-        problem.A = A
+        problem.A = A                                    # (the complex rows are gone: the problem holds these now)
     solver = Solver(A, params, problem.weights, use, impl, problem.noise2, progress, problem.positive, problem.norms2)
     lam, lam_info = params.lam, {}
     if params.lam == "auto":
