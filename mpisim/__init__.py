@@ -12,7 +12,7 @@ PHYSICS_VERSION = "1"
 API = {
     "verbs": {
         "simulate": "forward", "build_system_matrix": "systemmatrix", "reconstruct": "reco.reconstruct",
-        "quantify": "quant", "kaczmarz": "reco.kaczmarz", "cgnr": "reco.cgnr",
+        "quantify": "quant", "quantify_sets": "quant", "kaczmarz": "reco.kaczmarz", "cgnr": "reco.cgnr",
     },
     "nouns": {
         "Scanner": "scanner", "Tracer": "particles", "Grid": "grid", "Phantom": "phantoms",
@@ -20,7 +20,8 @@ API = {
         "Truth": "metadata", "QuantResult": "quant", "RoiResult": "quant",
     },
     "ROIs (metres)": {
-        "Sphere": "quant", "Box": "quant", "Everything": "quant", "Chambers": "quant",
+        "Sphere": "quant", "Box": "quant", "Everything": "quant", "Chambers": "quant", "MaskRoi": "io.nifti",
+        "Fiducial": "quant",
     },
     "parameters": {
         "SimulationSettings": "forward", "CalibrationSettings": "systemmatrix", "RecoParams": "reconstruction",
@@ -31,7 +32,7 @@ API = {
         "get_scanner": "scanner", "PRESETS": "scanner", "default_tracer": "particles", "get_phantom": "phantoms",
         "default_grid": "systemmatrix", "read_mdf": "io.mdf", "write_mdf": "io.mdf",
         "load_system_matrix": "io.sm_file", "open_measurement": "io.frame_file", "open_inputs": "io.frame_file",
-        "read_reconstruction": "io.reco_mdf", "write_reconstruction": "io.reco_mdf",
+        "read_reconstruction": "io.reco_mdf", "write_reconstruction": "io.reco_mdf", "write_nifti": "io.nifti",
     },
     "physics and errors": {
         "langevin": "particles", "langevin_derivative": "particles", "MPISimError": "errors",

@@ -17,18 +17,15 @@ import numpy as np
 
 from . import constants as C
 from .errors import MPISimError, check_int, check_positive
-from .forward import load_transfer_function, receive_chain, response, unit_moments
+from .detection import ALPHA, BETA, currie, matched_filter_sigma
 from .particles import LANGEVIN_DERIVATIVE_FWHM as LANGEVIN_FWHM  # noqa: E402  Δx = 4.1610 / (β G), PHYSICS.md §5
 from .particles import Tracer
 from .scanner import AXES, get_scanner
 
-__all__ = ["ROSE_SNR", "SAR_LIMITS", "PNS_PEAK_FIELD", "TISSUE_CONDUCTIVITY", "TISSUE_DENSITY", "Figure",
+__all__ = ["SAR_LIMITS", "PNS_PEAK_FIELD", "TISSUE_CONDUCTIVITY", "TISSUE_DENSITY", "Figure",
            "DesignSettings", "figures_of_merit", "figure_keys", "fov_extent", "trajectory_coverage",
            "psf_fwhm", "detection_limit", "drive_peak_and_slew", "sar_estimate", "as_dict", "readable",
            "as_table"]
-
-ROSE_SNR = 5.0
-"""Detection criterion: matched-filter signal-to-noise ratio of 5 (Rose criterion)."""
 
 SAR_LIMITS = {"normal": 2.0, "first_level": 4.0}
 """Whole-body SAR limits in W/kg of IEC 60601-2-33 (MR equipment): normal operating mode and first
@@ -64,21 +61,26 @@ class DesignSettings:
     iron_per_cell : kg of iron per labelled cell (10 pg = 1e-14 kg).
     body_radius : m, radius of the homogeneous cylinder of the SAR estimate (0.15 m: adult torso).
     pns_limit : T, peak drive field compared with the magnetostimulation threshold.
-    snr : detection threshold (matched-filter SNR).
+    alpha, beta : false-positive and false-negative rates of the detection limit (Currie's L_D,
+    :mod:`mpisim.detection`; 5 % each: L_D = 3.29 σ₀).
     """
 
     averages: int = 1
     iron_per_cell: float = 10 * C.PICOGRAM
     body_radius: float = 0.15
     pns_limit: float = PNS_PEAK_FIELD
-    snr: float = ROSE_SNR
+    alpha: float = ALPHA
+    beta: float = BETA
 
     def __post_init__(self):
         object.__setattr__(self, "averages", check_int("averages", self.averages, 1, 2 ** 31 - 1))
         check_positive("iron per cell (kg)", self.iron_per_cell)
         check_positive("body radius (m)", self.body_radius)
         check_positive("magnetostimulation limit (T)", self.pns_limit)
-        check_positive("detection SNR", self.snr)
+        for name in ("alpha", "beta"):
+            check_positive(name, getattr(self, name))
+            if not getattr(self, name) < 0.5:
+                raise MPISimError(f"{name} must be a probability in (0, 0.5), got {getattr(self, name)}")
 
 
 def figures_of_merit(scanner, tracer=None, settings=None):
@@ -111,10 +113,12 @@ def figures_of_merit(scanner, tracer=None, settings=None):
         add(f"resolution_{ax}_langevin", f"resolution {ax} (Langevin estimate)",
             LANGEVIN_FWHM / (tr.beta * abs(g[i, i])), "m", "4.161 k_B T / (µ0 m G), median core, no relaxation")
     lim = detection_limit(sc, tr, st)
-    add("detection_limit_iron", "detection limit (iron)", lim, "kg",
-        f"1 point sample at the centre: matched-filter SNR {st.snr:g} over all receive bins (band-stop applied) "
-        f"against the receiver's white noise, {st.averages} averaged cycle(s)")
-    add("detection_limit_cells", "detection limit (cells)", lim / st.iron_per_cell, "cells",
+    add("detection_limit_iron", "detection limit L_D, data domain (iron)", lim, "kg",
+        f"data domain: matched filter, Currie L_D at α = {st.alpha:g}, β = {st.beta:g} "
+        f"(L_D = {_currie_factor(st):.3g} σ₀, mpisim.detection): point source at the centre, position known — "
+        f"the best any reconstruction can do; all receive bins (band-stop applied) against the receiver's white "
+        f"noise, {st.averages} averaged cycle(s)")
+    add("detection_limit_cells", "detection limit L_D, data domain (cells)", lim / st.iron_per_cell, "cells",
         f"detection limit / {st.iron_per_cell / C.PICOGRAM:g} pg iron per cell")
     peak, slew = drive_peak_and_slew(sc)
     add("drive_peak", "drive field, peak µ0H", peak, "T", "max over the cycle of |H_D(t)| (sampled at ≥ 20 000 points)")
@@ -212,30 +216,18 @@ def psf_fwhm(scanner, tracer, axis, samples=16384):
 
 
 def detection_limit(scanner, tracer, settings=None):
-    """Smallest iron mass (kg) at the centre detectable with matched-filter SNR ``settings.snr``.
-
-    Signal: the forward model's receive spectra (C, K) of 1 ng of iron at the centre, band-stop and
-    the receiver's transfer function applied, over one drive cycle. Noise: white, σ = noise_density·√bandwidth per sample, so
-    E|n_k|² = V σ² / averages per bin of the unnormalised rfft; the matched filter's noise is then
-    √(E|n|²/2) and its SNR ‖û‖ / √(E|n|²/2). Proportional to the noise density and to 1/√averages.
-    """
+    """Data-domain detection limit (kg of iron) at the centre: Currie's L_D of the matched filter on the
+    raw spectra with the position known (:func:`mpisim.detection.data_domain_limit`; 3.29 σ₀ at
+    α = β = 5 %). σ₀ (:func:`mpisim.detection.matched_filter_sigma`) is proportional to the noise
+    density and to 1/√averages. A reconstruction's ROI does worse: see :mod:`mpisim.detection`."""
 
     st = settings or DesignSettings()
-    if scanner.receiver.noise_density <= 0:
-        raise MPISimError("the receiver's noise_density is 0: no detection limit (any amount is detectable)")
-    ng = 1e-12
-    m = unit_moments(scanner, tracer, np.zeros((1, 3)))[0] * ng * tracer.moment_per_iron_mass   # (3, V) A·m²
-    f = scanner.frequencies
-    spec = np.fft.rfft(m, axis=-1)                                                              # (3, K)
-    tf = load_transfer_function(scanner.receiver.transfer_function)      # the chain the simulator applies
-    u = np.einsum("lck,ck->lk", response(scanner, tracer, f, receive_chain(scanner, f, tf, bandstop=True)), spec)
-    u[:, 0] = 0.0
-    sigma = scanner.receiver.noise_sigma
-    var_bin = scanner.num_samples * sigma ** 2 / st.averages
-    snr_per_ng = float(np.sqrt(np.sum(np.abs(u) ** 2))) / math.sqrt(var_bin / 2)
-    if not snr_per_ng > 0:
-        raise MPISimError("the receive chain sees no particle signal from the centre (no detection limit)")
-    return st.snr / snr_per_ng * ng
+    return currie(matched_filter_sigma(scanner, tracer, st.averages), st.alpha, st.beta)[1]
+
+
+def _currie_factor(st):
+    """L_D / σ₀ of the settings' α and β."""
+    return currie(1.0, st.alpha, st.beta)[1]
 
 
 def drive_peak_and_slew(scanner):

@@ -34,6 +34,14 @@ class Progress:
         self.stream.write(f"\r{self.label:>10} [{bar:<30}] {100 * frac:5.1f}%  {el:6.1f}s elapsed, ETA {eta:6.1f}s")
         self.stream.flush()
 
+    def finish(self):
+        """Draw the bar at 100 % now: the work ended early (a stopping rule) and is complete."""
+        if self.done >= self.total:
+            return
+        self.total = max(self.done, 1)
+        self._last = 0.0
+        self.update(0)
+
     def close(self):
         if self.enabled:
             self.stream.write("\n")

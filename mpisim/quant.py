@@ -5,16 +5,27 @@ Units: concentrations in mol Fe/L, iron masses in kg (reported in ng or µg), ir
 from dead cells taken up by microglia still counts (MPI sees iron, not viability).
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from . import backend as Bk
 from . import constants as C
 from . import phantoms as P
+from .detection import currie
 from .errors import MPISimError, check_positive
+from .frames import as_frames
+from .grid import Grid
+from .reco import amounts as _amounts
+from .reco.amounts import check_disjoint, gtm_amounts, ownership, shape_image
+from .reco.assemble import assemble
+from .reco.solve import make_solver
+from .units import parse_mass
 
 __all__ = ["Sphere", "Box", "Everything", "Chambers", "QuantResult", "RoiResult", "quantify", "parse_roi", "roi_total",
-           "sphere_mask", "chamber_rois", "iron_mass_map", "cells_map", "t_quantile", "INTERVAL_COVERS"]
+           "sphere_mask", "chamber_rois", "iron_mass_map", "cells_map", "t_quantile", "INTERVAL_COVERS",
+           "GTM_COVERS", "ESTIMATORS", "roi_weights", "roi_parts", "ROWS_FEW", "quantify_sets",
+           "Fiducial", "parse_fiducial", "calibration_line"]
 
 
 def iron_mass_map(concentration, voxel_volume):
@@ -35,9 +46,12 @@ INTERVAL_COVERS = ("the 95 % interval covers the measurement noise propagated th
 
 @dataclass(frozen=True)
 class RoiResult:
-    """Totals inside an ROI: iron in kg with its noise standard deviation and 95 % interval, cells
-    (iron / iron per cell) likewise. σ and the interval are NaN when the reconstruction carries no
-    noise realisations."""
+    """Totals inside an ROI: iron in kg, its *noise* standard deviation ``iron_sigma`` and its 95 % interval
+    [``iron_low``, ``iron_high``] — for the image sum (roi-sum) iron ± t·σ; for the bias-corrected estimator
+    (gtm) it also holds the shape error ``bias_sigma``, and after a fiducial calibration the line's
+    uncertainty, so it is wider than ± t·σ. Cells (iron / iron per cell) likewise. ``truth``: the simulated
+    phantom's iron in the ROI where the file records it; ``critical_level`` and ``detection_limit``: Currie's
+    L_C and L_D of this ROI (kg). σ and the interval are NaN without noise realisations."""
 
     name: str
     voxels: int
@@ -50,6 +64,11 @@ class RoiResult:
     volume: float = 0.0
     concentration: float | None = None
     iron_per_cell: float = 1.0
+    bias_sigma: float = 0.0
+    estimator: str = "roi-sum"
+    truth: float | None = None
+    critical_level: float = float("nan")
+    detection_limit: float = float("nan")
 
     def as_dict(self):
         """JSON-ready dict (ng, cells, mmol/L); quantities without error bars are null."""
@@ -60,7 +79,11 @@ class RoiResult:
              "iron_sigma_ng": num(self.iron_sigma * 1e12),
              "iron_95_ng": [num(self.iron_low * 1e12), num(self.iron_high * 1e12)],
              "cells": num(self.cells), "cells_sigma": num(self.cells_sigma),
-             "cells_95": [num(self.iron_low / self.iron_per_cell), num(self.iron_high / self.iron_per_cell)]}
+             "cells_95": [num(self.iron_low / self.iron_per_cell), num(self.iron_high / self.iron_per_cell)],
+             "bias_sigma_ng": num(self.bias_sigma * 1e12), "estimator": self.estimator,
+             "truth_ng": None if self.truth is None else num(self.truth * 1e12),
+             "critical_level_ng": num(self.critical_level * 1e12), "detection_limit_ng": num(self.detection_limit * 1e12),
+             "detected": None if self.critical_level != self.critical_level else bool(self.iron > self.critical_level)}
         if self.concentration is not None:
             d["concentration_mmol_per_l"] = num(self.concentration * 1e3)
         return d
@@ -82,25 +105,27 @@ def roi_total(image, grid, mask, iron_per_cell, realisations=None, name="roi", c
     alone, not on which other ROIs are asked for. ``chamber_volume`` (m³): also report the mean
     concentration of a sample of that volume (iron / volume).
     """
-    m = np.asarray(mask, bool).ravel(order="F") if np.ndim(mask) == 3 else np.asarray(mask, bool)
+    m = np.asarray(mask).ravel(order="F") if np.ndim(mask) == 3 else np.asarray(mask)
+    m = m.astype(bool) if m.dtype == bool else m.astype(np.float64)    # bool voxels or partial-voxel weights
     if m.size != grid.size:
         raise MPISimError(f"ROI {name!r} has {m.size} voxels, the image {grid.size}")
-    n = int(m.sum())
+    n = int(np.count_nonzero(m))
     if n == 0:
         raise MPISimError(f"ROI {name!r} contains no voxel of the grid")
     per = grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS
-    iron = float(np.asarray(image)[m].sum() * per)
+    w = m.astype(np.float64)
+    iron = float(np.asarray(image, np.float64) @ w * per)
     sig = lo = hi = float("nan")
     if realisations is not None and len(realisations) >= 2:
-        totals = np.asarray(realisations, float)[:, m].sum(axis=1) * per
+        totals = np.asarray(realisations, float) @ w * per
         sig = float(np.std(totals, ddof=1))
         k = t_quantile(len(totals))
         lo, hi = iron - k * sig, iron + k * sig
     conc = None
     if chamber_volume:
         conc = iron / C.FE_MOLAR_MASS / (chamber_volume / C.LITRE)
-    return RoiResult(name, n, iron, sig, lo, hi, iron / iron_per_cell, sig / iron_per_cell, n * grid.voxel_volume,
-                     conc, iron_per_cell)
+    return RoiResult(name, n, iron, sig, lo, hi, iron / iron_per_cell, sig / iron_per_cell,
+                     float(w.sum() * grid.voxel_volume), conc, iron_per_cell)
 
 
 def sphere_mask(grid, center, radius):
@@ -151,6 +176,27 @@ class Sphere:
         return [(self.name, _nonempty(self.name, sphere_mask(grid, [float(c) for c in self.center], float(self.radius)),
                                       grid), None)]
 
+    def weights(self, grid, truth=None):
+        """[(name, (N,) fraction of each voxel inside the ball, None)]: partial voxels weighted."""
+        if len(self.center) != 3 or not self.radius > 0:
+            raise MPISimError(f"ROI {self.name!r}: a sphere needs a centre (x, y, z) in m and a radius > 0 m")
+        c, r = [float(v) for v in self.center], float(self.radius)
+        dims = [i for i in range(3) if grid.shape[i] > 1]
+        lo = [c[i] - r if i in dims else -np.inf for i in range(3)]
+        hi = [c[i] + r if i in dims else np.inf for i in range(3)]
+        return [(self.name, _covered(self.name, _fraction(grid, self.inside(grid), lo, hi), grid), None)]
+
+    def inside(self, grid):
+        """f(x, y, z) → bool (m): inside the ball, on the axes the grid resolves."""
+        c, r = [float(v) for v in self.center], float(self.radius)
+        dims = [i for i in range(3) if grid.shape[i] > 1]
+
+        def f(x, y, z):
+            p = (x, y, z)
+            return sum((p[i] - c[i]) ** 2 for i in dims) <= r * r
+
+        return f
+
 
 @dataclass(frozen=True)
 class Box:
@@ -169,6 +215,66 @@ class Box:
             if grid.shape[i] > 1:
                 mask &= (pos[:, i] >= self.lower[i]) & (pos[:, i] <= self.upper[i])
         return [(self.name, _nonempty(self.name, mask, grid), None)]
+
+    def weights(self, grid, truth=None):
+        """[(name, (N,) fraction of each voxel inside the box, None)]: partial voxels weighted."""
+        if len(self.lower) != 3 or len(self.upper) != 3 or any(a > b for a, b in zip(self.lower, self.upper)):
+            raise MPISimError(f"ROI {self.name!r}: a box needs lower ≤ upper corners (x, y, z) in m")
+        dims = [i for i in range(3) if grid.shape[i] > 1]
+        lo, hi = list(self.lower), list(self.upper)
+        if any(hi[i] <= lo[i] for i in dims):
+            raise MPISimError(f"ROI {self.name!r}: the box has no volume (lower = upper on a resolved axis)")
+        w = _fraction(grid, self.inside(grid), [lo[i] if i in dims else -np.inf for i in range(3)],
+                      [hi[i] if i in dims else np.inf for i in range(3)])
+        return [(self.name, _covered(self.name, w, grid), None)]
+
+    def inside(self, grid):
+        """f(x, y, z) → bool (m): inside the box, on the axes the grid resolves."""
+        dims = [i for i in range(3) if grid.shape[i] > 1]
+        lo, hi = list(self.lower), list(self.upper)
+
+        def f(x, y, z):
+            p = (x, y, z)
+            out = np.ones(np.shape(x), bool)
+            for i in dims:
+                out = out & (p[i] >= lo[i]) & (p[i] <= hi[i])
+            return out
+
+        return f
+
+
+def _covered(name, w, grid):
+    """Partial-voxel weights that cover some of the grid, else the ROI lies outside the field of view."""
+    if not w.sum() > 0:
+        lo = [f"{grid.extent(i)[0] * 1e3:.3g}..{grid.extent(i)[1] * 1e3:.3g}" for i in range(3)]
+        raise MPISimError(f"ROI {name!r} lies outside the reconstruction's field of view (x, y, z in mm: "
+                          f"{', '.join(lo)})")
+    return w
+
+
+def _fraction(grid, inside, lo, hi, samples=6):
+    """(N,) fraction of each voxel inside a shape bounded by [lo, hi] (m), by samples³ points per voxel."""
+    lo = [max(a, grid.extent(i)[0] - grid.spacing[i]) for i, a in enumerate(lo)]
+    hi = [min(b, grid.extent(i)[1] + grid.spacing[i]) for i, b in enumerate(hi)]
+    return grid.flatten(P.supersampled_fill(grid, inside, samples, (lo, hi)))
+
+
+def roi_parts(roi, grid, truth=None):
+    """[(name, weights (N,), volume m³ or None, inside f(x, y, z) → bool or None)] of an ROI object: what
+    the bias-corrected estimator needs (the outline as a function where the ROI has one)."""
+    base = roi.roi if isinstance(roi, _Named) else roi
+    fn = base.inside(grid) if hasattr(base, "inside") else None
+    return [(n, w, v, fn) for n, w, v in roi_weights(roi, grid, truth)]
+
+
+def roi_weights(roi, grid, truth=None):
+    """[(name, (N,) weights in [0, 1], volume m³ or None)] of an ROI object: the fraction of each voxel
+    inside it (spheres and boxes), else its voxel masks."""
+    if hasattr(roi, "weights"):
+        return roi.weights(grid, truth)
+    if isinstance(roi, _Named):
+        return roi_weights(roi.roi, grid, truth)
+    return [(n, np.asarray(m, float), v) for n, m, v in roi.masks(grid, truth)]
 
 
 @dataclass(frozen=True)
@@ -203,6 +309,12 @@ class Chambers:
             raise MPISimError("ROI 'chambers': the file records no phantom chambers; use chambers:concentration "
                               "(OpenMPIData) or chambers:concentration-2d")
         return chamber_rois(grid, list(truth.chambers))
+
+    def weights(self, grid, truth=None):
+        """The chambers' cells as weights: a voxel on the boundary of n cells counts 1/n to each."""
+        masks = self.masks(grid, truth)
+        share = np.maximum(sum(np.asarray(m, float) for _, m, _ in masks), 1.0)
+        return [(n, np.asarray(m, float) / share, v) for n, m, v in masks]
 
 
 def _nonempty(name, mask, grid):
@@ -274,6 +386,8 @@ class QuantResult:
     noise_samples: int = 0
     noise_source: str = "unknown"
     interval: str = ""
+    warnings: list = field(default_factory=list)
+    info: dict = field(default_factory=dict)
 
     def __getitem__(self, i):
         return self.rois[i]
@@ -287,7 +401,8 @@ class QuantResult:
     def as_dict(self):
         """JSON-ready: the ROIs (:meth:`RoiResult.as_dict`) and the notes."""
         return {"rois": [r.as_dict() for r in self.rois], "calibration_factor": self.calibration_factor,
-                "noise_samples": self.noise_samples, "noise_source": self.noise_source, "interval": self.interval}
+                "noise_samples": self.noise_samples, "noise_source": self.noise_source, "interval": self.interval,
+                "warnings": list(self.warnings), **self.info}
 
 
 def _roi(r):
@@ -299,31 +414,341 @@ def _roi(r):
     return r
 
 
-def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, reference_iron=None):
-    """ROI totals of one reconstructed frame, each with its noise σ and 95 % interval.
+@dataclass(frozen=True)
+class Fiducial:
+    """A reference sample of known iron in the field of view, as labs put them beside the subject: an ROI
+    around it (:class:`Sphere`, :class:`Box`) and its iron in kg. Two or more make a calibration line."""
+
+    roi: object
+    iron: float
+
+    def __post_init__(self):
+        try:
+            iron = float(self.iron)
+        except (TypeError, ValueError):
+            iron = float("nan")
+        if not (np.isfinite(iron) and iron > 0):
+            raise MPISimError(f"fiducial {getattr(self.roi, 'name', self.roi)!r}: its iron must be > 0 kg, "
+                              f"got {self.iron!r}")
+        object.__setattr__(self, "iron", iron)
+        _roi(self.roi)
+
+
+def parse_fiducial(spec):
+    """A :class:`Fiducial` from the command line's ``NAME=SHAPE:…=AMOUNT`` (lengths in mm, the amount with its
+    unit, e.g. ``ref1=sphere:10,0,0,2=5ug``)."""
+    text = str(spec).strip()
+    roi_text, sep, amount = text.rpartition("=")
+    if not sep or ":" not in roi_text:
+        raise MPISimError(f"--fiducial {spec!r}: write NAME=SHAPE:...=AMOUNT, e.g. ref1=sphere:10,0,0,2=5ug")
+    return Fiducial(parse_roi(roi_text), parse_mass(amount, f"--fiducial {spec!r} iron", (1e-18, 1e-3)))
+
+
+def calibration_line(measured, half, known):
+    """The calibration line measured = slope × known through the origin (zero iron reads zero once the
+    background is subtracted), from ≥ 2 fiducials (kg), each weighted by its 95 % half-width ``half``.
+    Returns (slope, σ of the slope, scatter): the scatter is the spread (standard deviation) of the single
+    fiducials' ratios measured/known — how unevenly a tracer or scanner mismatch affects different places
+    and amounts, which a new amount carries too; σ of the slope is the larger of its statistical error and
+    scatter/√n."""
+    m, k = np.asarray(measured, float), np.asarray(known, float)
+    r = m / k
+    sig = np.asarray(half, float) / 1.959964 / k
+    sig = np.where(np.isfinite(sig), np.maximum(sig, 1e-9 * np.abs(r).max()), 1.0)   # no error bars: equal weights
+    if not np.all(np.isfinite(np.asarray(half, float))):
+        sig = np.ones_like(r)
+    w = 1.0 / sig ** 2
+    slope = float(np.sum(w * r) / np.sum(w))
+    scatter = float(np.std(r, ddof=1)) if len(r) > 1 else 0.0
+    return slope, max(float(1.0 / np.sqrt(np.sum(w))), scatter / np.sqrt(len(r))), scatter
+
+
+def _calibrate(results, fiducials):
+    """Apply the fiducials' calibration line (the last ``len(fiducials)`` results) to the others: the amount
+    a / slope, with the slope's σ and the fiducials' scatter propagated into σ and the interval (a prediction
+    interval for a new amount). Returns the calibrated results of the user's ROIs and the calibration record."""
+    n = len(fiducials)
+    pts, rest = results[-n:], results[:-n]
+    half = [(r.iron_high - r.iron_low) / 2 for r in pts]
+    slope, s_slope, scatter = calibration_line([r.iron for r in pts], half, [f.iron for f in fiducials])
+    if not slope > 0:
+        raise MPISimError(f"the fiducials read no iron (calibration slope {slope:.3g}): check their ROIs and amounts")
+    out = []
+    k = t_quantile(n) if n >= 2 else float("inf")   # the scatter rests on n − 1 degrees of freedom
+    for r in rest:
+        est = r.iron / slope
+        h_a = (r.iron_high - r.iron_low) / 2 / slope
+        h_line = k * abs(est) * float(np.hypot(s_slope, scatter)) / slope
+        h = float(np.hypot(h_a, h_line)) if np.isfinite(h_a) else float("nan")
+        conc = None if r.concentration is None else r.concentration / slope
+        out.append(RoiResult(r.name, r.voxels, est, r.iron_sigma / slope, est - h, est + h, est / r.iron_per_cell,
+                             r.cells_sigma / slope, r.volume, conc, r.iron_per_cell, r.bias_sigma / slope,
+                             r.estimator + "+fiducials"))
+    record = {"slope": slope, "slope_sigma": s_slope, "scatter": scatter,
+              "points": [{"fiducial": r.name, "known_ng": f.iron * 1e12, "measured_ng": r.iron * 1e12,
+                          "measured_95_ng": [r.iron_low * 1e12, r.iron_high * 1e12]} for r, f in zip(pts, fiducials)]}
+    return out, record
+
+
+ESTIMATORS = ("auto", "gtm", "roi-sum")
+"""``gtm``: ROI amounts corrected through the reconstruction's own resolution (:mod:`mpisim.reco.amounts`),
+with intervals that include the shape error; ``roi-sum``: the image summed over the ROI (its amount depends
+on the ROI's size: Tikhonov ringing and resolution); ``auto``: gtm when the measurement and the system
+matrix are at hand and the reconstruction is linear, else roi-sum (and the output says so)."""
+
+GTM_COVERS = ("the 95 % interval covers the measurement noise propagated through the reconstruction and the "
+              "GTM correction, and the shape error of the correction (the reconstruction's resolution and "
+              "regularisation bias); not a system matrix made for another tracer or scanner, nor iron per cell")
+
+ROWS_FEW = 500
+"""Below this many selected rows the output warns that the amounts rest on little evidence."""
+
+
+def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, reference_iron=None, *,
+             measurement=None, system_matrix=None, empty=None, tf=None, estimator="auto", backend="auto",
+             impl="auto", fiducials=()):
+    """ROI amounts of one reconstructed frame, each with its σ and 95 % interval.
 
     rois : ROI objects in SI units — :class:`Sphere`, :class:`Box`, :class:`Everything` (the default),
     :class:`Chambers` (one ROI per phantom chamber, reported with its mean concentration).
     iron_per_cell : kg (10 pg = 10e-15 kg). reference, reference_iron : an ROI and its known iron (kg) —
     all results are scaled by known/measured (calibration against a standard, as labs do).
-    Uncertainties come from the reconstruction's noise realisations (:attr:`Reconstruction.noise`),
-    never from image pixels elsewhere. Returns a :class:`QuantResult`.
+    measurement, system_matrix (, empty, tf) : what the reconstruction was made from (a
+    :class:`~mpisim.measurement.Measurement` or frame source, a :class:`~mpisim.operator.SystemMatrix`):
+    with them the default estimator corrects each ROI's amount through the reconstruction's own
+    resolution (``estimator="gtm"``, :mod:`mpisim.reco.amounts`) and its interval includes that
+    correction's shape error; without them the amounts are image sums over the ROIs (``"roi-sum"``),
+    whose value depends on the ROI's size, and the result says so. fiducials : :class:`Fiducial` reference
+    samples of known iron in the field of view (≥ 2): their measured amounts make a calibration line that
+    every amount is put through, its uncertainty propagated into the intervals (``info["calibration"]``);
+    it absorbs a tracer or scanner that differs from the system matrix's. Returns a :class:`QuantResult`.
     """
+    return quantify_sets(reco, [rois], iron_per_cell, frame, reference, reference_iron, measurement=measurement,
+                         system_matrix=system_matrix, empty=empty, tf=tf, estimator=estimator, backend=backend,
+                         impl=impl, fiducials=fiducials)[0]
+
+
+def quantify_sets(reco, roi_sets, iron_per_cell=10e-15, frame=0, reference=None, reference_iron=None, *,
+                  measurement=None, system_matrix=None, empty=None, tf=None, estimator="auto", backend="auto",
+                  impl="auto", fiducials=()):
+    """:func:`quantify` for several ways of drawing the ROIs on the same frame (e.g. one ROI at several
+    radii): one :class:`QuantResult` per set, each set's ROIs corrected together (they must be disjoint
+    within a set, not across sets). The work shared by the sets (the problem, the shape prior, the batch
+    of reconstructions) is done once."""
     if reco.unit != "mol/L":
         raise MPISimError(f"reconstruction has no concentration unit ({reco.unit!r}); cannot quantify iron")
     check_positive("iron per cell (kg)", iron_per_cell)
     if not 0 <= frame < reco.num_frames:
         raise MPISimError(f"frame {frame} out of range 0..{reco.num_frames - 1}")
+    if estimator not in ESTIMATORS:
+        raise MPISimError(f"estimator must be one of {', '.join(ESTIMATORS)}, got {estimator!r}")
+    if reference is not None and reference_iron is None:
+        raise MPISimError("a reference ROI needs its known iron (--reference-iron)")
+    why_not = _gtm_unavailable(reco, measurement, system_matrix)
+    if estimator == "gtm" and why_not:
+        raise MPISimError(f"estimator gtm: {why_not}")
+    fiducials = list(fiducials or ())
+    if fiducials and (len(fiducials) < 2 or reference is not None):
+        raise MPISimError("a calibration line needs at least two fiducials (one reference: --reference), "
+                          f"got {len(fiducials)}" if reference is None else "give fiducials or a reference, not both")
+    if any(not isinstance(f, Fiducial) for f in fiducials):
+        raise MPISimError("fiducials must be mpisim.quant.Fiducial(roi, iron_kg)")
+    if (fiducials or reference is not None) and not all(roi_sets):
+        raise MPISimError("name the ROIs to quantify (--roi): the default ROI, the whole image, would hold the "
+                          "reference samples too")
+    sets = [[_roi(r) for r in (rois or [Everything()])] + [f.roi for f in fiducials] for rois in roi_sets]
+    if estimator == "roi-sum" or why_not:
+        note = "" if estimator == "roi-sum" else f"roi-sum, since {why_not}"
+        out = [_roi_sums(reco, rois, iron_per_cell, frame, reference, reference_iron, note) for rois in sets]
+    else:
+        out = _gtm(reco, sets, iron_per_cell, frame, reference, reference_iron, measurement, system_matrix, empty, tf,
+                   backend, impl)
+    return [_with_detection(_with_truth(_with_fiducials(q, fiducials, reference), reco, rois))
+            for q, rois in zip(out, sets)]
+
+
+def _with_detection(q):
+    """Each ROI's critical level L_C and detection limit L_D in the image domain (Currie, α = β = 5 %,
+    :func:`mpisim.detection.currie`) from its noise σ, estimated from the reconstruction's R realisations
+    (Student t, R − 1 degrees of freedom): the amount is *detected* when it exceeds L_C."""
+    if q.noise_samples < 2:
+        return q
+    rows = []
+    for r in q.rois:
+        lc, ld = currie(r.iron_sigma, dof=q.noise_samples - 1) if r.iron_sigma > 0 else (float("nan"),) * 2
+        rows.append(replace(r, critical_level=lc, detection_limit=ld))
+    return QuantResult(rows, q.calibration_factor, q.noise_samples, q.noise_source, q.interval, q.warnings, q.info)
+
+
+def _with_truth(q, reco, rois):
+    """Each ROI's true iron beside its amount, where the file carries the phantom (a simulation): the
+    phantom's concentrations on its own grid, weighted by the ROI's partial voxels there."""
+    t = reco.truth
+    if t is None or t.concentration is None or not len(t.size):
+        return q
+    grid = Grid(tuple(int(v) for v in t.size), tuple(float(v) for v in t.field_of_view),
+                tuple(float(v) for v in t.center))
+    conc = grid.flatten(np.asarray(t.concentration, float))
+    per = grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS
+    truths = {}
+    for r in rois:
+        try:
+            for name, w, _ in roi_weights(r, grid, t):
+                truths[name] = float(w @ conc * per)
+        except MPISimError:                    # an ROI outside the phantom's grid holds none of its iron
+            truths[getattr(r, "name", "")] = 0.0
+    rows = [replace(r, truth=truths.get(r.name)) for r in q.rois]
+    return QuantResult(rows, q.calibration_factor, q.noise_samples, q.noise_source, q.interval, q.warnings, q.info)
+
+
+def _with_fiducials(q, fiducials, reference=None):
+    """The result calibrated by the fiducials (the last ROIs of the set), or said to lack them."""
+    if not fiducials:
+        if reference is not None:
+            return q
+        note = ("no fiducials: the amounts carry any difference between the sample's tracer (or scanner) and the "
+                "system matrix's, which these intervals cannot bound (place reference samples and give --fiducial)")
+        return QuantResult(q.rois, q.calibration_factor, q.noise_samples, q.noise_source, q.interval,
+                           list(q.warnings) + [note], q.info)
+    rois, record = _calibrate(q.rois, fiducials)
+    interval = (q.interval + "; calibrated by the fiducials' line, its slope's uncertainty and the fiducials' scatter "
+                "included (Student t with n − 1 degrees of freedom: use three or more fiducials)")
+    return QuantResult(rois, q.calibration_factor / record["slope"], q.noise_samples, q.noise_source, interval,
+                       list(q.warnings), {**q.info, "calibration": record})
+
+
+def _gtm_unavailable(reco, measurement, system_matrix):
+    """Why the GTM estimator cannot run on this reconstruction, or ""."""
+    if measurement is None or system_matrix is None:
+        return "the measurement and the system matrix it was reconstructed from are not given"
+    if reco.params is None or "sweeps" not in reco.info or "lambda" not in reco.info:
+        return "the reconstruction does not record its parameters, λ and sweeps (made by another tool?)"
+    if reco.info.get("positivity"):
+        return "the reconstruction enforced positivity (not linear); reconstruct with --positive off"
+    if reco.params.solver.method != "kaczmarz":
+        return "the reconstruction is not Kaczmarz"
+    if system_matrix.grid != reco.grid:
+        return "the system matrix's grid is not the reconstruction's"
+    return ""
+
+
+def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_matrix, empty, tf, backend, impl):
+    """The GTM path of :func:`quantify_sets`: sets of parsed ROIs (the reference, when given, last in
+    each set) → one :class:`QuantResult` per set."""
+    grid = reco.grid
+    ref = []
+    if reference is not None:
+        ref = roi_parts(_roi(reference), grid, reco.truth)
+        if len(ref) != 1:
+            raise MPISimError(f"a reference is one ROI, not {len(ref)} (chambers: give one Sphere or Box)")
+    parsed_sets = []
+    for rois in sets:
+        parsed = [w for r in rois for w in roi_parts(r, grid, reco.truth)] + ref
+        check_disjoint(np.array([p[1] for p in parsed]), [p[0] for p in parsed])
+        parsed_sets.append(parsed)
+    problem = assemble(as_frames(measurement), system_matrix, reco.params, empty, tf)
+    if problem.b.shape[1] != reco.num_frames or problem.A.shape[1] != grid.size:
+        raise MPISimError(f"the measurement gives {problem.b.shape[1]} frame(s) with these parameters, the "
+                          f"reconstruction has {reco.num_frames}: not the measurement it was made from")
+    solver = make_solver(problem, reco.params.solver, Bk.resolve(backend), impl)
+    noise = reco.noise_for(frame)
+    if problem.b.shape[1] > 1:
+        problem.b = problem.b[:, [frame]]
+    shape, shape_info = shape_image(problem, reco.image[frame], noise, grid)
+    regions = [_regions(grid, shape, parsed) for parsed in parsed_sets]
+    amounts = gtm_amounts(problem, solver, float(reco.info["lambda"]), int(reco.info["sweeps"]), reco.image[frame],
+                          shape, regions, noise)
+    tq = t_quantile(len(noise)) if noise is not None and len(noise) >= 2 else float("nan")
+    out = []
+    for parsed, g in zip(parsed_sets, amounts):
+        results, iron, ssig = _gtm_results(g, parsed, grid, ipc, tq, reference_iron if ref else None)
+        info = {"estimator": "gtm", "why": "ROI amounts corrected through the reconstruction's own resolution "
+                "(geometric transfer matrix): the image summed over an ROI depends on its size (ringing, resolution)",
+                **shape_info, "transfer_condition": g.info["transfer_condition"],
+                "outside_rois_ng": float(g.info["outside_rois"] * grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS
+                                         * 1e12), "recovery": g.info["recovery"]}
+        scale = results[-1].iron / iron[-1] if ref else 1.0
+        out.append(QuantResult(results, scale, 0 if noise is None else int(len(noise)),
+                               reco.info.get("noise_source", "unknown"), GTM_COVERS if noise is not None else
+                               "no error bars for the noise: the reconstruction carries no noise realisations",
+                               _warnings(reco, problem, iron, ssig, parsed, grid), info))
+    return out
+
+
+def _gtm_results(g, parsed, grid, ipc, tq, reference_iron=None):
+    """RoiResults of one set from its :class:`~mpisim.reco.amounts.GtmAmounts` (the reference, if any, last:
+    everything scaled by its known iron over its amount); also the unscaled iron and shape σ (kg)."""
+    per = grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS
+    iron = g.amount * per
+    nsig = g.noise.std(axis=0, ddof=1) * per if g.noise is not None else np.full(len(iron), np.nan)
+    ssig = g.shape_sigma * per
+    scale = 1.0
+    if reference_iron is not None:
+        if not iron[-1] > 0:
+            raise MPISimError(f"reference ROI {parsed[-1][0]!r} holds no reconstructed iron")
+        scale = reference_iron / iron[-1]
+    results = []
+    for j, (name, w, vol, _) in enumerate(parsed):
+        half = float(np.hypot(tq * nsig[j], 1.959964 * ssig[j])) * scale
+        a, ns, ss = iron[j] * scale, nsig[j] * scale, ssig[j] * scale
+        conc = a / C.FE_MOLAR_MASS / (vol / C.LITRE) if vol else None
+        results.append(RoiResult(name, int(np.count_nonzero(w > 0)), a, ns, a - half, a + half, a / ipc, ns / ipc,
+                                 float(w.sum() * grid.voxel_volume), conc, ipc, ss, "gtm"))
+    return results, iron, ssig
+
+
+def _regions(grid, shape, parsed):
+    """(ownership, geometric) (k, N) weights of one set of ROIs (:func:`mpisim.reco.amounts.ownership`; ROIs
+    without an outline function, e.g. chambers and masks, own their volume fractions)."""
+    geo = np.array([p[1] for p in parsed])
+    fns = [p[3] for p in parsed]
+    own, alt = geo.copy(), geo.copy()
+    idx = [i for i, f in enumerate(fns) if f is not None]
+    if idx:
+        own[idx] = ownership(grid, shape, [fns[i] for i in idx], geo[idx])
+        if _amounts.ALTERNATIVE_POWER is not None:
+            alt[idx] = ownership(grid, shape, [fns[i] for i in idx], geo[idx], power=_amounts.ALTERNATIVE_POWER)
+    return own, alt
+
+
+def _radius_voxels(weights, grid):
+    """Equivalent radius of an ROI in voxels (a ball or, on a 2D grid, a disc of its volume)."""
+    n = float(np.sum(weights))
+    dims = sum(1 for s in grid.shape if s > 1)
+    return (3 * n / (4 * np.pi)) ** (1 / 3) if dims == 3 else (n / np.pi) ** 0.5 if dims == 2 else n / 2
+
+
+def _warnings(reco, problem, iron, shape_sigma, parsed, grid):
+    """One line each for what makes the amounts weak (few rows, the sweep cap, a large shape error)."""
+    out = []
+    rows = int(problem.A.shape[0])
+    if rows < ROWS_FEW:
+        out.append(f"only {rows} rows passed the SNR test: the amounts rest on little data (intervals are wide)")
+    if str(reco.info.get("stopped_because", "")).startswith("max iterations"):
+        out.append("the reconstruction's sweeps hit their cap: the image is not converged (the GTM still uses "
+                   "the same operator, so the amounts stay consistent, but the image's own ROI sums are not)")
+    small = [p[0] for p in parsed if _radius_voxels(p[1], grid) < 1.0]
+    if small:
+        out.append(f"{len(small)} ROI(s) smaller than a voxel of the reconstruction ({', '.join(small[:3])}"
+                   f"{'...' if len(small) > 3 else ''}): their amount is what the data place inside them, and the "
+                   f"interval includes how uncertain that placement is")
+    big = [i for i, (a, s) in enumerate(zip(iron, shape_sigma)) if s > 0.1 * abs(a)]
+    if big:
+        out.append(f"{len(big)} ROI(s) carry a shape error above 10 % of their amount (ROI smaller than the "
+                   f"resolution, or object at its edge): their intervals are widened by it")
+    return out
+
+
+def _roi_sums(reco, rois, iron_per_cell, frame, reference, reference_iron, note=""):
+    """The image summed over each ROI (partial voxels weighted), with the noise realisations' σ."""
     img = reco.image[frame]
     parsed = []
-    for r in (rois or [Everything()]):
-        parsed.extend(_roi(r).masks(reco.grid, reco.truth))
+    for r in rois:
+        parsed.extend(roi_weights(r, reco.grid, reco.truth))
     noise = reco.noise_for(frame)
     scale = 1.0
     if reference is not None:
-        if reference_iron is None:
-            raise MPISimError("a reference ROI needs its known iron (--reference-iron)")
-        masks = _roi(reference).masks(reco.grid, reco.truth)
+        masks = roi_weights(_roi(reference), reco.grid, reco.truth)
         if len(masks) != 1:
             raise MPISimError(f"a reference is one ROI, not {len(masks)} (chambers: give one Sphere or Box)")
         rname, rmask, _ = masks[0]
@@ -339,5 +764,10 @@ def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, ref
                 "or a stated noise density and --uncertainty-samples >= 2)")
     if reference is not None and noise is not None:
         interval += "; the reference's own noise is not propagated into the calibration factor"
+    notes = ["the amounts are image sums over the ROIs: they carry the reconstruction's resolution and ringing "
+             "bias, which these intervals do not include (it depends on the ROI's size)"]
+    if note:
+        notes.insert(0, f"estimator {note}")
     return QuantResult(results, scale, 0 if noise is None else int(len(noise)),
-                       reco.info.get("noise_source", "unknown"), interval)
+                       reco.info.get("noise_source", "unknown"), interval, notes,
+                       {"estimator": "roi-sum", "why": note or "asked for"})

@@ -89,9 +89,10 @@ class SolverParams:
 
     ``method``: "kaczmarz" or "cgnr"; ``lam``: Tikhonov λ relative to ‖S‖_F²/N, or "auto" (generalised
     discrepancy principle, :func:`mpisim.reco.solve.choose_lambda`). ``iterations``: sweeps (CG
-    iterations), or "auto": stop when the residual reaches the noise level or has fallen by less than
-    ``tolerance`` (relative) over the last 5 sweeps, at most ``max_iterations`` (CGNR has no stopping
-    rule: "auto" runs ``max_iterations`` CG iterations). ``enforce_positive`` clips c < 0 after each
+    iterations), or "auto": stop when the residual reaches the noise level, or when the residual or the
+    image has changed by less than ``tolerance`` (relative) over the last 5 sweeps — the amounts no longer
+    move —, at most ``max_iterations`` (CGNR has no stopping rule: "auto" runs ``max_iterations`` CG
+    iterations). ``enforce_positive`` clips c < 0 after each
     sweep: prettier images, but it biases ROI totals upwards, so quantitative defaults leave it off;
     "auto" switches it on only when the selected rows cannot see the total iron (the response to a
     uniform image is below :data:`~mpisim.reco.assemble.VISIBILITY_MIN` of a typical one — a 1D

@@ -1,8 +1,10 @@
 """Cell-tracking studies: detection-limit titration and longitudinal graft follow-up.
 
 Both simulate realistic scans of a graft (a sphere of labelled cells at the FOV centre) on a
-scanner preset, reconstruct them with a cached system matrix and quantify an ROI around the
-graft. Iron per cell in kg; cell numbers are labelled-cell equivalents (iron / iron per cell).
+scanner preset, reconstruct them with a cached system matrix on a grid that covers every driven
+axis of the scanner (:func:`study_grid_shape`) and quantify an ROI around the graft. The detection
+limit is Currie's L_D in the image domain (:mod:`mpisim.detection`), beside the data-domain L_D of
+``mpisim design``. Iron per cell in kg; cell numbers are labelled-cell equivalents (iron / iron per cell).
 """
 
 from dataclasses import dataclass, field
@@ -11,70 +13,107 @@ import numpy as np
 
 import mpisim
 
+from .design import DesignSettings
+from .detection import data_domain_limit, expected_ratio, image_domain_limit, rows_limit
 from .errors import MPISimError, check_positive
 from .phantoms import graft
 from .plot import _plt
-from .quant import roi_total, sphere_mask
+from .quant import Sphere, quantify
 from .reco import reconstruct
+from .reconstruction import RecoParams
 from .systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 
-__all__ = ["RECO", "StudySetup", "titrate", "plot_titration", "track", "TRACK_LIMITS", "plot_track"]
+__all__ = ["RECO", "GRID_PLANAR", "GRID_VOLUME", "study_grid_shape", "StudySetup", "titrate", "plot_titration", "track", "TRACK_LIMITS", "plot_track"]
 
 RECO = {}
 """Reconstruction settings of the studies: mpisim's defaults (:class:`~mpisim.reconstruction.RecoParams`)."""
 
 
+GRID_PLANAR = 25
+"""Voxels per driven axis of the studies' grid on a 1D or 2D sequence (25 × 25 × 1 on bruker-2d)."""
+
+GRID_VOLUME = 19
+"""Voxels per axis of the studies' grid on a sequence that drives all three axes (19³ on bruker-3d)."""
+
+
+def study_grid_shape(scanner):
+    """The studies' default grid shape for ``scanner``: :data:`GRID_VOLUME` voxels on every axis when all
+    three are driven, else :data:`GRID_PLANAR` on each driven axis and 1 on the others (a 3D sequence
+    is never imaged as one thick layer). It spans the drive FOV × 1.1 (:func:`~mpisim.systemmatrix.default_grid`)."""
+    driven = set(mpisim.get_scanner(scanner).driven_axes)
+    n = GRID_VOLUME if len(driven) == 3 else GRID_PLANAR
+    return tuple(n if i in driven else 1 for i in range(3))
+
+
 @dataclass
 class StudySetup:
-    """Scanner, tracer and the reconstruction used by the studies."""
+    """Scanner, tracer and the reconstruction used by the studies. ``grid``: the system matrix's shape;
+    None = :func:`study_grid_shape` of the scanner (every driven axis resolved). Lengths in m."""
 
     scanner: str = "bruker-2d"
     core_diameter: float = 25e-9
-    grid: tuple = (25, 25, 1)
+    grid: tuple | None = None
     averages: int = 100
     background_frames: int = 10
     graft_radius: float = 1.0e-3
     roi_radius: float = 8.0e-3
     reco: dict = field(default_factory=lambda: dict(RECO))
 
+    def grid_for(self, sc):
+        """The :class:`~mpisim.grid.Grid` of the studies' system matrix on scanner ``sc``."""
+        return default_grid(sc, tuple(self.grid) if self.grid is not None else study_grid_shape(sc))
+
     def prepare(self, backend="auto"):
         sc = mpisim.get_scanner(self.scanner)
         tr = mpisim.Tracer(core_diameter=self.core_diameter)
-        S = build_system_matrix(sc, tr, default_grid(sc, self.grid), CalibrationSettings(background_frames=10),
+        S = build_system_matrix(sc, tr, self.grid_for(sc), CalibrationSettings(background_frames=10),
                                 backend=backend)
         return sc, tr, S
+
+    def measure(self, sc, tr, cells, iron_per_cell, seed, backend="auto"):
+        """A realistic scan (:class:`~mpisim.measurement.Measurement`) of a graft of ``cells`` labelled cells."""
+        ph = graft(sc, cells=max(cells, 0.0), iron_per_cell=iron_per_cell, separation=1e-9,
+                   graft_radius=self.graft_radius, unlabelled_cells=0)
+        st = mpisim.SimulationSettings.realistic(sc, frames=1, background_frames=self.background_frames,
+                                                 averages=self.averages, seed=seed)
+        return mpisim.simulate(sc, tr, ph, st, backend=backend)
 
     def scan(self, sc, tr, S, cells, iron_per_cell, seed, backend="auto", full=False):
         """Iron (kg) reconstructed in the ROI around a graft of ``cells`` labelled cells; with
         ``full``, the :class:`~mpisim.quant.RoiResult` (with σ and 95 % interval)."""
 
-        ph = graft(sc, cells=max(cells, 0.0), iron_per_cell=iron_per_cell, separation=1e-9,
-                   graft_radius=self.graft_radius, unlabelled_cells=0)
-        st = mpisim.SimulationSettings.realistic(sc, frames=1, background_frames=self.background_frames,
-                                                 averages=self.averages, seed=seed)
-        meas = mpisim.simulate(sc, tr, ph, st, backend=backend)
+        meas = self.measure(sc, tr, cells, iron_per_cell, seed, backend)
         r = reconstruct(meas, S, backend=backend, **self.reco)
-        roi = sphere_mask(S.grid, (0.0, 0.0, 0.0), self.roi_radius)
-        res = roi_total(r.image[0], S.grid, roi, iron_per_cell, r.noise_for(0), "graft")
+        res = quantify(r, [Sphere((0.0, 0.0, 0.0), self.roi_radius, "graft")], iron_per_cell, measurement=meas,
+                       system_matrix=S, backend=backend)[0]        # the default estimator, as quantify gives it
         return res if full else res.iron
 
 
 def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, backend="auto", progress=None):
-    """Dilution series → detection limit.
+    """Dilution series → detection limit, by Currie's definition in the image domain (:mod:`mpisim.detection`).
 
-    Criterion: a cell number is detected when the ROI iron exceeds mean + 3σ of the blank (0 cells)
-    ROI iron in every noise seed; the detection limit is the smallest cell number from which on all
-    larger ones are detected. Returns a dict with the table, the threshold and the limit.
+    ``blank_seeds`` blank scans (no cells) give σ₀ of the ROI iron: L_C and L_D (α = β = 5 %, Student t
+    with blank_seeds − 1 degrees of freedom) of the net ROI iron (ROI iron − mean of the blanks), beside
+    their prediction from the reconstructed noise realisations and the data-domain L_D of ``mpisim design``
+    (matched filter, position known) with the expected ratio image/data ≥ 1 and where it comes from. The
+    old table stays as information: a cell number is "detected" when the ROI iron exceeds mean + 3 SD
+    of the blanks in every seed, and ``detection_limit_cells`` is the smallest from which on all larger
+    ones are. Returns a dict (ng, cells; the grid used in mm).
     """
     check_positive("iron per cell (kg)", iron_per_cell)
     cells = np.asarray(sorted(float(c) for c in cells))
     if cells.size < 2 or np.any(cells <= 0):
         raise MPISimError("--cells needs at least two positive cell numbers")
+    if blank_seeds < 2:
+        raise MPISimError("--blank-seeds must be >= 2 (a standard deviation needs two blank scans)")
     setup = setup or StudySetup()
     sc, tr, S = setup.prepare(backend)
     say = progress or (lambda m: None)
-    blank = np.array([setup.scan(sc, tr, S, 0, iron_per_cell, 1000 + s, backend) for s in range(blank_seeds)])
+    blanks = [setup.scan(sc, tr, S, 0, iron_per_cell, 1000 + s, backend, full=True) for s in range(blank_seeds)]
+    blank = np.array([r.iron for r in blanks])
+    lim = _currie_limits(setup, sc, tr, S, blanks, iron_per_cell, backend)
     thr = blank.mean() + 3 * blank.std(ddof=1)
+    lc = lim["image"]["L_C_ng"] * 1e-12
     rows = []
     for n in cells:
         res = [setup.scan(sc, tr, S, n, iron_per_cell, s, backend, full=True) for s in range(seeds)]
@@ -83,22 +122,49 @@ def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, bac
         rows.append({"cells": n, "iron_true_ng": n * iron_per_cell * 1e12,
                      "iron_roi_ng": (vals * 1e12).tolist(),
                      "iron_95_ng": [[r.iron_low * 1e12, r.iron_high * 1e12] for r in res],
-                     "cells_recovered": ((vals - blank.mean()) / iron_per_cell).tolist(), "detected": det})
+                     "cells_recovered": ((vals - blank.mean()) / iron_per_cell).tolist(), "detected": det,
+                     "above_L_C": [bool(v - blank.mean() > lc) for v in vals]})
         say(f"  {n:10.3g} cells: ROI iron {np.mean(vals) * 1e12:10.4g} ng (seed 0: 95 % interval "
-            f"{res[0].iron_low * 1e12:.4g} .. {res[0].iron_high * 1e12:.4g} ng)  {'detected' if det else 'not detected'}")
-    limit = None
-    for i in range(len(rows)):
-        if all(r["detected"] for r in rows[i:]):
-            limit = rows[i]["cells"]
-            break
+            f"{res[0].iron_low * 1e12:.4g} .. {res[0].iron_high * 1e12:.4g} ng)  above L_C in "
+            f"{sum(rows[-1]['above_L_C'])}/{seeds} seeds; {'detected' if det else 'not detected'} in every seed")
+    limit = next((rows[i]["cells"] for i in range(len(rows)) if all(r["detected"] for r in rows[i:])), None)
+    top = rows[-1]
+    lim["recovery"] = float((np.mean(top["iron_roi_ng"]) - blank.mean() * 1e12) / top["iron_true_ng"])
+    g = S.grid
     return {"scanner": setup.scanner, "core_diameter_m": setup.core_diameter, "averages": setup.averages,
             "iron_per_cell_pg": iron_per_cell * 1e15, "seeds": seeds, "blank_seeds": blank_seeds,
+            "grid": {"shape": list(g.shape), "fov_mm": [float(f) * 1e3 for f in g.fov],
+                     "voxel_mm": [float(v) * 1e3 for v in g.spacing]},
+            "roi": f"sphere r = {setup.roi_radius * 1e3:g} mm at the centre",
             "blank_iron_ng_mean": blank.mean() * 1e12, "blank_iron_ng_sd": blank.std(ddof=1) * 1e12,
-            "threshold_ng": thr * 1e12, "detection_limit_cells": limit,
+            "L_C_ng": lim["image"]["L_C_ng"], "L_D_ng": lim["image"]["L_D_ng"],
+            "L_D_cells": lim["image"]["L_D_ng"] * 1e-12 / iron_per_cell, "L_D_data_ng": lim["data"]["L_D_ng"],
+            "limits": lim, "threshold_ng": thr * 1e12, "detection_limit_cells": limit,
             "detection_limit_iron_ng": None if limit is None else limit * iron_per_cell * 1e12,
-            "criterion": "ROI iron > mean + 3 SD of blank scans, in every noise seed, for this and all larger "
-                         "cell numbers", "interval": "iron_95_ng: 95 % noise interval of each scan (noise only)",
-            "rows": rows}
+            "criterion": "information, not the detection limit (that is L_D): ROI iron > mean + 3 SD of blank "
+                         "scans, in every noise seed, for this and all larger cell numbers",
+            "interval": "iron_95_ng: 95 % noise interval of each scan (noise only)", "rows": rows}
+
+
+def _currie_limits(setup, sc, tr, S, blanks, iron_per_cell, backend):
+    """Currie's limits of a titration (:mod:`mpisim.detection`): image domain measured from the blank
+    scans' spread and predicted from their noise realisations, data domain as ``mpisim design`` gives it
+    and over the rows the reconstruction uses, and the ratios. A dict in ng."""
+    params = RecoParams().replace(**setup.reco)
+    iron = [r.iron for r in blanks]
+    measured = image_domain_limit(iron)
+    sig = np.array([r.iron_sigma for r in blanks])
+    predicted = (image_domain_limit(iron, realisation_sigma=sig, samples=params.uncertainty.samples)
+                 if np.all(np.isfinite(sig)) and params.uncertainty.samples >= 2 else None)
+    data = data_domain_limit(sc, tr, DesignSettings(averages=setup.averages))
+    rows = rows_limit(setup.measure(sc, tr, 0, iron_per_cell, 1000, backend), S, params)
+    out = {"image": measured.as_dict(), "image_predicted": None if predicted is None else predicted.as_dict(),
+           "data": data.as_dict(), "data_rows": rows.as_dict(),
+           "expected": "image-domain σ₀ / data-domain σ₀ >= 1: a reconstruction cannot beat the matched filter "
+                       "that knows the position; the ROI amount over many voxels makes it much larger"}
+    if predicted is not None:
+        out["ratios"] = expected_ratio(data, rows, predicted, measured)
+    return out
 
 
 def plot_titration(result, path):
@@ -109,20 +175,24 @@ def plot_titration(result, path):
     e = np.array([np.std(r["cells_recovered"]) for r in result["rows"]])
     ipc = result["iron_per_cell_pg"] * 1e-15
     det = np.array([r["detected"] for r in result["rows"]])
-    ax.errorbar(x[det], np.maximum(y[det], 1), e[det], fmt="o", color="C0", label="detected")
-    ax.errorbar(x[~det], np.maximum(y[~det], 1), e[~det], fmt="x", color="C3", label="not detected")
+    ax.errorbar(x[det], np.maximum(y[det], 1), e[det], fmt="o", color="C0", label="> mean + 3 SD of blanks, every seed")
+    ax.errorbar(x[~det], np.maximum(y[~det], 1), e[~det], fmt="x", color="C3", label="not in every seed")
     ax.plot(x, x, "k--", lw=1, label="recovered = true")
-    thr_cells = (result["threshold_ng"] - result["blank_iron_ng_mean"]) * 1e-12 / ipc
-    ax.axhline(thr_cells, color="C1", lw=1, label="3 SD of blank")
+    ax.axhline(result["L_C_ng"] * 1e-12 / ipc, color="C1", lw=1, label="critical level L_C (Currie, blanks)")
+    ax.axvline(result["L_D_cells"], color="C2", lw=1.5,
+               label=f"detection limit L_D ≈ {result['L_D_cells']:.3g} cells (image domain)")
+    ax.axvline(result["L_D_data_ng"] * 1e-12 / ipc, color="C7", lw=1, ls=":",
+               label=f"L_D data domain (design) ≈ {result['L_D_data_ng'] * 1e-12 / ipc:.3g} cells")
     if result["detection_limit_cells"]:
-        ax.axvline(result["detection_limit_cells"], color="C2", lw=1,
-                   label=f"detection limit ≈ {result['detection_limit_cells']:.3g} cells")
+        ax.axvline(result["detection_limit_cells"], color="C4", lw=1, ls="--",
+                   label=f"> mean + 3 SD in every seed from {result['detection_limit_cells']:.3g} cells")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("true labelled cells")
     ax.set_ylabel("recovered cells (ROI iron − blank) / iron per cell")
-    ax.set_title(f"{result['scanner']}, {result['core_diameter_m'] * 1e9:g} nm, {result['iron_per_cell_pg']:g} pg/cell, "
-                 f"{result['averages']} averages", fontsize=9)
+    shape = "×".join(str(n) for n in result["grid"]["shape"])
+    ax.set_title(f"{result['scanner']} ({shape} grid), {result['core_diameter_m'] * 1e9:g} nm, "
+                 f"{result['iron_per_cell_pg']:g} pg/cell, {result['averages']} averages", fontsize=9)
     ax.legend(fontsize=8)
     fig.savefig(path, dpi=110)
     plt.close(fig)

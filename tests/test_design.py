@@ -74,6 +74,19 @@ def test_detection_limit_scales_with_noise_and_averages():
     assert f["detection_limit_cells"].value == pytest.approx(base / 20e-15, rel=1e-9)
 
 
+def test_detection_limit_is_currie_ld_of_the_matched_filter():
+    """The definition changed from matched-filter SNR 5 (Rose) to Currie's L_D = (z₀.₉₅ + z₀.₉₅) σ₀ = 3.29 σ₀
+    (mpisim.detection): bruker-3d's 4.678 ng at SNR 5 (one cycle, 25 nm) becomes 4.678 × 3.29/5 = 3.078 ng."""
+    sc = mpisim.get_scanner("bruker-3d")
+    z = 1.6448536269514722
+    assert D.detection_limit(sc, Tracer()) == pytest.approx(4.678025e-12 * 2 * z / 5, rel=1e-5)
+    f = D.figures_of_merit(sc, Tracer(), D.DesignSettings(alpha=0.01))["detection_limit_iron"]
+    assert f.value == pytest.approx(4.678025e-12 * (2.3263479 + z) / 5, rel=1e-5)
+    assert "Currie L_D at α = 0.01, β = 0.05" in f.method and "position known" in f.method
+    with pytest.raises(MPISimError, match="alpha"):
+        D.DesignSettings(alpha=0.7)
+
+
 def test_safety_figures():
     sc = mpisim.get_scanner("bruker-1d")
     f = D.figures_of_merit(sc, settings=D.DesignSettings(body_radius=0.1))

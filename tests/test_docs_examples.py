@@ -165,7 +165,7 @@ def test_api_reference_generated(built_site):
 def test_demo_end_to_end(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out
-    assert "iron   true" in out and "cells  true" in out
+    assert "whole image  iron true" in out and "cells true" in out and "estimator gtm" in out
     for name in ("measurement.mdf", "systemmatrix.mdf", "reconstruction.mdf", "demo.png"):
         assert (tmp_path / "d" / name).stat().st_size > 1000
     from mpisim.demo import run_demo

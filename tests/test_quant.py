@@ -76,7 +76,7 @@ def test_concentration_2d_defaults_per_chamber(setup2d):
     r = reconstruct(meas, S)                       # no options: the defaults are the product
     chamber_check(r, ph)
     assert r.iron_mass[0] == pytest.approx(ph.iron_mass, rel=0.10)
-    assert r.info["lambda"] == 1e-2 and r.info["stopped_because"].startswith(("stagnation", "discrepancy"))
+    assert r.info["lambda"] == 1e-2 and r.info["stopped_because"].startswith(("stagnation", "image stagnation", "discrepancy"))
 
 
 def test_concentration_3d_defaults_small_grid():
@@ -164,13 +164,20 @@ def test_quantify_cli_calibration_and_png(setup2d, tmp_path, capsys):
 @pytest.mark.parametrize("args,needle", [
     (["--iron-per-cell", "0pg"], "must be > 0"),
     (["--iron-per-cell=-3pg"], "must be > 0"),
-    (["--roi", "sphere:500,0,0,1"], "covers no voxel"),
+    (["--roi", "sphere:500,0,0,1"], "outside the reconstruction's field of view"),
     (["--roi", "cube:1,2"], "kind must be"),
     (["--iron-per-cell", "10"], "needs a unit"),               # was taken as 10 kg
     (["--iron-per-cell", "5ug"], "plausible range"),
     (["--reference", "all", "--reference-iron", "5"], "needs a unit"),
     (["--roi", "chambers"], "records no phantom chambers"),
     (["--roi", "chambers:shapes"], "phantoms with chambers"),
+    (["--fiducial", "f=sphere:0,0,0,2=5"], "needs a unit"),
+    (["--fiducial", "f=sphere:0,0,0,2=-5ug"], "must be > 0"),
+    (["--fiducial", "f=sphere:0,0,0,2"], "NAME=SHAPE:...=AMOUNT"),
+    (["--fiducial", "f=sphere:0,0,0,2=5ug"], "at least two fiducials"),
+    (["--roi", "a=sphere:0,5,0,2", "--fiducial", "f=sphere:500,0,0,2=5ug", "--fiducial", "g=sphere:0,0,0,2=5ug"],
+     "outside the reconstruction's field of view"),
+    (["--fiducial", "f=sphere:5,0,0,2=5ug", "--fiducial", "g=sphere:0,0,0,2=5ug"], "name the ROIs"),
 ])
 def test_quantify_bad_input(setup2d, tmp_path, capsys, args, needle):
     from mpisim.io.reco_mdf import write_reconstruction
@@ -179,9 +186,41 @@ def test_quantify_bad_input(setup2d, tmp_path, capsys, args, needle):
     meas = mpisim.simulate(sc, tr, graft(sc, cells=1e4), background_frames=2)
     p = tmp_path / "r.mdf"
     write_reconstruction(p, reconstruct(meas, S, iterations=2))
-    assert main(["quantify", str(p), *args]) == 2
+    outs = [tmp_path / "cells.png", tmp_path / "cells.nii.gz"]
+    assert main(["quantify", str(p), *args, "--png", str(outs[0]), "--nifti", str(outs[1])]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["r.mdf"]          # nothing written
+
+
+def test_quantify_bad_masks(setup2d, tmp_path, capsys):
+    """--roi-mask: a file that is not NIfTI, a mask outside the field of view, negative or non-finite
+    weights: one line, status 2, nothing written."""
+    import nibabel as nib
+
+    from mpisim.io.nifti import nifti_affine
+    from mpisim.io.reco_mdf import write_reconstruction
+
+    sc, tr, S = setup2d
+    meas = mpisim.simulate(sc, tr, graft(sc, cells=1e4), background_frames=2)
+    p = tmp_path / "r.mdf"
+    write_reconstruction(p, reconstruct(meas, S, iterations=2))
+    (tmp_path / "graft.txt").write_text("not an image\n")
+    far = nifti_affine(S.grid).copy()
+    far[:3, 3] += 500.0                                               # 0.5 m away
+    cases = {"graft.txt": None, "far.nii.gz": (np.ones(S.grid.shape, np.float32), far),
+             "neg.nii.gz": (-np.ones(S.grid.shape, np.float32), nifti_affine(S.grid)),
+             "nan.nii.gz": (np.full(S.grid.shape, np.nan, np.float32), nifti_affine(S.grid))}
+    for name, img in cases.items():
+        if img is not None:
+            nib.save(nib.Nifti1Image(*img), str(tmp_path / name))
+    before = sorted(x.name for x in tmp_path.iterdir())
+    for name, needle in (("graft.txt", "NIfTI"), ("far.nii.gz", "outside"), ("neg.nii.gz", "negative"),
+                         ("nan.nii.gz", "NaN or Inf")):
+        assert main(["quantify", str(p), "--roi-mask", str(tmp_path / name), "--nifti", str(tmp_path / "c.nii")]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(x.name for x in tmp_path.iterdir()) == before
 
 
 def test_reconstruction_without_units(tmp_path, capsys):

@@ -59,7 +59,7 @@ plt.show()
 #   noise allows, and sweeping on could only fit noise.
 
 # %% solution
-answer_51 = "c"  # ANSWER (a letter)
+answer_51 = "a"  # ANSWER (a letter)
 
 # %%
 check("5.1", answer_51, r)

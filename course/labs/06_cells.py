@@ -34,8 +34,9 @@ check("6.1", cells, iron_per_cell)
 
 # %% [markdown]
 # ## Detection limit
-# The design tool estimates the smallest detectable amount at the centre of the field of view: a
-# matched filter over the receive spectrum must reach an SNR of 5 against the receiver's noise.
+# The design tool estimates the smallest detectable amount at the centre of the field of view: Currie's
+# detection limit $L_D = 3.29\,\sigma_0$ (false positives and false negatives 5 % each) of a matched filter
+# over the receive spectrum, $\sigma_0$ its noise.
 # Averaging $n$ drive cycles lowers the noise by $\sqrt n$.
 
 # %%

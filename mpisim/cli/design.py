@@ -28,8 +28,9 @@ def add_parser(sub):
                        description="Figures of merit of a scanner (preset or TOML) and tracer, each with its unit "
                                    "and how it was obtained: field of view and trajectory coverage, repetition "
                                    "time and frame rate, PSF FWHM per driven axis beside the Langevin estimate, "
-                                   "detection limit in iron and cells, drive-field peak, dB/dt and SAR against "
-                                   "published limits.")
+                                   "detection limit in iron and cells (data domain: Currie's L_D at alpha = beta = "
+                                   "5 % of the matched filter, position known; a reconstruction's ROI does worse, "
+                                   "see mpisim titrate), drive-field peak, dB/dt and SAR against published limits.")
     p.add_argument("scanner", help="scanner preset (bruker-1d, -2d, -3d) or scanner .toml file")
     add_tracer_args(p)
     _design_settings_args(p)

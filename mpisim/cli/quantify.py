@@ -1,11 +1,15 @@
 """``mpisim quantify``: iron and cells from a reconstruction."""
 
 import json
+import os
 
 from ..io.atomic import check_output_path
+from ..errors import MPISimError
+from ..io.frame_file import open_inputs
+from ..io.nifti import MaskRoi, check_nifti_path, write_nifti
 from ..io.reco_mdf import read_reconstruction
 from ..plot import plot_cells, save_figure_atomic
-from ..quant import parse_roi, quantify
+from ..quant import cells_map, parse_fiducial, parse_roi, quantify
 from ..units import parse_iron_per_cell, parse_mass
 from .common import overwrite_arg
 
@@ -26,42 +30,126 @@ def add_parser(sub):
     p.add_argument("--reference", default=None, help="ROI of a reference sample of known iron (calibration)")
     p.add_argument("--reference-iron", default=None, help="its iron mass with its unit, e.g. 5ug")
     p.add_argument("--frame", type=int, default=0, help="frame to quantify, 0-based (default 0)")
+    p.add_argument("--estimator", choices=("auto", "gtm", "roi-sum"), default="auto",
+                   help="gtm: ROI amounts corrected through the reconstruction's own resolution, intervals with "
+                        "the correction's shape error (needs the measurement and system matrix); roi-sum: the image "
+                        "summed over each ROI (depends on the ROI's size); auto (default): gtm when the files are "
+                        "found, else roi-sum, said in the output")
+    p.add_argument("--measurement", default=None,
+                   help="the measurement the reconstruction was made from (default: the file it records, looked "
+                        "up beside the reconstruction, then in the working directory)")
+    p.add_argument("--sm", default=None, help="its system matrix (default: the file the reconstruction records)")
+    p.add_argument("--fiducial", action="append", default=[],
+                   help="NAME=SHAPE:...=AMOUNT: a reference sample of known iron in the field of view, e.g. "
+                        "ref1=sphere:10,0,0,2=5ug (mm; the amount with its unit); two or more make a calibration line "
+                        "that every amount is put through, its uncertainty in the intervals (repeatable)")
+    p.add_argument("--roi-mask", action="append", default=[],
+                   help="a NIfTI mask (.nii/.nii.gz) drawn on an exported image (3D Slicer, ITK-SNAP, Horos): "
+                        "resampled to the grid with partial voxels weighted (repeatable)")
+    p.add_argument("--nifti", default=None, help="also write the cell map (cells per voxel) as NIfTI")
     p.add_argument("--png", default=None, help="write a cell-count map")
     p.add_argument("--json", action="store_true", help="print JSON")
     overwrite_arg(p)
     p.set_defaults(func=run)
 
 
+def _recorded(reco_path, recorded, given, what):
+    """The file behind the reconstruction: ``given``, else the one it records, beside it or in the working
+    directory; None when it cannot be found (the estimator falls back and says so)."""
+    if given:
+        if not os.path.isfile(given):
+            raise MPISimError(f"--{what}: no such file: {given}")
+        return given
+    if not recorded or recorded.startswith("("):
+        return None
+    for cand in (os.path.join(os.path.dirname(os.path.abspath(reco_path)), recorded), recorded):
+        if os.path.isfile(cand):
+            return cand
+    return None
+
+
+def _inputs(args, reco):
+    """measurement/system_matrix/empty/tf for quantify's gtm estimator, or {} for roi-sum."""
+    if args.estimator == "roi-sum":
+        return {}
+    meas = _recorded(args.reconstruction, str(reco.info.get("measurement", "")), args.measurement, "measurement")
+    sm = _recorded(args.reconstruction, str(reco.info.get("system_matrix", "")), args.sm, "sm")
+    if meas is None or sm is None or reco.params is None:
+        if args.estimator == "gtm":
+            raise MPISimError("--estimator gtm needs the measurement and the system matrix the reconstruction was "
+                              "made from (--measurement, --sm)")
+        return {}
+    try:
+        return open_inputs(meas, sm, reco.params)
+    except MPISimError:
+        if args.estimator == "gtm":
+            raise
+        return {}                       # auto: the image sum, and the output says why
+
+
 def run(args):
     ipc = parse_iron_per_cell(args.iron_per_cell)
-    if args.png:
-        check_output_path(args.png, args.overwrite)
+    for out in (args.png, args.nifti):
+        if out:
+            check_output_path(out, args.overwrite)
+    check_nifti_path(args.nifti, "--nifti")
     reco = read_reconstruction(args.reconstruction)
     ref_iron = parse_mass(args.reference_iron, "--reference-iron", (1e-18, 1e-3)) if args.reference_iron else None
-    rois = [parse_roi(r) for r in args.roi]
+    rois = [parse_roi(r) for r in args.roi] + [MaskRoi(m) for m in args.roi_mask]
+    fiducials = [parse_fiducial(f) for f in args.fiducial]
     reference = parse_roi(args.reference) if args.reference is not None else None
-    result = quantify(reco, rois, ipc, args.frame, reference, ref_iron)
+    inputs = _inputs(args, reco)
+    result = quantify(reco, rois, ipc, args.frame, reference, ref_iron, estimator=args.estimator, fiducials=fiducials,
+                      **inputs)
     results, extra = result.rois, result.as_dict()
     if args.png:
         save_figure_atomic(lambda p: plot_cells(reco, ipc, p, args.frame, extra["calibration_factor"]), args.png,
                            overwrite=args.overwrite)
+    if args.nifti:
+        write_nifti(args.nifti, cells_map(reco.volume(args.frame), reco.grid.voxel_volume, ipc) *
+                    extra["calibration_factor"], reco.grid, unit="cells", overwrite=args.overwrite)
     if args.json:
         print(json.dumps({"file": args.reconstruction, "frame": args.frame, "iron_per_cell_pg": ipc * 1e15,
                           **{k: v for k, v in extra.items() if k != "rois"}, "rois": extra["rois"]}, indent=1))
         return
     print(f"{args.reconstruction}, frame {args.frame}: iron per cell {ipc * 1e15:g} pg"
           + (f", calibrated by reference ×{extra['calibration_factor']:.4g}" if args.reference else ""))
+    _table(results)
+    print(f"estimator: {extra['estimator']} ({extra['why']})")
+    cal = extra.get("calibration")
+    if cal:
+        print(f"calibration line from {len(cal['points'])} fiducials: measured = {cal['slope']:.4g} (± "
+              f"{cal['slope_sigma']:.2g}) × known, scatter of the fiducials {cal['scatter']:.2g}; "
+              + ", ".join(f"{p['fiducial']} {p['measured_ng']:.4g} ng measured for {p['known_ng']:.4g} ng"
+                          for p in cal["points"]))
+    print(f"({extra['interval']}; noise: {extra['noise_source']}, {extra['noise_samples']} realisations)")
+    lds = [r for r in results if r.detection_limit == r.detection_limit]
+    if lds:
+        print("detection (Currie, image domain, α = β = 5 %, from the noise σ): "
+              + "; ".join(f"{r.name} L_C {r.critical_level * 1e12:.3g} ng, L_D {r.detection_limit * 1e12:.3g} ng"
+                          + ("" if r.iron > r.critical_level else " — NOT DETECTED") for r in lds[:8])
+              + ("; ..." if len(lds) > 8 else ""))
+    if any(r.truth is not None for r in results):
+        print("(truth: the simulated phantom's iron inside each ROI, recorded in the file)")
+    for w in result.warnings:
+        print(f"warning: {w}")
+    for out in (args.png, args.nifti):
+        if out:
+            print(f"wrote {out}")
+
+
+def _table(results):
+    """The per-ROI table: iron, σ, 95 % interval, cells; concentration for chambers, truth for simulations."""
     chambers = any(r.concentration is not None for r in results)
-    print(f"{'ROI':18} {'voxels':>6} {'iron / ng':>11} {'± 1σ':>9}  {'95 % interval / ng':>23} {'cells':>10} "
-          f"{'± 1σ':>9}" + (f"  {'mmol/L':>8}" if chambers else ""))
+    truth = any(r.truth is not None for r in results)
+    print(f"{'ROI':18} {'voxels':>6} {'iron / ng':>11} {'noise σ':>9}  {'95 % interval / ng':>23} {'cells':>10} "
+          f"{'noise σ':>9}" + (f"  {'mmol/L':>8}" if chambers else "") + (f"  {'truth / ng':>11}" if truth else ""))
     for r in results:
-        ok = r.iron_sigma == r.iron_sigma
+        ok = r.iron_low == r.iron_low
         iv = (f"{r.iron_low * 1e12:#.4g}".rstrip(".") + " .. " + f"{r.iron_high * 1e12:#.4g}".rstrip(".")) if ok \
             else "n/a"
-        sg = f"{r.iron_sigma * 1e12:9.2g}" if ok else f"{'n/a':>9}"
-        cs = f"{r.cells_sigma:9.2g}" if ok else f"{'n/a':>9}"
-        conc = f"  {r.concentration * 1e3:8.3g}" if r.concentration is not None else ""
-        print(f"{r.name[:18]:18} {r.voxels:6d} {r.iron * 1e12:11.4g} {sg}  {iv:>23} {r.cells:10.4g} {cs}{conc}")
-    print(f"({extra['interval']}; noise: {extra['noise_source']}, {extra['noise_samples']} realisations)")
-    if args.png:
-        print(f"wrote {args.png}")
+        sg = f"{r.iron_sigma * 1e12:9.2g}" if r.iron_sigma == r.iron_sigma else f"{'n/a':>9}"
+        cs = f"{r.cells_sigma:9.2g}" if r.cells_sigma == r.cells_sigma else f"{'n/a':>9}"
+        conc = f"  {r.concentration * 1e3:8.3g}" if r.concentration is not None else ("" if not chambers else " " * 10)
+        tr = f"  {r.truth * 1e12:11.4g}" if r.truth is not None else ""
+        print(f"{r.name[:18]:18} {r.voxels:6d} {r.iron * 1e12:11.4g} {sg}  {iv:>23} {r.cells:10.4g} {cs}{conc}{tr}")

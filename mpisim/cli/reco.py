@@ -8,6 +8,7 @@ import numpy as np
 from ..errors import MPISimError
 from ..io.atomic import check_output_path
 from ..io.frame_file import open_inputs
+from ..io.nifti import check_nifti_path, write_nifti
 from ..io.reco_mdf import write_reconstruction
 from ..plot import plot_reconstruction, save_figure_atomic
 from ..reco.reconstruct import reconstruct
@@ -25,6 +26,9 @@ def add_parser(sub):
     p.add_argument("--sm", required=True, help="MDF system-matrix (calibration) file")
     p.add_argument("--out", required=True, help="output MDF file with /reconstruction")
     p.add_argument("--png", default=None, help="also write a figure of the first frame")
+    p.add_argument("--nifti", default=None,
+                   help="also write the first frame as NIfTI (.nii/.nii.gz, mol Fe/L, scanner-frame affine in mm) for "
+                        "3D Slicer, ITK-SNAP or Horos, where labs draw ROIs (give them back with quantify --roi-mask)")
     p.add_argument("--snr-threshold", default="2", help="keep rows with system-matrix SNR ≥ T (default 2)")
     p.add_argument("--min-freq", default="0", help="lowest frequency in Hz, e.g. 30e3 or 30kHz (default 0)")
     p.add_argument("--max-freq", default="0", help="highest frequency in Hz (default: bandwidth)")
@@ -66,8 +70,10 @@ def add_parser(sub):
 
 def run(args):
     check_output_path(args.out, args.overwrite)
-    if args.png:
-        check_output_path(args.png, args.overwrite)
+    for out in (args.png, args.nifti):
+        if out:
+            check_output_path(out, args.overwrite)
+    check_nifti_path(args.nifti, "--nifti")
     lam = "auto" if str(args.lam).strip().lower() == "auto" else float_or_si(args.lam, "--lambda")
     if lam != "auto" and lam < 0:
         raise MPISimError(f"--lambda must be >= 0 or auto, got {args.lam}")
@@ -99,6 +105,8 @@ def run(args):
     write_reconstruction(args.out, reco, overwrite=args.overwrite)
     if args.png:
         save_figure_atomic(lambda p: plot_reconstruction(reco, p), args.png, overwrite=args.overwrite)
+    if args.nifti:
+        write_nifti(args.nifti, reco, overwrite=args.overwrite)
     info = reco.info
     summary = {"out": args.out, "frames": reco.num_frames, "rows": info["rows"], "voxels": info["voxels"],
                "unit": reco.unit, "max": float(np.max(reco.image)), "lambda": info["lambda"],
@@ -125,5 +133,6 @@ def run(args):
               f"({'on' if info['positivity'] else 'off'}), see docs/getting-started.md (bruker-1d)")
     print(f"  noise: {info.get('noise_source')}; error bars from {summary['uncertainty_samples']} reconstructed noise "
           f"realisations" if summary["uncertainty_samples"] else f"  no error bars: {info.get('uncertainty', 'disabled')}")
-    if args.png:
-        print(f"wrote {args.png}")
+    for out in (args.png, args.nifti):
+        if out:
+            print(f"wrote {out}")

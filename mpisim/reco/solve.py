@@ -17,7 +17,7 @@ from .cgnr import cgnr
 from .kaczmarz import kaczmarz
 from .kaczmarz_base import PlanarRows
 
-__all__ = ["Solution", "Solver", "StoppingRule", "solve", "choose_lambda", "residual2", "apply", "LAMBDA_GRID"]
+__all__ = ["Solution", "Solver", "make_solver", "StoppingRule", "solve", "choose_lambda", "residual2", "apply", "LAMBDA_GRID"]
 
 
 @dataclass(eq=False)
@@ -40,11 +40,8 @@ def solve(problem, params, backend="auto", impl="auto", progress=False, ride_alo
     (:class:`~mpisim.reconstruction.SolverParams`). ``ride_along`` (M, R): extra right-hand sides solved
     in the same batch through the same sweeps as the data (the stopping rule watches the data only)."""
     use = B.resolve(backend)
-    A, b = problem.A, problem.b
-    if use == "numpy" and params.method == "kaczmarz" and impl in ("auto", "numba") and B.numba_available():
-        A = PlanarRows.from_complex(A, in_place=True)    # the compiled sweeps' layout, in the rows' own memory
-        problem.A = A                                    # (the complex rows are gone: the problem holds these now)
-    solver = Solver(A, params, problem.weights, use, impl, problem.noise2, progress, problem.positive, problem.norms2)
+    b = problem.b
+    solver = make_solver(problem, params, use, impl, progress)
     lam, lam_info = params.lam, {}
     if params.lam == "auto":
         if problem.noise2 is None:
@@ -58,6 +55,18 @@ def solve(problem, params, backend="auto", impl="auto", progress=False, ride_alo
     else:
         img, sweeps, why = solver.solve(b, lam)
     return Solution(np.asarray(img), extra, sweeps, why, lam, solver, lam_info)
+
+
+def make_solver(problem, params, use="numpy", impl="auto", progress=False, positive=None):
+    """The :class:`Solver` of ``problem`` with ``params`` (:class:`~mpisim.reconstruction.SolverParams`) on
+    ``use`` ("numpy" or "cupy"); ``positive`` overrides the problem's positivity. On the CPU with numba the
+    problem's rows are turned into the compiled sweeps' planar layout first, in their own memory (the
+    complex rows are gone afterwards: the problem holds the planar rows)."""
+    if use == "numpy" and params.method == "kaczmarz" and impl in ("auto", "numba") and B.numba_available() \
+            and not isinstance(problem.A, PlanarRows):
+        problem.A = PlanarRows.from_complex(problem.A, in_place=True)
+    return Solver(problem.A, params, problem.weights, use, impl, problem.noise2, progress,
+                  problem.positive if positive is None else positive, problem.norms2)
 
 
 class Solver:
@@ -79,15 +88,19 @@ class Solver:
             self._dev = (B.to_device(self.A, "cupy"), None if self.w is None else B.to_device(self.w, "cupy"))
         return self._dev
 
-    def solve(self, b, lam, sweeps=None, quiet=False, watch=None, statistics=False):
+    def solve(self, b, lam, sweeps=None, quiet=False, watch=None, statistics=False, label="kaczmarz",
+              image_rule=True):
         """b (M, F). ``sweeps`` fixes the number of sweeps (no stopping rule); ``watch``: the stopping
         rule looks at the first ``watch`` columns only (the rest ride along). ``statistics``: the
         results only feed statistics (noise realisations): single precision where the CPU kernel
-        has it, and the data's residual ratio is left alone."""
+        has it, and the data's residual ratio is left alone. ``label``: of the progress bar.
+        ``image_rule``: the stopping rule may also stop when the image stagnates (off: the residual's own
+        convergence, which choosing λ compares)."""
         p = self.params
         auto = sweeps is None and p.iterations == "auto"
         n = sweeps or (p.max_iterations if auto else p.iterations)
-        rule = StoppingRule(self.A, b[:, :watch] if watch else b, self.noise2, p.tolerance) if auto else None
+        rule = StoppingRule(self.A, b[:, :watch] if watch else b, self.noise2, p.tolerance,
+                            image=image_rule) if auto else None
         if p.method == "cgnr":
             A, w = (self._device() if self.use == "cupy" else (self.A, self.w))
             c = cgnr(A, B.to_device(b, self.use), n, lam, enforce_real=p.enforce_real,
@@ -101,9 +114,10 @@ class Solver:
             A, w = self._device()
             c = kaczmarz(A, B.to_device(b, "cupy"), n, lam, row_weights=w, **kw)
         else:
-            with Progress(n, "kaczmarz", enabled=self.progress and not quiet) as bar:
+            with Progress(n, label, enabled=self.progress and not quiet) as bar:
                 c = kaczmarz(self.A, b, n, lam, row_weights=self.w, backend="numpy", row_norms2=self.norms2,
                              callback=lambda i, c: bar.update(), **kw)
+                bar.finish()                   # a stopping rule may end the sweeps before n: the solve is complete
         c = B.to_numpy(c).reshape(self.A.shape[1], -1)
         if rule is not None:
             if rule.ratio is not None:
@@ -136,18 +150,34 @@ class StoppingRule:
     """Stopping rule for the sweeps, called after each sweep with the iterate c (N, F).
 
     Stops when, for every frame, the residual ‖A c − b‖² has reached the noise level Σσ_k²
-    (Morozov's discrepancy principle, τ = 1) or has fallen by less than ``tolerance`` (relative)
+    (Morozov's discrepancy principle, τ = 1), or has fallen by less than ``tolerance`` (relative)
     over the last ``window`` sweeps (stagnation: what is left is model error or noise the
-    regularisation keeps out). ``reason`` and ``sweeps`` tell what happened.
+    regularisation keeps out), or when the image itself has changed by less than ``tolerance``
+    (‖c_k − c_{k−window}‖ / ‖c_k‖) over the last ``window`` sweeps: the amounts no longer move, even if
+    the residual still creeps down by fitting model error (data with their background subtracted; the
+    amounts :func:`mpisim.quant.quantify` reports are corrected through the same operator, whatever the
+    sweep count). ``reason`` and ``sweeps`` tell what happened.
     """
 
-    def __init__(self, A, b, noise2=None, tolerance=0.01, window=5):
+    def __init__(self, A, b, noise2=None, tolerance=0.01, window=5, image=True):
         self.A, self.b, self.noise2 = A, np.asarray(b).reshape(A.shape[0], -1), noise2
-        self.tolerance, self.window = tolerance, window
+        self.tolerance, self.window, self.image = tolerance, window, image
         self.history, self.reason, self.sweeps, self.ratio = [], None, 0, None
+        self.images = []
+
+    def _image_still(self, c):
+        """Whether every frame's image moved by less than ``tolerance`` (relative) over ``window`` sweeps."""
+        self.images.append(np.array(c, np.float64, copy=True))
+        if len(self.images) <= self.window:
+            return False
+        old = self.images.pop(0)
+        now = self.images[-1]
+        change = np.linalg.norm(now - old, axis=0) / np.maximum(np.linalg.norm(now, axis=0), 1e-300)
+        return bool(np.all(change < self.tolerance))
 
     def __call__(self, it, c):
-        rr = residual2(self.A, B.to_numpy(c[:, :self.b.shape[1]] if c.ndim == 2 else c), self.b)
+        c = B.to_numpy(c[:, :self.b.shape[1]] if c.ndim == 2 else c)
+        rr = residual2(self.A, c, self.b)
         self.history.append(rr)
         self.sweeps = it + 1
         if self.noise2:
@@ -155,10 +185,15 @@ class StoppingRule:
             if np.all(rr <= self.noise2):
                 self.reason = "discrepancy: residual reached the noise level"
                 return True
+        still = self.image and self._image_still(np.real(c).reshape(c.shape[0], -1))
         if len(self.history) > self.window:
             old = self.history[-1 - self.window]
             if np.all(old - rr < self.tolerance * rr):
                 self.reason = f"stagnation: residual fell by < {self.tolerance:g} over {self.window} sweeps"
+            elif still:
+                self.reason = (f"image stagnation: the image changed by < {self.tolerance:g} (relative) over "
+                               f"{self.window} sweeps")
+            if self.reason:
                 if self.ratio is not None:
                     self.reason += f" (residual/noise {self.ratio:.3g})"
                 return True
@@ -184,7 +219,7 @@ def choose_lambda(solver, b, noise2, grid=LAMBDA_GRID, floor_factor=2.0):
     target = noise2 if floor <= noise2 else max(noise2, floor_factor * floor)
     chosen, tried = grid[-1], []
     for lam in grid[:-1]:
-        c, _, _ = solver.solve(b, lam, quiet=True)
+        c, _, _ = solver.solve(b, lam, quiet=True, image_rule=False)      # the residual's own convergence
         rr = float(residual2(solver.A, c, b)[0])
         tried.append([lam, rr / noise2])
         if rr <= target:

@@ -43,8 +43,8 @@ def realisations(problem, solution, params, draws=None):
         if solution.ride_along is not None:
             out = solution.ride_along.T.astype(np.float32)
         else:
-            out = solution.solver.solve(draws, solution.lam, sweeps=solution.sweeps, quiet=True,
-                                        statistics=True)[0].T.astype(np.float32)
+            out = solution.solver.solve(draws, solution.lam, sweeps=solution.sweeps, statistics=True,
+                                        label="noise")[0].T.astype(np.float32)
     if params.uncertainty.samples:
         if level is None:
             info["uncertainty"] = ("none: no background frames and no stated noise density, so no error bars "
