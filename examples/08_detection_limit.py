@@ -8,5 +8,5 @@ from mpisim.studies import plot_titration, titrate
 res = titrate([1e2, 3e2, 1e3, 3e3, 1e4, 3e4, 1e5, 1e6], 10e-15, seeds=3)
 plot_titration(res, FIGURES / "detection_limit.png")
 (FIGURES / "detection_limit.json").write_text(json.dumps(res, indent=1))
-print(f"detection limit: {res['detection_limit_cells']:.3g} cells ({res['detection_limit_iron_ng']:.3g} ng Fe); "
-      f"{res['criterion']}")
+print(f"detection limit (Currie, image domain): L_D {res['L_D_ng']:.3g} ng Fe ≈ {res['L_D_cells']:.3g} cells, "
+      f"L_C {res['L_C_ng']:.3g} ng; data domain (matched filter) L_D {res['L_D_data_ng']:.3g} ng")

@@ -123,16 +123,17 @@ def test_docs_build_strict(docs_build, built_site):
     assert "WARNING" not in r.stderr, r.stderr[-3000:]
     for page in ("tutorial", "conventions", "getting-started", "api", "generated/api", "generated/detection-limit",
                  "howto-design", "generated/design-figures", "course", "course/instructor", "course/01_particles",
-                 "course/06_cells"):
+                 "course/06_cells", "howto-quantitation"):
         assert (site / page / "index.html").exists(), page
     for fig in ("langevin", "trajectories", "signal_spectrum", "system_function", "resolution", "relaxation",
-                "reconstruction_lambda_iterations", "detection_limit", "total_iron_vs_min_freq"):
+                "reconstruction_lambda_iterations", "detection_limit", "total_iron_vs_min_freq", "quantitation_rois",
+                "quantitation_study"):
         assert (site / "figures" / f"{fig}.png").exists(), fig
     lab = (site / "course" / "05_reconstruction" / "index.html").read_text()
     assert lab.count("data:image/png") >= 2 and "✘ exercise 5.1: not yet" in lab      # rendered with outputs
     assert (site / "figures" / "design_sweep.png").exists()
     det = (site / "generated" / "detection-limit" / "index.html").read_text()
-    assert "detection limit ≈" in det and "labelled" in det
+    assert "L_D =" in det and "labelled" in det and "data-domain limit" in det
     shown = [str(p.relative_to(site)) for p in site.rglob("*.html") if "{#" in p.read_text()]
     assert not shown, f"heading attributes shown as text in {shown}"
     # equations: every lab loads the site's own MathJax (no network), none the empty script mkdocs-jupyter writes
