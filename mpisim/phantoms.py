@@ -13,7 +13,7 @@ from . import tomlio
 from .errors import MPISimError
 from .grid import Grid
 
-__all__ = ["Phantom", "supersampled_fill", "phantom_grid", "point", "shapes", "PHANTOMS", "get_phantom",
+__all__ = ["Phantom", "with_fiducials", "supersampled_fill", "phantom_grid", "point", "shapes", "PHANTOMS", "get_phantom",
            "CONCENTRATION_PHANTOM_MMOL", "CUBE_SIDE", "concentration_chambers", "concentration_2d_chambers",
            "concentration", "concentration_2d", "RESOLUTION_TUBES", "RESOLUTION_SPAN", "resolution_tubes",
            "resolution", "SHAPE_CONE", "shape_cone_volume", "shape", "graft", "tumour_series", "from_toml",
@@ -55,6 +55,33 @@ class Phantom:
         if other.grid != self.grid:
             raise MPISimError("phantoms on different grids cannot be added")
         return Phantom(self.grid, self.concentration + other.concentration, f"{self.name}+{other.name}")
+
+
+def with_fiducials(phantom, fiducials):
+    """The phantom with reference samples of known iron added, as labs put them in the field of view:
+    ``fiducials`` [(center (x, y, z) m, radius m, iron kg)], each a sphere (cut by the slab of a 2D phantom)
+    filled uniformly so that it holds exactly ``iron``. Recorded in ``meta["fiducials"]``. Refuses a sphere
+    that holds no voxel of the phantom's grid (outside its field of view)."""
+    conc = np.array(phantom.concentration, float)
+    grid = phantom.grid
+    recorded = []
+    for centre, radius, iron in fiducials:
+        c, r = [float(v) for v in centre], float(radius)
+        if not (r > 0 and iron > 0):
+            raise MPISimError(f"fiducial at {np.round(np.array(c) * 1e3, 3).tolist()} mm: radius and iron must be > 0")
+        frac = supersampled_fill(grid, lambda x, y, z, c=c, r=r: (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2
+                                 <= r * r, 3, (np.array(c) - r, np.array(c) + r))
+        if grid.shape[2] == 1 and not frac.any():        # a 2D slab: the disc where the sphere meets it
+            frac = supersampled_fill(grid, lambda x, y, z, c=c, r=r: (x - c[0]) ** 2 + (y - c[1]) ** 2 <= r * r, 3,
+                                     ((c[0] - r, c[1] - r, -np.inf), (c[0] + r, c[1] + r, np.inf)))
+        volume = frac.sum() * grid.voxel_volume
+        if not volume > 0:
+            raise MPISimError(f"fiducial at {np.round(np.array(c) * 1e3, 3).tolist()} mm lies outside the phantom's "
+                              f"field of view")
+        conc += frac * iron / C.FE_MOLAR_MASS / (volume / C.LITRE)
+        recorded.append({"center": c, "radius": r, "iron": float(iron)})
+    meta = {**phantom.meta, "fiducials": list(phantom.meta.get("fiducials", [])) + recorded}
+    return Phantom(grid, conc, phantom.name if not recorded else f"{phantom.name}+fiducials", meta)
 
 
 def supersampled_fill(grid, inside, samples=3, bbox=None):

@@ -205,3 +205,36 @@ def test_fiducials_calibrate_a_different_tracer(bruker2d):
         quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=fid[:1])
     with pytest.raises(MPISimError, match="must be > 0 kg"):
         mpisim.Fiducial(roi, 0.0)
+
+
+def test_simulate_places_fiducials_and_quantify_calibrates_with_them(tmp_path, capsys, monkeypatch):
+    """`simulate --fiducial x,y,z,r=AMOUNT` adds reference samples holding exactly their iron (the phantom's
+    recorded truth grows by their sum); `quantify --fiducial` reads them back into a calibration line; a
+    fiducial without a unit or outside the field of view is refused with one line."""
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    base = ["simulate", "--scanner", "bruker-2d", "--phantom", "shapes", "--noise", "realistic", "--background-frames",
+            "10"]
+    assert main([*base, "--out", "plain.mdf"]) == 0
+    assert main([*base, "--fiducial=-9,-9,0,1=8ug", "--fiducial", "9,9,0,1=2ug", "--fiducial=-9,9,0,1=5ug",
+                 "--out", "meas.mdf"]) == 0
+    plain, meas = mpisim.read_mdf("plain.mdf"), mpisim.read_mdf("meas.mdf")
+    assert meas.truth.name.endswith("+fiducials")
+    grid = lambda t: mpisim.Grid(tuple(int(v) for v in t.size), tuple(t.field_of_view), tuple(t.center))
+    iron = lambda t: float(t.concentration.sum()) * grid(t).voxel_volume / C.LITRE * C.FE_MOLAR_MASS
+    assert iron(meas.truth) - iron(plain.truth) == pytest.approx(15e-9, rel=1e-9)
+    assert main(["sysmat", "--scanner", "bruker-2d", "--grid", "25x25x1", "--out", "sm.mdf"]) == 0
+    assert main(["reco", "meas.mdf", "--sm", "sm.mdf", "--out", "reco.mdf"]) == 0
+    capsys.readouterr()
+    assert main(["quantify", "reco.mdf", "--roi", "dot=sphere:4,5,0,2.5", "--fiducial", "a=sphere:-9,-9,0,2.5=8ug",
+                 "--fiducial", "b=sphere:9,9,0,2.5=2ug", "--fiducial", "c=sphere:-9,9,0,2.5=5ug", "--json"]) == 0
+    q = json.loads(capsys.readouterr().out)
+    assert q["calibration"]["slope"] == pytest.approx(1.0, abs=0.1)      # the matrix's own tracer: slope ≈ 1
+    r = q["rois"][0]
+    assert r["iron_95_ng"][0] <= r["truth_ng"] <= r["iron_95_ng"][1]
+    for bad, needle in (("0,0,0,1=5", "needs a unit"), ("300,0,0,1=5ug", "outside the phantom's field of view")):
+        assert main([*base, "--fiducial", bad, "--out", "x.mdf"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+        assert not (tmp_path / "x.mdf").exists()

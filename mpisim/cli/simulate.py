@@ -3,8 +3,8 @@
 from ..errors import MPISimError
 from ..forward import SimulationSettings, simulate
 from ..io.atomic import check_output_path
-from ..phantoms import get_phantom
-from ..units import parse_concentration
+from ..phantoms import get_phantom, with_fiducials
+from ..units import parse_concentration, parse_mass
 from .common import add_tracer_args, backend_arg, float_or_si, scanner_from_arg, tracer_from_args
 
 __all__ = ["add_parser", "run"]
@@ -32,9 +32,25 @@ def add_parser(sub):
     s.add_argument("--dtype", default="float64", choices=["float64", "float32"],
                    help="precision of the stored samples (default float64)")
     backend_arg(s)
+    s.add_argument("--fiducial", action="append", default=[],
+                   help="x,y,z,r=AMOUNT: a reference sample of known iron added to the phantom, a sphere at x,y,z of "
+                        "radius r (mm) holding AMOUNT (with its unit, e.g. 5ug); repeatable. Quantify it back with "
+                        "quantify --fiducial NAME=sphere:x,y,z,R=AMOUNT (a negative x: --fiducial=-7,7,0,1=5ug)")
     s.add_argument("--out", required=True, help="output MDF file")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     s.set_defaults(func=run)
+
+
+def _fiducial(text):
+    """(center m, radius m, iron kg) from the command line's ``x,y,z,r=AMOUNT`` (mm; the amount with its unit)."""
+    geo, sep, amount = str(text).partition("=")
+    try:
+        vals = [float(v) * 1e-3 for v in geo.split(",")]
+    except ValueError:
+        vals = []
+    if not sep or len(vals) != 4 or not vals[3] > 0:
+        raise MPISimError(f"--fiducial {text!r}: write x,y,z,r=AMOUNT (mm, r > 0; the amount with its unit, e.g. 5ug)")
+    return tuple(vals[:3]), vals[3], parse_mass(amount, f"--fiducial {text!r} iron", (1e-18, 1e-3))
 
 
 def run(args):
@@ -56,6 +72,8 @@ def run(args):
     if args.concentration is not None:
         pkw["concentration"] = parse_concentration(args.concentration)
     phantom = get_phantom(args.phantom, scanner, **pkw)
+    if args.fiducial:
+        phantom = with_fiducials(phantom, [_fiducial(f) for f in args.fiducial])
     meas = simulate(scanner, tracer, phantom, settings, backend=args.backend, progress=True, out=args.out,
                     overwrite=args.overwrite)
     print(f"wrote {args.out}: {meas.data.shape[0]} frame(s) ({settings.background_frames} background) × "
