@@ -25,13 +25,11 @@ Two domains, one definition:
 
 Expected ratio: image-domain σ₀ / data-domain σ₀ ≥ 1 — a reconstruction cannot beat the matched
 filter that knows the position. :func:`expected_ratio` predicts it as the rows factor (row selection
-and background subtraction, √(1 + 1/E) for E background frames: ≈ 1.05 on the presets) times the
-reconstruction factor (the noise propagated through the linear reconstruction into the ROI: an ROI
-sum over the regularised image estimates the iron anywhere in the ROI, not at one known point, so it
-grows with the ROI's voxel count — on bruker-2d from ≈ 1.6 for one voxel to ≈ 15 for the 8 mm ROI).
-With the studies' setup (25 nm, 100 averages, graft and 8 mm ROI at the centre), L_D image / L_D data:
-bruker-2d (25×25×1) predicted ≈ 16, measured ≈ 13 (12 blank scans, ``tests/test_detection.py``);
-bruker-3d (19×19×19) predicted ≈ 49, measured ≈ 48 (8 blank scans: L_D 14.9 ng against 0.31 ng).
+and background subtraction, √(1 + 1/E) for E background frames) times the reconstruction factor (the
+noise propagated through the linear reconstruction into the ROI: an ROI amount over the regularised image
+estimates the iron anywhere in the ROI, not at one known point, so it grows with the ROI's voxel count).
+``mpisim titrate`` prints both factors, the predicted and the measured ratio for its scanner and setup;
+``tests/test_detection.py`` checks on bruker-2d that measured and predicted agree within a factor 2.
 
 Units: kg of iron (SI); σ in kg.
 """

@@ -69,11 +69,10 @@ def with_fiducials(phantom, fiducials):
         c, r = [float(v) for v in centre], float(radius)
         if not (r > 0 and iron > 0):
             raise MPISimError(f"fiducial at {np.round(np.array(c) * 1e3, 3).tolist()} mm: radius and iron must be > 0")
-        frac = supersampled_fill(grid, lambda x, y, z, c=c, r=r: (x - c[0]) ** 2 + (y - c[1]) ** 2 + (z - c[2]) ** 2
-                                 <= r * r, 3, (np.array(c) - r, np.array(c) + r))
-        if grid.shape[2] == 1 and not frac.any():        # a 2D slab: the disc where the sphere meets it
-            frac = supersampled_fill(grid, lambda x, y, z, c=c, r=r: (x - c[0]) ** 2 + (y - c[1]) ** 2 <= r * r, 3,
-                                     ((c[0] - r, c[1] - r, -np.inf), (c[0] + r, c[1] + r, np.inf)))
+        dims = [i for i in range(3) if grid.shape[i] > 1]      # a 2D slab: the disc, as quant.Sphere reads it
+        frac = supersampled_fill(grid, lambda x, y, z, c=c, r=r: sum(((x, y, z)[i] - c[i]) ** 2 for i in dims) <= r * r,
+                                 3, ([c[i] - r if i in dims else -np.inf for i in range(3)],
+                                     [c[i] + r if i in dims else np.inf for i in range(3)]))
         volume = frac.sum() * grid.voxel_volume
         if not volume > 0:
             raise MPISimError(f"fiducial at {np.round(np.array(c) * 1e3, 3).tolist()} mm lies outside the phantom's "

@@ -16,7 +16,6 @@ from .detection import currie
 from .errors import MPISimError, check_positive
 from .frames import as_frames
 from .grid import Grid
-from .reco import amounts as _amounts
 from .reco.amounts import check_disjoint, gtm_amounts, ownership, shape_image
 from .reco.assemble import assemble
 from .reco.solve import make_solver
@@ -112,7 +111,7 @@ def roi_total(image, grid, mask, iron_per_cell, realisations=None, name="roi", c
     n = int(np.count_nonzero(m))
     if n == 0:
         raise MPISimError(f"ROI {name!r} contains no voxel of the grid")
-    per = grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS
+    per = float(iron_mass_map(1.0, grid.voxel_volume))
     w = m.astype(np.float64)
     iron = float(np.asarray(image, np.float64) @ w * per)
     sig = lo = hi = float("nan")
@@ -577,7 +576,7 @@ def _with_detection(q):
     for r in q.rois:
         lc, ld = currie(r.iron_sigma, dof=q.noise_samples - 1) if r.iron_sigma > 0 else (float("nan"),) * 2
         rows.append(replace(r, critical_level=lc, detection_limit=ld))
-    return QuantResult(rows, q.calibration_factor, q.noise_samples, q.noise_source, q.interval, q.warnings, q.info)
+    return replace(q, rois=rows)
 
 
 def _with_truth(q, reco, rois):
@@ -589,7 +588,7 @@ def _with_truth(q, reco, rois):
     grid = Grid(tuple(int(v) for v in t.size), tuple(float(v) for v in t.field_of_view),
                 tuple(float(v) for v in t.center))
     conc = grid.flatten(np.asarray(t.concentration, float))
-    per = grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS
+    per = float(iron_mass_map(1.0, grid.voxel_volume))
     truths = {}
     for r in rois:
         try:
@@ -597,8 +596,7 @@ def _with_truth(q, reco, rois):
                 truths[name] = float(w @ conc * per)
         except MPISimError:                    # an ROI outside the phantom's grid holds none of its iron
             truths[getattr(r, "name", "")] = 0.0
-    rows = [replace(r, truth=truths.get(r.name)) for r in q.rois]
-    return QuantResult(rows, q.calibration_factor, q.noise_samples, q.noise_source, q.interval, q.warnings, q.info)
+    return replace(q, rois=[replace(r, truth=truths.get(r.name)) for r in q.rois])
 
 
 def _with_fiducials(q, fiducials, reference=None):
@@ -608,13 +606,12 @@ def _with_fiducials(q, fiducials, reference=None):
             return q
         note = ("no fiducials: the amounts carry any difference between the sample's tracer (or scanner) and the "
                 "system matrix's, which these intervals cannot bound (place reference samples and give --fiducial)")
-        return QuantResult(q.rois, q.calibration_factor, q.noise_samples, q.noise_source, q.interval,
-                           list(q.warnings) + [note], q.info)
+        return replace(q, warnings=list(q.warnings) + [note])
     rois, record = _calibrate(q.rois, fiducials)
     interval = (q.interval + "; calibrated by the fiducials' line, its slope's uncertainty and the fiducials' scatter "
                 "included (Student t with n − 1 degrees of freedom: use three or more fiducials)")
-    return QuantResult(rois, q.calibration_factor / record["slope"], q.noise_samples, q.noise_source, interval,
-                       list(q.warnings), {**q.info, "calibration": record})
+    return replace(q, rois=rois, calibration_factor=q.calibration_factor / record["slope"], interval=interval,
+                   info={**q.info, "calibration": record})
 
 
 def _gtm_unavailable(reco, measurement, system_matrix):
@@ -665,8 +662,7 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
         info = {"estimator": "gtm", "why": "ROI amounts corrected through the reconstruction's own resolution "
                 "(geometric transfer matrix): the image summed over an ROI depends on its size (ringing, resolution)",
                 **shape_info, "transfer_condition": g.info["transfer_condition"],
-                "outside_rois_ng": float(g.info["outside_rois"] * grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS
-                                         * 1e12), "recovery": g.info["recovery"]}
+                "outside_rois_ng": float(iron_mass_map(g.info["outside_rois"], grid.voxel_volume) * 1e12), "recovery": g.info["recovery"]}
         scale = results[-1].iron / iron[-1] if ref else 1.0
         out.append(QuantResult(results, scale, 0 if noise is None else int(len(noise)),
                                reco.info.get("noise_source", "unknown"), GTM_COVERS if noise is not None else
@@ -678,7 +674,7 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
 def _gtm_results(g, parsed, grid, ipc, tq, reference_iron=None):
     """RoiResults of one set from its :class:`~mpisim.reco.amounts.GtmAmounts` (the reference, if any, last:
     everything scaled by its known iron over its amount); also the unscaled iron and shape σ (kg)."""
-    per = grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS
+    per = float(iron_mass_map(1.0, grid.voxel_volume))
     iron = g.amount * per
     nsig = g.noise.std(axis=0, ddof=1) * per if g.noise is not None else np.full(len(iron), np.nan)
     ssig = g.shape_sigma * per
@@ -702,13 +698,11 @@ def _regions(grid, shape, parsed):
     without an outline function, e.g. chambers and masks, own their volume fractions)."""
     geo = np.array([p[1] for p in parsed])
     fns = [p[3] for p in parsed]
-    own, alt = geo.copy(), geo.copy()
+    own = geo.copy()
     idx = [i for i, f in enumerate(fns) if f is not None]
     if idx:
         own[idx] = ownership(grid, shape, [fns[i] for i in idx], geo[idx])
-        if _amounts.ALTERNATIVE_POWER is not None:
-            alt[idx] = ownership(grid, shape, [fns[i] for i in idx], geo[idx], power=_amounts.ALTERNATIVE_POWER)
-    return own, alt
+    return own, geo
 
 
 def _radius_voxels(weights, grid):

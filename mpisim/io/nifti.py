@@ -123,7 +123,25 @@ def write_nifti(path, volume_or_reco, grid=None, frame=0, unit=None, overwrite=F
 
 
 def _load_mask(path):
-    """(data (X, Y, Z) float64, affine voxel → mm) of a NIfTI mask; one-line errors naming the file."""
+    """(data (X, Y, Z) float64, affine voxel → mm) of a NIfTI mask; one-line errors naming the file. A file
+    unchanged since it was last read (same size and modification time) is not read again."""
+    p = Path(path)
+    stat = p.stat() if p.is_file() else None
+    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns) if stat else None
+    if key is not None and key in _MASKS:
+        return _MASKS[key]
+    out = _read_mask(path)
+    _MASKS.clear()                                # the last mask only: masks are small, but not kept forever
+    if key is not None:
+        _MASKS[key] = out
+    return out
+
+
+_MASKS = {}
+
+
+def _read_mask(path):
+    """:func:`_load_mask` without the cache."""
     import nibabel as nib
 
     if not Path(path).is_file():
@@ -278,6 +296,6 @@ class MaskRoi:
 
     def masks(self, grid, truth=None):
         """[(name, (N,) bool: voxels at least half covered, else every voxel touched, None)]."""
-        w = read_roi_mask(self.path, grid, self.name)
+        w = self.weights(grid, truth)[0][1]
         m = w > 0.5
         return [(self.name, m if m.any() else w > 0, None)]

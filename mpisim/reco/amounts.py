@@ -58,13 +58,11 @@ SUBVOXELS = 4
 """Sub-voxels per axis on which the ownership of a cut voxel is computed."""
 OWNERSHIP_POWER = 4
 """Power that sharpens the interpolated shape before the ownership is computed."""
-ALTERNATIVE_POWER = None
-"""The ownership the shape error is measured against: None for the purely geometric one (volume fractions),
-else the data-driven ownership with this sharpening power."""
 SHAPE_BIAS_FACTOR = 2.0
 """σ of the shape error = this × the larger change of the amount under the two alternatives. Chosen on a
-tuning family (``benchmarks/study_quantitation.py --seed 7 --cases 40``, the 2D scanners: coverage of the
-95 % intervals 0.90 / 0.95 / 0.98 for factors 1 / 2 / 3), not on the family the study reports (seed 2026)."""
+tuning family (``benchmarks/study_quantitation.py --cases 40 --seed 7 --scanners bruker-2d,lab-strong-2d,lab-weak-2d``
+prints the coverage of the 95 % intervals at this factor; with this constant set to 1 or 3 it printed lower or
+higher coverage), not on the family the study reports (seed 2026)."""
 
 
 @dataclass(eq=False)
