@@ -44,6 +44,8 @@ SCANNERS = {"bruker-2d": 0.30, "lab-strong-2d": 0.25, "lab-weak-2d": 0.30, "bruk
 CORES_3D = (18e-9, 25e-9, 32e-9)
 CORES_2D = tuple(d * 1e-9 for d in range(18, 33, 2))
 KINDS = ("sphere", "cylinder", "cube")
+TRACER_CORRECTION = os.environ.get("MPISIM_STUDY_TRACER_CORRECTION", "auto")
+"""The mismatch study's fiducial path: quantify's tracer correction (auto) or without it (off)."""
 
 
 def scanner_of(name):
@@ -192,10 +194,12 @@ def run_case(case):
     plain = mpisim.quant.quantify_sets(reco, sets, estimator="roi-sum")
     cal = [None] * len(sets)
     if smp:
-        fid = [mpisim.Fiducial(mpisim.Sphere(tuple(o["centre"]), f * o["radius"], f"fiducial{j}"), o["iron"])
+        fid = [mpisim.Fiducial(mpisim.Sphere(tuple(o["centre"]), f * o["radius"], f"fiducial{j}"), o["iron"],
+                               mpisim.Sphere(tuple(o["centre"]), o["radius"], f"sample{j}"))
                for j, o in enumerate(objs) if o.get("fiducial")]
         try:
-            cal = mpisim.quant.quantify_sets(reco, sets[:1], measurement=meas, system_matrix=S, fiducials=fid)
+            cal = mpisim.quant.quantify_sets(reco, sets[:1], measurement=meas, system_matrix=S, fiducials=fid,
+                                             tracer_correction=TRACER_CORRECTION)
         except mpisim.MPISimError as e:          # e.g. fiducials that read no iron: counted as failures
             cal = [str(e)]
     rows = []
@@ -221,7 +225,8 @@ def run_case(case):
             elif c is not None:
                 rc = c.rois[k]
                 row.update({"cal": rc.iron, "cal_low": rc.iron_low, "cal_high": rc.iron_high,
-                            "cal_slope": c.info["calibration"]["slope"]})
+                            "cal_slope": c.info["calibration"]["slope"],
+                            "tracer_correction": c.info.get("tracer_correction")})
             rows.append(row)
     return rows
 

@@ -18,6 +18,8 @@ from .frames import as_frames
 from .grid import Grid
 from .reco.amounts import check_disjoint, gtm_amounts, ownership, shape_image
 from .reco.assemble import assemble
+from .reco.reconstruct import reconstruct
+from .reco.tracer_correction import estimate as estimate_tracer, known_content, transfer_function
 from .reco.solve import make_solver
 from .units import parse_mass
 
@@ -416,10 +418,14 @@ def _roi(r):
 @dataclass(frozen=True)
 class Fiducial:
     """A reference sample of known iron in the field of view, as labs put them beside the subject: an ROI
-    around it (:class:`Sphere`, :class:`Box`) and its iron in kg. Two or more make a calibration line."""
+    around it (:class:`Sphere`, :class:`Box`) and its iron in kg. Two or more make a calibration line.
+
+    sample : the reference sample's own outline (a :class:`Sphere` or :class:`Box`; default: the ROI), where
+    its iron is: the tracer correction (:mod:`mpisim.reco.tracer_correction`) takes it as known content."""
 
     roi: object
     iron: float
+    sample: object = None
 
     def __post_init__(self):
         try:
@@ -431,16 +437,38 @@ class Fiducial:
                               f"got {self.iron!r}")
         object.__setattr__(self, "iron", iron)
         _roi(self.roi)
+        if self.sample is not None:
+            _roi(self.sample)
 
 
 def parse_fiducial(spec):
-    """A :class:`Fiducial` from the command line's ``NAME=SHAPE:…=AMOUNT`` (lengths in mm, the amount with its
-    unit, e.g. ``ref1=sphere:10,0,0,2=5ug``)."""
+    """A :class:`Fiducial` from the command line's ``NAME=SHAPE:…=AMOUNT[,sample=R]`` (lengths in mm, the amount
+    with its unit, e.g. ``ref1=sphere:10,0,0,3=5ug,sample=1``: an ROI of 3 mm around a reference sphere of 1 mm
+    radius; without ``sample`` the ROI is taken as the sample's outline)."""
     text = str(spec).strip()
+    sample_r = None
+    head, comma, tail = text.rpartition(",")
+    if comma and tail.strip().lower().startswith("sample="):
+        text, sample_r = head, tail.strip()[len("sample="):]
     roi_text, sep, amount = text.rpartition("=")
     if not sep or ":" not in roi_text:
-        raise MPISimError(f"--fiducial {spec!r}: write NAME=SHAPE:...=AMOUNT, e.g. ref1=sphere:10,0,0,2=5ug")
-    return Fiducial(parse_roi(roi_text), parse_mass(amount, f"--fiducial {spec!r} iron", (1e-18, 1e-3)))
+        raise MPISimError(f"--fiducial {spec!r}: write NAME=SHAPE:...=AMOUNT[,sample=R], e.g. ref1=sphere:10,0,0,3=5ug,sample=1")
+    roi = parse_roi(roi_text)
+    sample = None
+    if sample_r is not None:
+        try:
+            r = float(sample_r) * 1e-3
+        except ValueError:
+            r = float("nan")
+        if not (np.isfinite(r) and r > 0):
+            raise MPISimError(f"--fiducial {spec!r}: sample=R is the reference sample's radius in mm (> 0), "
+                              f"got {sample_r!r}")
+        centre = roi.center if isinstance(roi, Sphere) else tuple((np.asarray(roi.lower) + np.asarray(roi.upper)) / 2) \
+            if isinstance(roi, Box) else None
+        if centre is None:
+            raise MPISimError(f"--fiducial {spec!r}: sample=R needs a sphere or box ROI around the sample")
+        sample = Sphere(tuple(centre), r, f"{roi.name}-sample")
+    return Fiducial(roi, parse_mass(amount, f"--fiducial {spec!r} iron", (1e-18, 1e-3)), sample)
 
 
 def calibration_line(measured, half, known):
@@ -505,7 +533,7 @@ ROWS_FEW = 500
 
 def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, reference_iron=None, *,
              measurement=None, system_matrix=None, empty=None, tf=None, estimator="auto", backend="auto",
-             impl="auto", fiducials=()):
+             impl="auto", fiducials=(), tracer_correction="auto"):
     """ROI amounts of one reconstructed frame, each with its σ and 95 % interval.
 
     rois : ROI objects in SI units — :class:`Sphere`, :class:`Box`, :class:`Everything` (the default),
@@ -520,20 +548,30 @@ def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, ref
     whose value depends on the ROI's size, and the result says so. fiducials : :class:`Fiducial` reference
     samples of known iron in the field of view (≥ 2): their measured amounts make a calibration line that
     every amount is put through, its uncertainty propagated into the intervals (``info["calibration"]``);
-    it absorbs a tracer or scanner that differs from the system matrix's. Returns a :class:`QuantResult`.
+    it absorbs a tracer or scanner that differs from the system matrix's by a factor. Before it, with the gtm
+    estimator, ``tracer_correction="auto"`` fits the sample's spectrum (relaxation, harmonic tilt) anchored by
+    the fiducials' known iron and outline (:attr:`Fiducial.sample`) and reconstructs the frame again with it
+    divided out (:mod:`mpisim.reco.tracer_correction`; ``info["tracer_correction"]``); "off" skips it.
+    Returns a :class:`QuantResult`.
     """
     return quantify_sets(reco, [rois], iron_per_cell, frame, reference, reference_iron, measurement=measurement,
                          system_matrix=system_matrix, empty=empty, tf=tf, estimator=estimator, backend=backend,
-                         impl=impl, fiducials=fiducials)[0]
+                         impl=impl, fiducials=fiducials, tracer_correction=tracer_correction)[0]
 
 
 def quantify_sets(reco, roi_sets, iron_per_cell=10e-15, frame=0, reference=None, reference_iron=None, *,
                   measurement=None, system_matrix=None, empty=None, tf=None, estimator="auto", backend="auto",
-                  impl="auto", fiducials=()):
+                  impl="auto", fiducials=(), tracer_correction="auto"):
     """:func:`quantify` for several ways of drawing the ROIs on the same frame (e.g. one ROI at several
     radii): one :class:`QuantResult` per set, each set's ROIs corrected together (they must be disjoint
     within a set, not across sets). The work shared by the sets (the problem, the shape prior, the batch
-    of reconstructions) is done once."""
+    of reconstructions) is done once.
+
+    tracer_correction : "auto" (with fiducials and the gtm estimator: the sample's spectrum is fitted,
+    anchored by the fiducials, and the frame reconstructed again with it divided out,
+    :mod:`mpisim.reco.tracer_correction`), "on" (the same, an error where it cannot run) or "off"."""
+    if tracer_correction not in ("auto", "on", "off"):
+        raise MPISimError(f"tracer correction must be auto, on or off, got {tracer_correction!r}")
     if reco.unit != "mol/L":
         raise MPISimError(f"reconstruction has no concentration unit ({reco.unit!r}); cannot quantify iron")
     check_positive("iron per cell (kg)", iron_per_cell)
@@ -556,12 +594,15 @@ def quantify_sets(reco, roi_sets, iron_per_cell=10e-15, frame=0, reference=None,
         raise MPISimError("name the ROIs to quantify (--roi): the default ROI, the whole image, would hold the "
                           "reference samples too")
     sets = [[_roi(r) for r in (rois or [Everything()])] + [f.roi for f in fiducials] for rois in roi_sets]
+    if tracer_correction == "on" and (not fiducials or estimator == "roi-sum" or why_not):
+        raise MPISimError("the tracer correction needs fiducials and the gtm estimator (the measurement and the "
+                          "system matrix)")
     if estimator == "roi-sum" or why_not:
         note = "" if estimator == "roi-sum" else f"roi-sum, since {why_not}"
         out = [_roi_sums(reco, rois, iron_per_cell, frame, reference, reference_iron, note) for rois in sets]
     else:
         out = _gtm(reco, sets, iron_per_cell, frame, reference, reference_iron, measurement, system_matrix, empty, tf,
-                   backend, impl)
+                   backend, impl, fiducials if tracer_correction != "off" else ())
     return [_with_detection(_with_truth(_with_fiducials(q, fiducials, reference), reco, rois))
             for q, rois in zip(out, sets)]
 
@@ -629,9 +670,10 @@ def _gtm_unavailable(reco, measurement, system_matrix):
     return ""
 
 
-def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_matrix, empty, tf, backend, impl):
+def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_matrix, empty, tf, backend, impl,
+         fiducials=()):
     """The GTM path of :func:`quantify_sets`: sets of parsed ROIs (the reference, when given, last in
-    each set) → one :class:`QuantResult` per set."""
+    each set) → one :class:`QuantResult` per set; with ``fiducials``, after the tracer correction."""
     grid = reco.grid
     ref = []
     if reference is not None:
@@ -647,6 +689,10 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
     if problem.b.shape[1] != reco.num_frames or problem.A.shape[1] != grid.size:
         raise MPISimError(f"the measurement gives {problem.b.shape[1]} frame(s) with these parameters, the "
                           f"reconstruction has {reco.num_frames}: not the measurement it was made from")
+    corrected = {}
+    if fiducials:
+        reco, problem, corrected = _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matrix,
+                                                     empty, tf, backend)
     solver = make_solver(problem, reco.params.solver, Bk.resolve(backend), impl)
     noise = reco.noise_for(frame)
     if problem.b.shape[1] > 1:
@@ -662,13 +708,44 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
         info = {"estimator": "gtm", "why": "ROI amounts corrected through the reconstruction's own resolution "
                 "(geometric transfer matrix): the image summed over an ROI depends on its size (ringing, resolution)",
                 **shape_info, "transfer_condition": g.info["transfer_condition"],
-                "outside_rois_ng": float(iron_mass_map(g.info["outside_rois"], grid.voxel_volume) * 1e12), "recovery": g.info["recovery"]}
+                "outside_rois_ng": float(iron_mass_map(g.info["outside_rois"], grid.voxel_volume) * 1e12), "recovery": g.info["recovery"],
+                **corrected}
         scale = results[-1].iron / iron[-1] if ref else 1.0
         out.append(QuantResult(results, scale, 0 if noise is None else int(len(noise)),
                                reco.info.get("noise_source", "unknown"), GTM_COVERS if noise is not None else
                                "no error bars for the noise: the reconstruction carries no noise realisations",
-                               _warnings(reco, problem, iron, ssig, parsed, grid), info))
+                               _warnings(reco, problem, iron, ssig, parsed, grid) + _corrected_note(corrected), info))
     return out
+
+
+def _corrected_note(corrected):
+    """The tracer correction's line for the output (none without it)."""
+    if not corrected:
+        return []
+    return [f"tracer correction (fitted to the data, anchored by the fiducials): {corrected['tracer_correction_summary']}; "
+            f"the frame was reconstructed again with it divided out"]
+
+
+def _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matrix, empty, tf, backend):
+    """The frame reconstructed again with the sample's spectrum divided out (a transfer function fitted to the
+    data, anchored by the fiducials: :mod:`mpisim.reco.tracer_correction`) → (reco, problem, info)."""
+    grid = reco.grid
+    per = float(iron_mass_map(1.0, grid.voxel_volume))
+    known, near = known_content(grid, [(roi_weights(f.sample if f.sample is not None else f.roi, grid, reco.truth)[0][1],
+                                          f.iron) for f in fiducials], per)
+    single = problem
+    if problem.b.shape[1] > 1:
+        single = replace(problem, b=problem.b[:, [frame]])
+    freqs = np.asarray(system_matrix.frequencies)
+    corr, info = estimate_tracer(single, freqs[problem.kidx], grid, known, near, reco.image[frame],
+                                 reco.noise_for(frame))
+    frames = as_frames(measurement)
+    head = frames.head
+    base = tf if tf is not None else head.transfer_function
+    tf2 = transfer_function(corr, freqs, system_matrix.bins, base, head.num_rx_channels, head.num_samples // 2 + 1)
+    reco2 = reconstruct(measurement, system_matrix, reco.params, empty=empty, tf=tf2, backend=backend)
+    problem2 = assemble(frames, system_matrix, reco2.params, empty, tf2)
+    return reco2, problem2, {**info, "tracer_correction_summary": corr.summary()}
 
 
 def _gtm_results(g, parsed, grid, ipc, tq, reference_iron=None):

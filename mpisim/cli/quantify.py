@@ -40,9 +40,14 @@ def add_parser(sub):
                         "up beside the reconstruction, then in the working directory)")
     p.add_argument("--sm", default=None, help="its system matrix (default: the file the reconstruction records)")
     p.add_argument("--fiducial", action="append", default=[],
-                   help="NAME=SHAPE:...=AMOUNT: a reference sample of known iron in the field of view, e.g. "
-                        "ref1=sphere:10,0,0,2=5ug (mm; the amount with its unit); two or more make a calibration line "
-                        "that every amount is put through, its uncertainty in the intervals (repeatable)")
+                   help="NAME=SHAPE:...=AMOUNT[,sample=R]: a reference sample of known iron in the field of view, "
+                        "e.g. ref1=sphere:10,0,0,3=5ug,sample=1 (an ROI of 3 mm around a reference sphere of 1 mm "
+                        "radius; mm; the amount with its unit); two or more make a calibration line that every amount "
+                        "is put through, its uncertainty in the intervals (repeatable)")
+    p.add_argument("--tracer-correction", choices=("auto", "on", "off"), default="auto",
+                   help="with fiducials: fit the sample's spectrum (Debye relaxation, harmonic tilt) anchored by "
+                        "their known iron and outline, and reconstruct again with it divided out (auto: whenever "
+                        "fiducials and the gtm estimator are there; default auto)")
     p.add_argument("--roi-mask", action="append", default=[],
                    help="a NIfTI mask (.nii/.nii.gz) drawn on an exported image (3D Slicer, ITK-SNAP, Horos): "
                         "resampled to the grid with partial voxels weighted (repeatable)")
@@ -100,7 +105,7 @@ def run(args):
     reference = parse_roi(args.reference) if args.reference is not None else None
     inputs = _inputs(args, reco)
     result = quantify(reco, rois, ipc, args.frame, reference, ref_iron, estimator=args.estimator, fiducials=fiducials,
-                      **inputs)
+                      tracer_correction=args.tracer_correction, **inputs)
     results, extra = result.rois, result.as_dict()
     if args.png:
         save_figure_atomic(lambda p: plot_cells(reco, ipc, p, args.frame, extra["calibration_factor"]), args.png,

@@ -1,0 +1,193 @@
+"""The sample's tracer is not the system matrix's: a spectral correction estimated from the data, anchored by
+reference samples (fiducials) of known iron and geometry.
+
+A tracer whose particles relax (Debye time τ: bound to cells, in a viscous matrix) or whose cores differ from
+the calibration tracer's changes every harmonic of the signal. For relaxation the change is exactly one
+complex factor per frequency, the same for every voxel: the signal's spectrum is multiplied by
+1/(1 + i 2π f τ) (PHYSICS.md, Debye model). For a different core size it is, to a few per cent of the signal
+energy, a smooth tilt of the harmonics' amplitudes (a larger core has stronger high harmonics). So the data
+of the sample are modelled as
+
+    b_k ≈ h(f_k) (A c)_k,   h(f) = s · exp(a u) / (1 + i 2π f τ),   u = f / f_max,
+
+with A the matrix's rows and c the content: the fiducials' known content (their iron spread over their
+geometry) plus the rest, unknown and ≥ 0. :func:`estimate` alternates a non-negative solve of the rest
+(:func:`mpisim.reco.amounts.shape_image` on b / h minus the fiducials' signal) with a noise-weighted
+least-squares fit of (s, a, τ). The fiducials anchor it: their content is known, so a tilt of h cannot
+be traded for a blur of the image, nor s for the amounts.
+
+Dividing the data by h (a transfer function, :func:`transfer_function`) and reconstructing again gives an
+image as if the sample's tracer were the matrix's, to the extent the model holds; a different core size also
+changes the spatial shape of each harmonic, which no per-frequency factor corrects, so the fiducials'
+calibration line (``mpisim.quant``) still follows and its scatter stays in the intervals.
+"""
+
+from copy import copy
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import MPISimError
+from .amounts import shape_image
+from .solve import apply
+
+__all__ = ["ITERATIONS", "SHAPE_LAMBDA", "TracerCorrection", "estimate", "transfer_function", "known_content"]
+
+ITERATIONS = 12
+"""Alternations of the content solve and the spectral fit (they stop earlier when h changes by < 0.1 %)."""
+SHAPE_LAMBDA = 1e-5
+"""Relative λ of the non-negative content solve inside the fit (as :data:`mpisim.reco.amounts.SHAPE_LAMBDA`)."""
+
+
+@dataclass(frozen=True)
+class TracerCorrection:
+    """h(f) = scale · exp(tilt u) / (1 + i 2π f tau), u = f / f_max.
+
+    scale : the sample's signal per iron over the matrix tracer's (1); tilt : the harmonics' tilt (1; e^tilt at
+    f_max);
+    tau : Debye relaxation time in s that the sample has beyond the matrix's tracer; f_max : Hz.
+    """
+
+    scale: float = 1.0
+    tilt: float = 0.0
+    tau: float = 0.0
+    f_max: float = 1.0
+
+    def factor(self, frequencies):
+        """The complex factor h at ``frequencies`` (Hz)."""
+        f = np.asarray(frequencies, np.float64)
+        u = f / self.f_max
+        return self.scale * np.exp(self.tilt * u) / (1.0 + 2j * np.pi * f * self.tau)
+
+    def summary(self):
+        """One line for the output: what the sample's spectrum differs by."""
+        hi = abs(self.factor(self.f_max)) / self.scale
+        return (f"the sample's spectrum differs from the matrix tracer's: signal ×{self.scale:.3g}, Debye τ "
+                f"{self.tau * 1e6:.2f} µs, harmonics at {self.f_max / 1e3:.0f} kHz ×{hi:.3g} relative to the fundamental's")
+
+    def to_dict(self):
+        return asdict(self)
+
+
+def known_content(grid, fiducials, iron_per_voxel):
+    """(N,) the fiducials' content (mol/L per voxel) and (N,) bool their neighbourhood (one voxel around).
+
+    fiducials : (weights (N,), iron kg) pairs, the weights the partial-voxel volume fractions of each reference
+    sample's geometry; iron_per_voxel : kg per (mol/L · voxel)."""
+    content = np.zeros(grid.size)
+    near = np.zeros(grid.size, bool)
+    for w, iron in fiducials:
+        w = np.asarray(w, np.float64)
+        if not w.sum() > 0:
+            raise MPISimError("a fiducial covers no voxel of the reconstruction")
+        content += w * (iron / iron_per_voxel) / w.sum()
+        near |= _grown(w > 0, grid)
+    return content, near
+
+
+def _grown(mask, grid):
+    m = grid.unflatten(mask.astype(float)) > 0
+    g = m.copy()
+    for a in range(3):
+        if grid.shape[a] > 1:
+            for d in (1, -1):
+                s = np.roll(m, d, a)
+                idx = [slice(None)] * 3
+                idx[a] = 0 if d == 1 else -1
+                s[tuple(idx)] = False
+                g |= s
+    return grid.flatten(g.astype(float)) > 0
+
+
+def estimate(problem, frequencies, grid, known, near, image, noise=None, iterations=None):
+    """Fit h (:class:`TracerCorrection`) to the data of ``problem`` (one frame).
+
+    problem : the assembled :class:`~mpisim.reco.assemble.Problem`; frequencies : (M,) Hz of its rows;
+    known : (N,) the fiducials' content (mol/L, :func:`known_content`), near : (N,) bool where the rest is
+    not solved for; image : (N,) the linear reconstruction (the rest's support, as the shape's);
+    noise : (R, N) its noise realisations or None. Returns the correction and a dict of what was done.
+    """
+    from scipy.optimize import least_squares
+
+    iterations = ITERATIONS if iterations is None else iterations
+    A = problem.A
+    b = (problem.b[:, 0] if problem.b.ndim == 2 else problem.b).astype(np.complex128)
+    f = np.asarray(frequencies, np.float64)
+    f_max = float(f.max())
+    sigma = problem.sigma.astype(np.float64) if problem.sigma is not None else np.full(len(b), float(np.std(b)) or 1.0)
+    signal_known = _apply(A, known)
+    if not np.any(np.abs(signal_known) > 3 * sigma):
+        raise MPISimError("the fiducials' signal is below the noise: they cannot anchor a tracer correction "
+                          "(more iron in the reference samples, or --tracer-correction off)")
+    support = np.where(near, 0.0, np.asarray(image, np.float64))
+    p = np.array([0.0, 0.0, 0.0])                                # log s, tilt, τ (µs)
+    corr = _correction(p, f_max)
+    h_old = corr.factor(f)
+    done = 0
+    for done in range(1, int(iterations) + 1):
+        sub = copy(problem)
+        sub.b = (b / h_old - signal_known)[:, None]
+        rest, _ = shape_image(sub, support, noise, grid, lam=SHAPE_LAMBDA)
+        rest[near] = 0.0
+        m = signal_known + _apply(A, rest)
+
+        def resid(q, m=m):
+            r = (b - _correction(q, f_max).factor(f) * m) / sigma
+            return np.concatenate([r.real, r.imag])
+
+        starts = [p, _log_fit(b, m, sigma, f / f_max)] + [np.array([p[0], p[1], t]) for t in TAU_STARTS]
+        p = np.clip(min(starts, key=lambda q: float(np.sum(resid(q) ** 2))), LOWER, UPPER)
+        free = [0, 1, 2] if TILT > 0 else [0, 2]
+
+        def resid_free(q, p=p, free=free):
+            full = p.copy()
+            full[free] = q
+            return resid(full)
+
+        p[free] = least_squares(resid_free, p[free], bounds=(LOWER[free], UPPER[free]), method="dogbox").x
+        corr = _correction(p, f_max)
+        h = corr.factor(f)
+        change = float(np.max(np.abs(h / h_old - 1)))
+        h_old = h
+        if change < 1e-3:
+            break
+    chi2 = float(np.mean(np.abs((b - h_old * m) / sigma) ** 2))
+    return corr, {"tracer_correction": corr.to_dict(), "tracer_correction_iterations": done,
+                  "tracer_correction_chi2": chi2}
+
+
+def _log_fit(b, m, sigma, u):
+    """(log s, tilt, 0): the start that a weighted straight line through log|b / m| over u gives."""
+    good = np.abs(m) > 3 * sigma
+    if good.sum() < 2:
+        return np.zeros(3)
+    w = np.abs(m[good]) / sigma[good]
+    X = np.stack([np.ones(good.sum()), u[good]], axis=1)
+    coef = np.linalg.lstsq(X * w[:, None], np.log(np.abs(b[good] / m[good])) * w, rcond=None)[0]
+    return np.array([coef[0], float(np.clip(coef[1], LOWER[1], UPPER[1])), 0.0])
+
+
+TILT = 10.0
+"""Largest |tilt| the fit may give (0: no tilt, only the scale and the Debye time)."""
+LOWER = np.array([-np.inf, -TILT, 0.0])
+UPPER = np.array([np.inf, TILT, 100.0])
+TAU_STARTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+"""Debye τ (µs) the fit may start from (the best of them and the last estimate): the data's misfit is not
+convex in τ."""
+
+
+def _correction(p, f_max):
+    return TracerCorrection(float(np.exp(p[0])), float(p[1]), float(p[2]) * 1e-6, f_max)
+
+
+def _apply(A, x):
+    """A x for a complex (M, N) array or the planar rows of the CPU kernel."""
+    return np.asarray(apply(A, np.asarray(x, np.float64)[:, None]))[:, 0].astype(np.complex128)
+
+
+def transfer_function(correction, frequencies, bins, base, channels, num_bins):
+    """(C, K) the transfer function that divides the data by h at the matrix's ``bins`` (frequencies Hz) on
+    top of ``base`` (the data's own, (C, K) or None)."""
+    tf = np.ones((channels, num_bins), np.complex128) if base is None else np.array(base, np.complex128)
+    tf[:, np.asarray(bins)] *= correction.factor(np.asarray(frequencies))[None, :]
+    return tf
