@@ -64,7 +64,9 @@ meas2 = mpisim.simulate(sc, sample, discs_phantom(sc, [graft] + refs),
                         mpisim.SimulationSettings.realistic(sc, background_frames=10, seed=2))
 reco2 = mpisim.reconstruct(meas2, S)
 roi = mpisim.Sphere(graft[:2] + (0.0,), 2.5e-3, "graft")
-fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref {i + 1}"), m) for i, (x, y, _, m) in enumerate(refs)]
+# an ROI of 2.5 mm around each reference disc, and the disc itself (1 mm): the tracer correction's known content
+fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref {i + 1}"), m, mpisim.Sphere((x, y, 0.0), r, f"disc {i + 1}"))
+       for i, (x, y, r, m) in enumerate(refs)]
 raw = quantify(reco2, [roi], measurement=meas2, system_matrix=S)
 cal = quantify(reco2, [roi], measurement=meas2, system_matrix=S, fiducials=fid)
 c = cal.info["calibration"]
@@ -86,5 +88,6 @@ ax2.set_title("sample tracer 29 nm, system matrix 25 nm: three fiducials", fonts
 ax2.legend(fontsize=8)
 print(f"graft: true {graft[3] * 1e12:.0f} ng, read {raw[0].iron * 1e12:.0f} ng without fiducials, "
       f"{cal[0].iron * 1e12:.0f} ng [{cal[0].iron_low * 1e12:.0f} .. {cal[0].iron_high * 1e12:.0f}] calibrated "
-      f"(slope {c['slope']:.3f} ± {c['slope_sigma']:.3f}, scatter {c['scatter']:.3f})")
+      f"(slope {c['slope']:.3f} ± {c['slope_sigma']:.3f}, scatter {c['scatter']:.3f}); "
+      f"{cal.info['tracer_correction_summary']}")
 save(fig, "quantitation_rois.png")

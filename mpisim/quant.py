@@ -463,8 +463,9 @@ def parse_fiducial(spec):
         if not (np.isfinite(r) and r > 0):
             raise MPISimError(f"--fiducial {spec!r}: sample=R is the reference sample's radius in mm (> 0), "
                               f"got {sample_r!r}")
-        centre = roi.center if isinstance(roi, Sphere) else tuple((np.asarray(roi.lower) + np.asarray(roi.upper)) / 2) \
-            if isinstance(roi, Box) else None
+        inner = getattr(roi, "roi", roi)                          # parsed text wraps the ROI
+        centre = inner.center if isinstance(inner, Sphere) else \
+            tuple((np.asarray(inner.lower) + np.asarray(inner.upper)) / 2) if isinstance(inner, Box) else None
         if centre is None:
             raise MPISimError(f"--fiducial {spec!r}: sample=R needs a sphere or box ROI around the sample")
         sample = Sphere(tuple(centre), r, f"{roi.name}-sample")
@@ -549,7 +550,7 @@ def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, ref
     samples of known iron in the field of view (≥ 2): their measured amounts make a calibration line that
     every amount is put through, its uncertainty propagated into the intervals (``info["calibration"]``);
     it absorbs a tracer or scanner that differs from the system matrix's by a factor. Before it, with the gtm
-    estimator, ``tracer_correction="auto"`` fits the sample's spectrum (relaxation, harmonic tilt) anchored by
+    estimator, ``tracer_correction="auto"`` fits the sample's spectrum (signal scale, Debye relaxation) anchored by
     the fiducials' known iron and outline (:attr:`Fiducial.sample`) and reconstructs the frame again with it
     divided out (:mod:`mpisim.reco.tracer_correction`; ``info["tracer_correction"]``); "off" skips it.
     Returns a :class:`QuantResult`.

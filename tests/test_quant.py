@@ -178,6 +178,9 @@ def test_quantify_cli_calibration_and_png(setup2d, tmp_path, capsys):
     (["--roi", "a=sphere:0,5,0,2", "--fiducial", "f=sphere:500,0,0,2=5ug", "--fiducial", "g=sphere:0,0,0,2=5ug"],
      "outside the reconstruction's field of view"),
     (["--fiducial", "f=sphere:5,0,0,2=5ug", "--fiducial", "g=sphere:0,0,0,2=5ug"], "name the ROIs"),
+    (["--roi", "a=sphere:0,5,0,2", "--fiducial", "f=sphere:5,0,0,2=5ug,sample=0", "--fiducial",
+      "g=sphere:0,0,0,2=5ug"], "sample=R is the reference sample's radius"),
+    (["--roi", "a=sphere:0,5,0,2", "--tracer-correction", "on"], "needs fiducials"),
 ])
 def test_quantify_bad_input(setup2d, tmp_path, capsys, args, needle):
     from mpisim.io.reco_mdf import write_reconstruction

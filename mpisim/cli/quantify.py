@@ -45,7 +45,7 @@ def add_parser(sub):
                         "radius; mm; the amount with its unit); two or more make a calibration line that every amount "
                         "is put through, its uncertainty in the intervals (repeatable)")
     p.add_argument("--tracer-correction", choices=("auto", "on", "off"), default="auto",
-                   help="with fiducials: fit the sample's spectrum (Debye relaxation, harmonic tilt) anchored by "
+                   help="with fiducials: fit the sample's spectrum (signal scale, Debye relaxation) anchored by "
                         "their known iron and outline, and reconstruct again with it divided out (auto: whenever "
                         "fiducials and the gtm estimator are there; default auto)")
     p.add_argument("--roi-mask", action="append", default=[],

@@ -42,7 +42,7 @@ from .solve import apply
 
 __all__ = ["REST", "SHAPE_LAMBDA", "SHAPE_ITERATIONS", "SUPPORT_SIGMA", "ARTEFACT_PERCENTILE", "SUBVOXELS", "SHARPEN_ITERATIONS", "SHAPE_BIAS_FACTOR",
            "EXACT_MAX",
-           "GtmAmounts", "gtm_amounts", "shape_image", "ownership", "check_disjoint"]
+           "GtmAmounts", "gtm_amounts", "shape_image", "ownership", "check_disjoint", "grow_mask"]
 
 SHAPE_LAMBDA = 1e-5
 """Relative λ (× ‖A‖_F²/N, as Kaczmarz's) of the non-negative solve that gives the content's shape (1e-4 spread
@@ -115,7 +115,7 @@ def shape_image(problem, image, noise=None, grid=None, lam=None, iterations=None
     floor = max(-float(np.percentile(x, ARTEFACT_PERCENTILE)), 0.0)     # the depth of the ringing's negative lobes
     sig = np.asarray(noise, np.float64).std(axis=0, ddof=1) if noise is not None and len(noise) >= 2 else None
     support = x > SUPPORT_SIGMA * sig if sig is not None else x > max(floor, 1e-3 * max(float(x.max()), 0.0))
-    grow = _grow if grid is not None else (lambda m, g: m)
+    grow = grow_mask if grid is not None else (lambda m, g: m)
     if grow(support, grid).sum() > EXACT_MAX:     # artefacts above the noise (model error): above them, too
         support &= x > floor
     support = grow(support, grid)
@@ -182,7 +182,7 @@ def _fista_nnls(H, g, x0, iterations):
     return x
 
 
-def _grow(mask, grid):
+def grow_mask(mask, grid):
     """The mask grown by one voxel along every axis with more than one voxel."""
     m = grid.unflatten(mask.astype(float)) > 0
     g = m.copy()
