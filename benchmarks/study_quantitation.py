@@ -288,6 +288,16 @@ def table(rows, out=None):
     if failed:
         line(f"\ncalibration refused in {len(failed)} case(s) (counted as misses above): "
              f"{next(r['cal_error'] for r in rows if r.get('cal_error'))}")
+    fits = {r["case"]: (r["sample_relaxation_us"], r["tracer_correction"]["tau"] * 1e6) for r in rows
+            if r.get("tracer_correction")}
+    if fits:
+        v = np.array(list(fits.values()))
+        rel, flat = v[v[:, 0] > 0], v[v[:, 0] == 0]
+        if len(rel):
+            e = np.abs(rel[:, 1] / rel[:, 0] - 1)
+            line(f"tracer correction: Debye τ of the {len(rel)} relaxing samples found within {np.median(e):.1%} "
+                 f"(median; 90th percentile {_pct(e, 90):.1%})"
+                 + (f"; the {len(flat)} others {_pct(flat[:, 1], 90):.3f} µs or less (90th percentile)" if len(flat) else ""))
     t = {}
     for r in rows:
         t.setdefault(r["case"], (r["t_reco"], r["t_quant"], r["scanner"]))

@@ -603,7 +603,7 @@ def quantify_sets(reco, roi_sets, iron_per_cell=10e-15, frame=0, reference=None,
         out = [_roi_sums(reco, rois, iron_per_cell, frame, reference, reference_iron, note) for rois in sets]
     else:
         out = _gtm(reco, sets, iron_per_cell, frame, reference, reference_iron, measurement, system_matrix, empty, tf,
-                   backend, impl, fiducials if tracer_correction != "off" else ())
+                   backend, impl, fiducials if tracer_correction != "off" else (), tracer_correction == "on")
     return [_with_detection(_with_truth(_with_fiducials(q, fiducials, reference), reco, rois))
             for q, rois in zip(out, sets)]
 
@@ -672,7 +672,7 @@ def _gtm_unavailable(reco, measurement, system_matrix):
 
 
 def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_matrix, empty, tf, backend, impl,
-         fiducials=()):
+         fiducials=(), must_correct=False):
     """The GTM path of :func:`quantify_sets`: sets of parsed ROIs (the reference, when given, last in
     each set) → one :class:`QuantResult` per set; with ``fiducials``, after the tracer correction."""
     grid = reco.grid
@@ -692,8 +692,13 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
                           f"reconstruction has {reco.num_frames}: not the measurement it was made from")
     corrected = {}
     if fiducials:
-        reco, problem, corrected = _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matrix,
-                                                     empty, tf, backend)
+        try:
+            reco, problem, corrected = _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matrix,
+                                                         empty, tf, backend)
+        except MPISimError as e:                 # auto: the line alone, and the output says why
+            if must_correct:
+                raise
+            corrected = {"tracer_correction_skipped": str(e)}
     solver = make_solver(problem, reco.params.solver, Bk.resolve(backend), impl)
     noise = reco.noise_for(frame)
     if problem.b.shape[1] > 1:
@@ -723,6 +728,8 @@ def _corrected_note(corrected):
     """The tracer correction's line for the output (none without it)."""
     if not corrected:
         return []
+    if "tracer_correction_skipped" in corrected:
+        return [f"no tracer correction: {corrected['tracer_correction_skipped']}"]
     return [f"tracer correction (fitted to the data, anchored by the fiducials): {corrected['tracer_correction_summary']}; "
             f"the frame was reconstructed again with it divided out"]
 

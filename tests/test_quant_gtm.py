@@ -268,6 +268,10 @@ def test_tracer_correction_recovers_relaxation(bruker2d):
     assert any("Debye" in w for w in cal.warnings)
     off = quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=fid, tracer_correction="off")
     assert abs(off[0].iron / 3e-9 - 1) > 0.3
+    faint = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"faint{i}"), 1e-18) for i, (x, y, _, _) in
+             enumerate(discs[1:])]                     # 1 fg: no signal to anchor a fit on
+    with pytest.raises(MPISimError, match="below the noise"):
+        quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=faint, tracer_correction="on")
     with pytest.raises(MPISimError, match="needs fiducials"):
         quantify(reco, [roi], measurement=meas, system_matrix=S, tracer_correction="on")
     with pytest.raises(MPISimError, match="auto, on or off"):
