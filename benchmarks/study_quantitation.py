@@ -226,7 +226,8 @@ def run_case(case):
                 rc = c.rois[k]
                 row.update({"cal": rc.iron, "cal_low": rc.iron_low, "cal_high": rc.iron_high,
                             "cal_slope": c.info["calibration"]["slope"],
-                            "tracer_correction": c.info.get("tracer_correction")})
+                            "tracer_correction": c.info.get("tracer_correction"),
+                            "tracer_correction_skipped": c.info.get("tracer_correction_skipped")})
             rows.append(row)
     return rows
 

@@ -89,5 +89,5 @@ ax2.legend(fontsize=8)
 print(f"graft: true {graft[3] * 1e12:.0f} ng, read {raw[0].iron * 1e12:.0f} ng without fiducials, "
       f"{cal[0].iron * 1e12:.0f} ng [{cal[0].iron_low * 1e12:.0f} .. {cal[0].iron_high * 1e12:.0f}] calibrated "
       f"(slope {c['slope']:.3f} ± {c['slope_sigma']:.3f}, scatter {c['scatter']:.3f}); "
-      f"{cal.info['tracer_correction_summary']}")
+      f"{cal.info.get('tracer_correction_summary', 'no tracer correction')}")
 save(fig, "quantitation_rois.png")

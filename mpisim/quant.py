@@ -16,8 +16,9 @@ from .detection import currie
 from .errors import MPISimError, check_positive
 from .frames import as_frames
 from .grid import Grid
-from .reco.amounts import check_disjoint, gtm_amounts, ownership, shape_image
+from .reco.amounts import check_disjoint, gtm_amounts, ownership, shape_image, subvoxel_content
 from .reco.assemble import assemble
+from .reco.preprocess import selected_frames
 from .reco.reconstruct import reconstruct
 from .reco.tracer_correction import estimate as estimate_tracer, known_content, transfer_function
 from .reco.solve import make_solver
@@ -420,8 +421,9 @@ class Fiducial:
     """A reference sample of known iron in the field of view, as labs put them beside the subject: an ROI
     around it (:class:`Sphere`, :class:`Box`) and its iron in kg. Two or more make a calibration line.
 
-    sample : the reference sample's own outline (a :class:`Sphere` or :class:`Box`; default: the ROI), where
-    its iron is: the tracer correction (:mod:`mpisim.reco.tracer_correction`) takes it as known content."""
+    sample : the reference sample's own outline (a :class:`Sphere` or :class:`Box`), where its iron is: the
+    tracer correction (:mod:`mpisim.reco.tracer_correction`) takes it as known content, and runs only when
+    every fiducial gives one."""
 
     roi: object
     iron: float
@@ -437,14 +439,15 @@ class Fiducial:
                               f"got {self.iron!r}")
         object.__setattr__(self, "iron", iron)
         _roi(self.roi)
-        if self.sample is not None:
-            _roi(self.sample)
+        if self.sample is not None and not isinstance(getattr(_roi(self.sample), "roi", self.sample), (Sphere, Box)):
+            raise MPISimError(f"fiducial {getattr(self.roi, 'name', self.roi)!r}: its sample outline must be a Sphere "
+                              f"or a Box, got {type(self.sample).__name__}")
 
 
 def parse_fiducial(spec):
     """A :class:`Fiducial` from the command line's ``NAME=SHAPE:…=AMOUNT[,sample=R]`` (lengths in mm, the amount
     with its unit, e.g. ``ref1=sphere:10,0,0,3=5ug,sample=1``: an ROI of 3 mm around a reference sphere of 1 mm
-    radius; without ``sample`` the ROI is taken as the sample's outline)."""
+    radius; without ``sample`` no tracer correction, the calibration line alone)."""
     text = str(spec).strip()
     sample_r = None
     head, comma, tail = text.rpartition(",")
@@ -693,8 +696,8 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
     corrected = {}
     if fiducials:
         try:
-            reco, problem, corrected = _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matrix,
-                                                         empty, tf, backend)
+            reco, problem, frame, corrected = _tracer_corrected(reco, problem, fiducials, frame, measurement,
+                                                                system_matrix, empty, tf, backend, impl)
         except MPISimError as e:                 # auto: the line alone, and the output says why
             if must_correct:
                 raise
@@ -704,7 +707,8 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
     if problem.b.shape[1] > 1:
         problem.b = problem.b[:, [frame]]
     shape, shape_info = shape_image(problem, reco.image[frame], noise, grid)
-    regions = [_regions(grid, shape, parsed) for parsed in parsed_sets]
+    content = subvoxel_content(grid, shape)
+    regions = [_regions(grid, shape, parsed, content) for parsed in parsed_sets]
     amounts = gtm_amounts(problem, solver, float(reco.info["lambda"]), int(reco.info["sweeps"]), reco.image[frame],
                           shape, regions, noise)
     tq = t_quantile(len(noise)) if noise is not None and len(noise) >= 2 else float("nan")
@@ -734,16 +738,17 @@ def _corrected_note(corrected):
             f"the frame was reconstructed again with it divided out"]
 
 
-def _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matrix, empty, tf, backend):
-    """The frame reconstructed again with the sample's spectrum divided out (a transfer function fitted to the
-    data, anchored by the fiducials: :mod:`mpisim.reco.tracer_correction`) → (reco, problem, info)."""
+def _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matrix, empty, tf, backend, impl):
+    """The frame reconstructed again, alone, with the sample's spectrum divided out (a transfer function fitted
+    to the data, anchored by the fiducials: :mod:`mpisim.reco.tracer_correction`) → (reco, problem, its frame
+    index there (0), info). Every fiducial needs its sample's outline (:attr:`Fiducial.sample`)."""
+    if any(f.sample is None for f in fiducials):
+        raise MPISimError("the fiducials give no sample outline (Fiducial.sample, --fiducial ...,sample=R): the "
+                          "known iron has no known shape to anchor the fit")
     grid = reco.grid
     per = float(iron_mass_map(1.0, grid.voxel_volume))
-    known, near = known_content(grid, [(roi_weights(f.sample if f.sample is not None else f.roi, grid, reco.truth)[0][1],
-                                          f.iron) for f in fiducials], per)
-    single = problem
-    if problem.b.shape[1] > 1:
-        single = replace(problem, b=problem.b[:, [frame]])
+    known, near = known_content(grid, [(roi_weights(f.sample, grid, reco.truth)[0][1], f.iron) for f in fiducials], per)
+    single = problem if problem.b.shape[1] == 1 else replace(problem, b=problem.b[:, [frame]])
     freqs = np.asarray(system_matrix.frequencies)
     corr, info = estimate_tracer(single, freqs[problem.kidx], grid, known, near, reco.image[frame],
                                  reco.noise_for(frame))
@@ -751,9 +756,15 @@ def _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matri
     head = frames.head
     base = tf if tf is not None else head.transfer_function
     tf2 = transfer_function(corr, freqs, system_matrix.bins, base, head.num_rx_channels, head.num_samples // 2 + 1)
-    reco2 = reconstruct(measurement, system_matrix, reco.params, empty=empty, tf=tf2, backend=backend)
+    params = reco.params
+    if reco.num_frames > 1:                    # only this frame (its block of stored frames)
+        pre = params.preprocessing
+        stored = selected_frames(pre, frames.num_frames, head.is_background)
+        params = replace(params, preprocessing=replace(pre, frames=tuple(
+            int(v) for v in stored[frame * pre.average:(frame + 1) * pre.average])))
+    reco2 = reconstruct(measurement, system_matrix, params, empty=empty, tf=tf2, backend=backend, impl=impl)
     problem2 = assemble(frames, system_matrix, reco2.params, empty, tf2)
-    return reco2, problem2, {**info, "tracer_correction_summary": corr.summary()}
+    return reco2, problem2, 0, {**info, "tracer_correction_summary": corr.summary()}
 
 
 def _gtm_results(g, parsed, grid, ipc, tq, reference_iron=None):
@@ -778,7 +789,7 @@ def _gtm_results(g, parsed, grid, ipc, tq, reference_iron=None):
     return results, iron, ssig
 
 
-def _regions(grid, shape, parsed):
+def _regions(grid, shape, parsed, content=None):
     """(ownership, geometric) (k, N) weights of one set of ROIs (:func:`mpisim.reco.amounts.ownership`; ROIs
     without an outline function, e.g. chambers and masks, own their volume fractions)."""
     geo = np.array([p[1] for p in parsed])
@@ -786,7 +797,7 @@ def _regions(grid, shape, parsed):
     own = geo.copy()
     idx = [i for i, f in enumerate(fns) if f is not None]
     if idx:
-        own[idx] = ownership(grid, shape, [fns[i] for i in idx], geo[idx])
+        own[idx] = ownership(grid, shape, [fns[i] for i in idx], geo[idx], content=content)
     return own, geo
 
 

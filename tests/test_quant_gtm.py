@@ -265,11 +265,16 @@ def test_tracer_correction_recovers_relaxation(bruker2d):
     assert cal.info["tracer_correction"]["tau"] == pytest.approx(2e-6, rel=0.02)
     assert cal[0].iron == pytest.approx(3e-9, rel=0.10)
     assert cal[0].iron_low <= 3e-9 <= cal[0].iron_high
-    assert any("Debye" in w for w in cal.warnings)
+    assert any("tracer correction" in w and f"{cal.info['tracer_correction']['tau'] * 1e6:.2f} µs" in w
+               for w in cal.warnings), cal.warnings
+    plain_line = quantify(reco, [roi], measurement=meas, system_matrix=S,
+                          fiducials=[mpisim.Fiducial(f.roi, f.iron) for f in fid])        # no sample outlines
+    assert "tracer_correction" not in plain_line.info
+    assert any("no tracer correction" in w and "sample outline" in w for w in plain_line.warnings)
     off = quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=fid, tracer_correction="off")
     assert abs(off[0].iron / 3e-9 - 1) > 0.3
-    faint = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"faint{i}"), 1e-18) for i, (x, y, _, _) in
-             enumerate(discs[1:])]                     # 1 fg: no signal to anchor a fit on
+    faint = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"faint{i}"), 1e-18, mpisim.Sphere((x, y, 0.0), r))
+             for i, (x, y, r, _) in enumerate(discs[1:])]          # 1 fg: no signal to anchor a fit on
     with pytest.raises(MPISimError, match="below the noise"):
         quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=faint, tracer_correction="on")
     with pytest.raises(MPISimError, match="needs fiducials"):

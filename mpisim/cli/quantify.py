@@ -42,17 +42,18 @@ def add_parser(sub):
     p.add_argument("--fiducial", action="append", default=[],
                    help="NAME=SHAPE:...=AMOUNT[,sample=R]: a reference sample of known iron in the field of view, "
                         "e.g. ref1=sphere:10,0,0,3=5ug,sample=1 (an ROI of 3 mm around a reference sphere of 1 mm "
-                        "radius; mm; the amount with its unit); two or more make a calibration line that every amount "
+                        "radius; mm; the amount with its unit; sample=R lets the tracer correction anchor on it); two or more make a calibration line that every amount "
                         "is put through, its uncertainty in the intervals (repeatable)")
     p.add_argument("--tracer-correction", choices=("auto", "on", "off"), default="auto",
                    help="with fiducials: fit the sample's spectrum (signal scale, Debye relaxation) anchored by "
                         "their known iron and outline, and reconstruct again with it divided out (auto: whenever "
-                        "fiducials and the gtm estimator are there; default auto)")
+                        "fiducials with their sample=R and the gtm estimator are there; default auto)")
     p.add_argument("--roi-mask", action="append", default=[],
                    help="a NIfTI mask (.nii/.nii.gz) drawn on an exported image (3D Slicer, ITK-SNAP, Horos): "
                         "resampled to the grid with partial voxels weighted (repeatable)")
-    p.add_argument("--nifti", default=None, help="also write the cell map (cells per voxel) as NIfTI")
-    p.add_argument("--png", default=None, help="write a cell-count map")
+    p.add_argument("--nifti", default=None, help="also write the cell map (cells per voxel) as NIfTI (of the "
+                   "reconstruction as given, scaled by the calibration; not of a tracer-corrected one)")
+    p.add_argument("--png", default=None, help="write a cell-count map (as --nifti)")
     p.add_argument("--json", action="store_true", help="print JSON")
     overwrite_arg(p)
     p.set_defaults(func=run)
