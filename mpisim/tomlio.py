@@ -8,8 +8,12 @@ import math
 import tomllib
 
 from .errors import MPISimError
+from .io.atomic import check_input_file
 
-__all__ = ["dumps", "loads", "load"]
+__all__ = ["dumps", "loads", "load", "MAX_TOML_BYTES"]
+
+MAX_TOML_BYTES = 16 * 2**20
+"""The largest TOML file :func:`load` reads (bytes): a scanner or settings file is a few kB."""
 
 
 def _value(v):
@@ -63,9 +67,13 @@ def loads(text, source="TOML"):
 
 def load(path):
     """Read and parse a TOML file (clear error if missing or malformed)."""
+    check_input_file(path)
     try:
         with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
+            text = f.read(MAX_TOML_BYTES + 1)
+        if len(text) > MAX_TOML_BYTES:
+            raise MPISimError(f"{path}: larger than {MAX_TOML_BYTES // 2**20} MiB: not a scanner or settings file")
+        text = text.decode("utf-8")
     except FileNotFoundError:
         raise MPISimError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:

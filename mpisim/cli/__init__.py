@@ -106,7 +106,7 @@ def main(argv=None):
     run as a program (``argv`` None), the handlers stay until the process exits, so a signal that
     arrives after the work is done cannot turn into a traceback on the way out."""
 
-    with interrupt.handlers(restore=argv is not None), atomic.record_outputs() as written:
+    with interrupt.handlers(restore=argv is not None), atomic.record_outputs() as written, atomic.record_inputs():
         try:
             words = sys.argv[1:] if argv is None else list(argv)
             parser = build_parser(words[0] if words else None)

@@ -6,6 +6,7 @@ file is removed and an existing file at the target path is untouched.
 
 import contextlib
 import os
+import stat
 from pathlib import Path
 import shutil
 import socket
@@ -17,12 +18,64 @@ from ..errors import MPISimError
 
 __all__ = ["check_output_path", "atomic_path", "STALE_MIN_SECONDS", "STALE_LEGACY_SECONDS", "stale_parts",
            "remove_stale_parts", "record_outputs", "committed", "remove_outputs", "free_bytes",
+           "check_input_file", "record_inputs",
            "check_free_space", "user_mode"]
 
 
-def check_output_path(path, overwrite=False):
-    """Raise a clear error if ``path`` exists (and not ``overwrite``) or its folder is unwritable."""
+def check_input_file(path):
+    """``path`` as a :class:`Path` if it is a regular file (a link to one included); a missing file, a folder, a
+    FIFO, a device or a socket gives one line before anything is read (a FIFO would block the reader, a device
+    read without end). Within :func:`record_inputs` the file is remembered as an input of the command."""
     p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        raise MPISimError(f"{p}: file not found") from None
+    except OSError as e:
+        raise MPISimError(f"{p}: cannot read: {e.strerror or e}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode)
+                else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "a socket"
+                if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise MPISimError(f"{p}: is {kind}, not a regular file")
+    if _INPUTS is not None:
+        _INPUTS[(st.st_dev, st.st_ino)] = p
+    return p
+
+
+_INPUTS = None
+
+
+@contextlib.contextmanager
+def record_inputs():
+    """Remember the files the block reads (:func:`check_input_file`): no output of the block may replace one
+    of them (:func:`check_output_path`), with or without ``overwrite`` — the command line's scope."""
+    global _INPUTS
+    saved, _INPUTS = _INPUTS, {}
+    try:
+        yield _INPUTS
+    finally:
+        _INPUTS = saved
+
+
+def _is_input(p):
+    """The input that ``p`` is (the same file: path, link or hard link), or None."""
+    if not _INPUTS:
+        return None
+    try:
+        st = os.stat(p)
+    except OSError:
+        return None
+    return _INPUTS.get((st.st_dev, st.st_ino))
+
+
+def check_output_path(path, overwrite=False):
+    """Raise a clear error if ``path`` exists (and not ``overwrite``), is one of the command's inputs
+    (:func:`record_inputs`; never replaced) or its folder is unwritable."""
+    p = Path(path)
+    same = _is_input(p)
+    if same is not None:
+        raise MPISimError(f"{p}: is an input of this command ({same}); write the output elsewhere")
     if p.exists() and not overwrite:
         raise MPISimError(f"{p}: output exists; pass --overwrite to replace it")
     if p.is_dir():
@@ -48,6 +101,9 @@ def atomic_path(path, overwrite=False, record=True):
         yield tmp
 
         interrupt.check()                 # nothing is committed after an interrupt
+        same = _is_input(p)
+        if same is not None:
+            raise MPISimError(f"{p}: is an input of this command ({same}); write the output elsewhere")
         if p.exists() and not overwrite:
             raise MPISimError(f"{p}: output appeared while writing; not replaced")
         user_mode(tmp)

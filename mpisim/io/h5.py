@@ -1,9 +1,9 @@
 """Safe read-only opening of HDF5 files with clear errors."""
 
 import contextlib
-from pathlib import Path
 
 from ..errors import MPISimError
+from .atomic import check_input_file
 
 __all__ = ["open_h5"]
 
@@ -13,11 +13,7 @@ def open_h5(path):
     """Open an HDF5 file read-only; missing, unreadable and non-HDF5 files give one-line errors."""
     import h5py
 
-    p = Path(path)
-    if not p.exists():
-        raise MPISimError(f"{p}: file not found")
-    if p.is_dir():
-        raise MPISimError(f"{p}: is a folder, not an HDF5 file")
+    p = check_input_file(path)
     try:
         f = h5py.File(p, "r")
     except OSError as e:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import MPISimError, check_int
 from ..grid import Grid
-from .atomic import atomic_path
+from .atomic import atomic_path, check_input_file
 
 __all__ = ["check_nifti_path", "nifti_affine", "write_nifti", "read_roi_mask", "MaskRoi", "QUANTITIES", "ROI_SAMPLES"]
 
@@ -144,8 +144,7 @@ def _read_mask(path):
     """:func:`_load_mask` without the cache."""
     import nibabel as nib
 
-    if not Path(path).is_file():
-        raise MPISimError(f"{path}: ROI mask not found")
+    check_input_file(path)
     try:
         img = nib.load(str(path))
         if not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):

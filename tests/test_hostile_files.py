@@ -1,0 +1,81 @@
+"""Untrusted paths (issue 22, the first part): an input that is not a regular file — a FIFO, a device, a
+folder — is refused with one line before anything reads it, and no command writes over one of its inputs,
+with or without --overwrite, by the same name or through a hard link. Each case: exit 2, one line on
+stderr, nothing written, the input unchanged."""
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mpisim.cli import main
+
+
+def _digest(p):
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("hostile")
+    cwd = os.getcwd()
+    os.chdir(d)
+    try:
+        assert main(["simulate", "--scanner", "bruker-2d", "--phantom", "shapes", "--background-frames", "2",
+                     "--out", "m.mdf"]) == 0
+        assert main(["sysmat", "--scanner", "bruker-2d", "--grid", "25x25x1", "--out", "s.mdf"]) == 0
+        assert main(["reco", "m.mdf", "--sm", "s.mdf", "--out", "r.mdf", "--iterations", "2"]) == 0
+    finally:
+        os.chdir(cwd)
+    return d
+
+
+def _run(args, cwd, timeout=60):
+    """The command in its own process (a reader blocked on a FIFO would hang this one): rc, stderr."""
+    p = subprocess.run([sys.executable, "-m", "mpisim", *args], cwd=cwd, capture_output=True, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stderr
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "folder"])
+def test_inputs_that_are_not_regular_files_are_refused(files, tmp_path, kind):
+    if kind == "fifo":
+        bad = tmp_path / "pipe.mdf"
+        os.mkfifo(bad)
+        what = "a FIFO"
+    elif kind == "device":
+        bad, what = "/dev/zero", "a device"
+    else:
+        bad = tmp_path / "folder.mdf"
+        bad.mkdir()
+        what = "a folder"
+    before = sorted(x.name for x in tmp_path.iterdir())
+    for args in (["info", str(bad)], ["design", str(bad)], ["simulate", "--scanner", str(bad), "--out", "x.mdf"],
+                 ["reco", str(bad), "--sm", str(files / "s.mdf"), "--out", "x.mdf"],
+                 ["quantify", str(files / "r.mdf"), "--roi-mask", str(bad), "--estimator", "roi-sum"],
+                 ["convert", str(bad), "x.mdf"]):
+        rc, err = _run(args, tmp_path)
+        assert rc == 2, (args, err)
+        assert f"is {what}" in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert sorted(x.name for x in tmp_path.iterdir()) == before                 # nothing written
+
+
+def test_no_command_writes_over_its_input(files, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name in ("m.mdf", "s.mdf"):
+        (tmp_path / name).write_bytes((files / name).read_bytes())
+    os.link(tmp_path / "m.mdf", tmp_path / "m-link.mdf")
+    digests = {n: _digest(tmp_path / n) for n in ("m.mdf", "s.mdf")}
+    for args in (["convert", "m.mdf", "m.mdf", "--overwrite"],
+                 ["convert", "m.mdf", "m-link.mdf", "--overwrite"],               # the same file, by a hard link
+                 ["reco", "m.mdf", "--sm", "s.mdf", "--out", "s.mdf", "--overwrite"],
+                 ["reco", "m.mdf", "--sm", "s.mdf", "--out", "m-link.mdf", "--overwrite"]):
+        capsys.readouterr()
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert "is an input of this command" in err and len(err.strip().splitlines()) == 1, (args, err)
+    assert {n: _digest(tmp_path / n) for n in digests} == digests                 # inputs unchanged
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m-link.mdf", "m.mdf", "s.mdf"]
+    assert main(["convert", "m.mdf", "c.mdf"]) == 0                               # another name still works
