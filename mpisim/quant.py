@@ -18,7 +18,6 @@ from .frames import as_frames
 from .grid import Grid
 from .reco.amounts import check_disjoint, gtm_amounts, ownership, shape_image, subvoxel_content
 from .reco.assemble import assemble
-from .reco.preprocess import selected_frames
 from .reco.reconstruct import reconstruct
 from .reco.tracer_correction import estimate as estimate_tracer, known_content, transfer_function
 from .reco.solve import make_solver
@@ -757,11 +756,11 @@ def _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matri
     base = tf if tf is not None else head.transfer_function
     tf2 = transfer_function(corr, freqs, system_matrix.bins, base, head.num_rx_channels, head.num_samples // 2 + 1)
     params = reco.params
-    if reco.num_frames > 1:                    # only this frame (its block of stored frames)
+    if reco.num_frames > 1:                    # only this frame (its block of foreground frames)
         pre = params.preprocessing
-        stored = selected_frames(pre, frames.num_frames, head.is_background)
+        chosen = list(pre.frames) or list(range(int(np.count_nonzero(~np.asarray(head.is_background, bool)))))
         params = replace(params, preprocessing=replace(pre, frames=tuple(
-            int(v) for v in stored[frame * pre.average:(frame + 1) * pre.average])))
+            int(v) for v in chosen[frame * pre.average:(frame + 1) * pre.average])))
     reco2 = reconstruct(measurement, system_matrix, params, empty=empty, tf=tf2, backend=backend, impl=impl)
     problem2 = assemble(frames, system_matrix, reco2.params, empty, tf2)
     return reco2, problem2, 0, {**info, "tracer_correction_summary": corr.summary()}

@@ -79,3 +79,27 @@ def test_no_command_writes_over_its_input(files, tmp_path, capsys, monkeypatch):
     assert {n: _digest(tmp_path / n) for n in digests} == digests                 # inputs unchanged
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m-link.mdf", "m.mdf", "s.mdf"]
     assert main(["convert", "m.mdf", "c.mdf"]) == 0                               # another name still works
+
+
+def test_reco_frames_counts_foreground_frames(tmp_path, monkeypatch):
+    """`reco --frames 0` on a measurement whose first stored frames are background frames reconstructs the first
+    *foreground* frame (the help's meaning): the same image as frame 0 of the reconstruction of every foreground
+    frame, holding the phantom's iron (a background frame holds none); an index past the foreground frames is
+    refused in one line that says what --frames counts."""
+    import numpy as np
+
+    import mpisim
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", "--scanner", "bruker-2d", "--phantom", "shapes", "--background-frames", "3", "--frames",
+                 "2", "--out", "m.mdf"]) == 0
+    assert main(["sysmat", "--scanner", "bruker-2d", "--grid", "25x25x1", "--out", "s.mdf"]) == 0
+    fixed = ["--lambda", "0.01", "--iterations", "5"]
+    assert main(["reco", "m.mdf", "--sm", "s.mdf", "--out", "all.mdf", *fixed]) == 0
+    assert main(["reco", "m.mdf", "--sm", "s.mdf", "--out", "first.mdf", "--frames", "0", *fixed]) == 0
+    every, first = mpisim.read_reconstruction("all.mdf"), mpisim.read_reconstruction("first.mdf")
+    assert every.num_frames == 2 and first.num_frames == 1
+    assert np.allclose(first.image[0], every.image[0], rtol=1e-5, atol=1e-9 * np.abs(every.image[0]).max())
+    assert first.image[0].sum() > 0.5 * np.abs(every.image[0]).sum()          # iron, not a background frame
+    assert main(["reco", "m.mdf", "--sm", "s.mdf", "--out", "x.mdf", "--frames", "2", *fixed]) == 2
+    assert not (tmp_path / "x.mdf").exists()

@@ -56,13 +56,20 @@ def measurement_spectra(meas, transfer_function=None):
 
 
 def selected_frames(params, num_frames, is_background):
-    """The stored frames to reconstruct (foreground ones unless ``params.frames`` names them), checked,
-    cut to a whole number of ``params.average`` blocks. ``params``: :class:`~mpisim.reconstruction.Preprocessing`."""
-    frames = np.flatnonzero(~np.asarray(is_background)) if not params.frames else np.asarray(params.frames, np.int64)
-    if frames.size == 0:
+    """The stored frames to reconstruct: the foreground ones, or those ``params.frames`` names — indices
+    among the foreground frames, 0-based, as ``reco --frames`` says (background frames are stored among them
+    and are never reconstructed as data) — cut to a whole number of ``params.average`` blocks.
+    ``params``: :class:`~mpisim.reconstruction.Preprocessing`."""
+    foreground = np.flatnonzero(~np.asarray(is_background, bool))[:num_frames]
+    if foreground.size == 0:
         raise MPISimError("the measurement has no foreground frames to reconstruct")
-    if frames.min() < 0 or frames.max() >= num_frames:
-        raise MPISimError(f"frame index out of range 0..{num_frames - 1}")
+    frames = foreground
+    if params.frames:
+        idx = np.asarray(params.frames, np.int64)
+        if idx.min() < 0 or idx.max() >= foreground.size:
+            raise MPISimError(f"frame index out of range: the measurement has {foreground.size} foreground frame(s) "
+                              f"(0..{foreground.size - 1}; --frames counts foreground frames, not the background ones)")
+        frames = foreground[idx]
     a = params.average
     n = frames.size // a
     if n == 0:
