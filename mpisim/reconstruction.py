@@ -237,6 +237,9 @@ class Reconstruction:
 
     def volume(self, frame=0):
         """(nx, ny, nz) image of one frame."""
+        if not 0 <= int(frame) < self.num_frames:
+            raise MPISimError(f"frame {frame} out of range: the reconstruction has {self.num_frames} frame(s) "
+                              f"(0..{self.num_frames - 1})")
         return self.grid.unflatten(self.image[frame])
 
     @property

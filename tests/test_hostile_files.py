@@ -103,3 +103,19 @@ def test_reco_frames_counts_foreground_frames(tmp_path, monkeypatch):
     assert first.image[0].sum() > 0.5 * np.abs(every.image[0]).sum()          # iron, not a background frame
     assert main(["reco", "m.mdf", "--sm", "s.mdf", "--out", "x.mdf", "--frames", "2", *fixed]) == 2
     assert not (tmp_path / "x.mdf").exists()
+
+
+def test_long_output_names_and_frame_out_of_range(files, tmp_path, capsys, monkeypatch):
+    """An output name the file system holds (254 bytes) is written (its temporary name is cut to fit); one it
+    cannot hold is refused in one line; `plot --frame` past the reconstruction's frames is one line, not an
+    IndexError."""
+    monkeypatch.chdir(tmp_path)
+    ok = "a" * 250 + ".mdf"
+    assert main(["convert", str(files / "m.mdf"), ok]) == 0 and (tmp_path / ok).is_file()
+    capsys.readouterr()
+    for args, needle in ((["convert", str(files / "m.mdf"), "b" * 300 + ".mdf"], "file name too long"),
+                         (["plot", str(files / "r.mdf"), "--frame", "1", "--out", "p.png"], "out of range")):
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(x.name for x in tmp_path.iterdir()) == [ok]                    # no temporary file left

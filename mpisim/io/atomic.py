@@ -44,6 +44,8 @@ def check_input_file(path):
 
 
 _INPUTS = None
+NAME_MAX = 255
+"""Bytes in one file name that the usual file systems hold."""
 
 
 @contextlib.contextmanager
@@ -76,6 +78,9 @@ def check_output_path(path, overwrite=False):
     same = _is_input(p)
     if same is not None:
         raise MPISimError(f"{p}: is an input of this command ({same}); write the output elsewhere")
+    if len(p.name.encode()) > NAME_MAX:
+        raise MPISimError(f"{p.name[:40]}...: output file name too long ({len(p.name.encode())} bytes; file systems "
+                          f"hold {NAME_MAX})")
     if p.exists() and not overwrite:
         raise MPISimError(f"{p}: output exists; pass --overwrite to replace it")
     if p.is_dir():
@@ -95,7 +100,7 @@ def atomic_path(path, overwrite=False, record=True):
     p = check_output_path(path, overwrite)
     folder = p.parent if str(p.parent) else Path(".")
     remove_stale_parts(folder, p.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}{_owner()}", suffix=".part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_part_stem(p.name)}{_owner()}", suffix=".part", dir=folder)
     os.close(fd)
     try:
         yield tmp
@@ -127,6 +132,15 @@ def _host():
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())[:40] or "host"
 
 
+def _part_stem(name):
+    """The output's name as its temporary file starts (cut so that the whole temporary name, with its
+    ``~host~pid~XXXXXXXX.part``, fits the file system's 255 bytes)."""
+    return name.encode()[:PART_STEM_BYTES].decode(errors="ignore")
+
+
+PART_STEM_BYTES = 160
+
+
 def _owner():
     """The part of a temporary name that says who writes it: ``~host~pid~``."""
     return f"~{_host()}~{os.getpid()}~"
@@ -147,7 +161,7 @@ def stale_parts(folder, name=None):
     folder = Path(folder)
     out = []
     try:
-        candidates = list(folder.glob(f".{name}*.part" if name else ".*.part"))
+        candidates = list(folder.glob(f".{_part_stem(name)}*.part" if name else ".*.part"))
     except OSError:
         return out
     host = _host()
