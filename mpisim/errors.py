@@ -6,7 +6,7 @@ other exception is a bug and keeps its traceback.
 
 import numpy as np
 
-__all__ = ["MPISimError", "check_finite", "check_positive", "check_int"]
+__all__ = ["MPISimError", "check_finite", "check_positive", "check_int", "printable"]
 
 
 class MPISimError(ValueError):
@@ -54,3 +54,17 @@ def check_int(name, value, minimum=0, maximum=None):
         bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
         raise MPISimError(f"{name} must be an integer {bounds}, got {value!r}")
     return int(value)
+
+
+def printable(text, keep_newlines=True):
+    """``text`` with control characters (terminal escape sequences among them, e.g. from names and
+    descriptions inside a file) shown as ``\\xNN`` instead of acted on; newlines and tabs kept when
+    ``keep_newlines``."""
+    out = []
+    for ch in str(text):
+        o = ord(ch)
+        if (o < 32 or 127 <= o < 160) and not (keep_newlines and ch in "\n\t"):
+            out.append(f"\\x{o:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -119,3 +119,23 @@ def test_long_output_names_and_frame_out_of_range(files, tmp_path, capsys, monke
         err = capsys.readouterr().err
         assert needle in err and len(err.strip().splitlines()) == 1, err
     assert sorted(x.name for x in tmp_path.iterdir()) == [ok]                    # no temporary file left
+
+
+def test_strings_from_a_file_do_not_drive_the_terminal(files, tmp_path, capsys):
+    """A crafted file whose metadata strings hold terminal escape sequences (set the title, clear the screen):
+    `info` prints them as \\xNN, never as the control characters themselves."""
+    import h5py
+
+    bad = tmp_path / "crafted.mdf"
+    bad.write_bytes((files / "m.mdf").read_bytes())
+    evil = "\x1b]0;pwned\x07\x1b[2J"
+    with h5py.File(bad, "r+") as h:
+        for key in ("study/name", "experiment/name", "scanner/name"):
+            if key in h:
+                del h[key]
+                h[key] = evil
+    capsys.readouterr()
+    assert main(["info", str(bad)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;pwned\\x07" in out

@@ -16,7 +16,7 @@ import sys
 import warnings
 
 from .. import __version__, interrupt
-from ..errors import MPISimError
+from ..errors import MPISimError, printable
 from ..io import atomic
 
 __all__ = ["EPILOG", "COMMANDS", "MODULE_OF", "build_parser", "main"]
@@ -123,7 +123,7 @@ def main(argv=None):
             _name_outputs(written, said.text(), getattr(args, "json", False))
             _report_warnings(args.command, warned)
         except MPISimError as e:
-            print(f"mpisim {args.command}: error: {e}", file=sys.stderr)
+            print(f"mpisim {args.command}: error: {printable(e, keep_newlines=False)}", file=sys.stderr)
             return 2
         except (KeyboardInterrupt, interrupt.Interrupted) as e:
             code = e.exit_code if isinstance(e, interrupt.Interrupted) else 130

@@ -1,5 +1,6 @@
 """``mpisim info``: what an MDF file holds (metadata only)."""
 
+from ..errors import printable
 from ..io.mdf import format_info, read_header
 
 __all__ = ["add_parser", "run"]
@@ -15,4 +16,4 @@ def run(args):
     for i, path in enumerate(args.files):
         if i:
             print()
-        print(format_info(read_header(path)))
+        print(printable(format_info(read_header(path))))   # names and descriptions come from the file
