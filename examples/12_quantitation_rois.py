@@ -1,6 +1,6 @@
 """Amounts that hold wherever the ROI is drawn, and a calibration line from fiducials (bruker-2d, 25 x 25 matrix).
 
-Left: one disc of 1 mm radius and 3 ng of iron, realistic noise with 10 background frames, the defaults;
+Left: one disc of 1 mm radius and 3 µg of iron, realistic noise with 10 background frames, the defaults;
 its iron read in balls of 1.2 to 6 times its radius — the image summed over the ROI (``roi-sum``) against
 the default estimator (``gtm``: corrected through the reconstruction's own resolution), each with its 95 %
 interval. Right: the sample's tracer has a 29 nm core, the system matrix's 25 nm (a model mismatch the

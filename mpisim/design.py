@@ -17,7 +17,7 @@ import numpy as np
 
 from . import constants as C
 from .errors import MPISimError, check_int, check_positive
-from .detection import ALPHA, BETA, currie, matched_filter_sigma
+from .detection import ALPHA, BETA, currie, data_domain_limit
 from .particles import LANGEVIN_DERIVATIVE_FWHM as LANGEVIN_FWHM  # noqa: E402  Δx = 4.1610 / (β G), PHYSICS.md §5
 from .particles import Tracer
 from .scanner import AXES, get_scanner
@@ -221,8 +221,7 @@ def detection_limit(scanner, tracer, settings=None):
     α = β = 5 %). σ₀ (:func:`mpisim.detection.matched_filter_sigma`) is proportional to the noise
     density and to 1/√averages. A reconstruction's ROI does worse: see :mod:`mpisim.detection`."""
 
-    st = settings or DesignSettings()
-    return currie(matched_filter_sigma(scanner, tracer, st.averages), st.alpha, st.beta)[1]
+    return data_domain_limit(scanner, tracer, settings or DesignSettings()).limit
 
 
 def _currie_factor(st):

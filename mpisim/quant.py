@@ -790,7 +790,7 @@ def _gtm_results(g, parsed, grid, ipc, tq, reference_iron=None):
 
 def _regions(grid, shape, parsed, content=None):
     """(ownership, geometric) (k, N) weights of one set of ROIs (:func:`mpisim.reco.amounts.ownership`; ROIs
-    without an outline function, e.g. chambers and masks, own their volume fractions)."""
+    without an outline function, e.g. phantom chambers, own their volume fractions)."""
     geo = np.array([p[1] for p in parsed])
     fns = [p[3] for p in parsed]
     own = geo.copy()

@@ -3,7 +3,7 @@
 import json
 import os
 
-from ..io.atomic import check_output_path
+from ..io.atomic import check_input_file, check_output_path
 from ..errors import MPISimError
 from ..io.frame_file import open_inputs
 from ..io.nifti import MaskRoi, check_nifti_path, write_nifti
@@ -63,9 +63,7 @@ def _recorded(reco_path, recorded, given, what):
     """The file behind the reconstruction: ``given``, else the one it records, beside it or in the working
     directory; None when it cannot be found (the estimator falls back and says so)."""
     if given:
-        if not os.path.isfile(given):
-            raise MPISimError(f"--{what}: no such file: {given}")
-        return given
+        return str(check_input_file(given))
     if not recorded or recorded.startswith("("):
         return None
     for cand in (os.path.join(os.path.dirname(os.path.abspath(reco_path)), recorded), recorded):

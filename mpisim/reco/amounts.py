@@ -296,11 +296,11 @@ def gtm_amounts(problem, solver, lam, sweeps, image, shape, region_sets, noise=N
         variants = []
         same = np.array_equal(own, geo)               # ROIs without an outline own their volume fractions
         for W, s in ((own, shape), (geo, shape), (own, shape ** 2)):
-            W = np.asarray(W, np.float64)
-            Wall = np.vstack([W, np.clip(1.0 - W.sum(axis=0), 0.0, None)[None]])
             if same and len(variants) == 1:
                 variants.append(variants[0])
                 continue
+            W = np.asarray(W, np.float64)
+            Wall = np.vstack([W, np.clip(1.0 - W.sum(axis=0), 0.0, None)[None]])
             variants.append((Wall, sum(c.shape[1] for c in cols)))
             cols.append(_shapes(Wall, s))
         plans.append(variants)

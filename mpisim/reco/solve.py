@@ -57,16 +57,16 @@ def solve(problem, params, backend="auto", impl="auto", progress=False, ride_alo
     return Solution(np.asarray(img), extra, sweeps, why, lam, solver, lam_info)
 
 
-def make_solver(problem, params, use="numpy", impl="auto", progress=False, positive=None):
+def make_solver(problem, params, use="numpy", impl="auto", progress=False):
     """The :class:`Solver` of ``problem`` with ``params`` (:class:`~mpisim.reconstruction.SolverParams`) on
-    ``use`` ("numpy" or "cupy"); ``positive`` overrides the problem's positivity. On the CPU with numba the
+    ``use`` ("numpy" or "cupy"). On the CPU with numba the
     problem's rows are turned into the compiled sweeps' planar layout first, in their own memory (the
     complex rows are gone afterwards: the problem holds the planar rows)."""
     if use == "numpy" and params.method == "kaczmarz" and impl in ("auto", "numba") and B.numba_available() \
             and not isinstance(problem.A, PlanarRows):
         problem.A = PlanarRows.from_complex(problem.A, in_place=True)
     return Solver(problem.A, params, problem.weights, use, impl, problem.noise2, progress,
-                  problem.positive if positive is None else positive, problem.norms2)
+                  problem.positive, problem.norms2)
 
 
 class Solver:
