@@ -92,15 +92,23 @@ def entry_path(key, override=None):
     return cache_dir(override) / f"sm-{key[:32]}.mdf"
 
 
+def writable(d):
+    """Whether entries can be added to the cache folder ``d``."""
+    return os.access(d, os.W_OK | os.X_OK)
+
+
 def ensure_dir(override=None):
+    """The cache folder, created if missing; a folder that exists but is read-only is returned too (its
+    entries are served, nothing is added: :meth:`CachedBuild.fetch_or_build`)."""
     d = cache_dir(override)
+    if d.is_dir() and not writable(d):
+        return d
     try:
         d.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise MPISimError(f"cache folder {d} cannot be created: {e.strerror}") from None
-    if not os.access(d, os.W_OK | os.X_OK):
-        raise MPISimError(f"cache folder {d} is not writable (use --cache-dir or --no-cache)")
-    remove_stale_parts(d)                   # partial builds of killed processes
+    if writable(d):
+        remove_stale_parts(d)               # partial builds of killed processes
     return d
 
 
@@ -371,6 +379,8 @@ class CachedBuild:
         lock. An output on another file system is built there once and registered, not copied."""
         key, cache_dir, out, overwrite, nbytes, say = (self.key, self.cache_dir, self.out, self.overwrite, self.nbytes,
                                                        self.say)
+        if not writable(cache_dir_path := ensure_dir(cache_dir)):
+            return self._read_only(cache_dir_path)
         with lock(key, cache_dir, say):
             found, why = (None, rebuild_reason) if rebuild_reason else find(key, cache_dir)
             if found is not None:
@@ -395,6 +405,21 @@ class CachedBuild:
                 return entry if out is None else out
             register(key, target, cache_dir)
             return target
+
+    def _read_only(self, folder):
+        """A read-only cache folder: its verified entry is served (linked or copied to ``out``), with a
+        note that nothing can be added; without one, a one-line error."""
+        entry = entry_path(self.key, self.cache_dir)
+        found = entry if entry.exists() and verify(entry, self.key) is None else None
+        if found is None:
+            raise MPISimError(f"cache folder {folder} is read-only and holds no entry of this system matrix "
+                              f"(use --cache-dir or --no-cache)")
+        self.say(f"system matrix served from cache: {found} (the cache folder is read-only: nothing can be "
+                 f"added to it)")
+        if self.out is not None and not same_file(found, self.out):
+            how = link_or_copy(found, self.out, self.overwrite, self.nbytes)
+            self.say(f"{self.out}: {how} {found}")
+        return found if self.out is None else self.out
 
     def on_damage(self, err):
         """Rows failed their checksum when read: drop the entry (and the link to it), rebuild, read again."""

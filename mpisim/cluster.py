@@ -9,7 +9,9 @@ optional library: it is imported when a client is made, never when this module i
 
 import contextlib
 import logging
+import multiprocessing.util as mp_util
 import os
+import subprocess
 
 from . import interrupt
 from .errors import MPISimError
@@ -17,8 +19,39 @@ from .errors import MPISimError
 __all__ = ["as_completed_results", "connect", "dask_client", "in_order_results"]
 
 
+_spawned = []          # the worker processes' Popen objects, kept so that they are never reaped twice
+
+
+def _spawn_in_own_session(path, args, passfds):
+    """:func:`multiprocessing.util.spawnv_passfds` with the child in a session of its own (``setsid``)."""
+    env = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "critical"}   # a cancelled task is not news to the user
+    p = subprocess.Popen(args, executable=path, pass_fds=tuple(sorted(map(int, passfds))), close_fds=True,
+                         start_new_session=True, env=env)
+    _spawned.append(p)
+    return p.pid
+
+
+@contextlib.contextmanager
+def workers_in_own_session():
+    """Worker processes started meanwhile (multiprocessing's ``spawn``, what a local Dask cluster uses)
+    run in a session of their own: Ctrl-C in the terminal, or a signal to the command's process group,
+    reaches only this process, which closes the cluster itself; otherwise every worker dies at once
+    with a traceback of its own while the scheduler waits for them (3 hangs in 18 interrupts, issue 22).
+    A worker still exits when this process dies (Dask watches its parent)."""
+    if os.name != "posix":
+        yield
+        return
+    original = mp_util.spawnv_passfds
+    mp_util.spawnv_passfds = _spawn_in_own_session
+    try:
+        yield
+    finally:
+        mp_util.spawnv_passfds = original
+
+
 class dask_client:
-    """A Dask client: to ``scheduler`` when given, else to a local cluster of ``workers`` processes."""
+    """A Dask client: to ``scheduler`` when given, else to a local cluster of ``workers`` processes
+    that terminal and process-group signals do not reach (:func:`workers_in_own_session`)."""
 
     def __init__(self, workers, scheduler):
         self.workers, self.scheduler = workers, scheduler
@@ -26,29 +59,44 @@ class dask_client:
     def __enter__(self):
         from distributed import Client, LocalCluster
 
-        logging.getLogger("distributed").setLevel(logging.ERROR)
+        for name in ("distributed", "tornado", "asyncio"):     # their shutdown chatter is not the user's business
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         self.cluster = None
-        if self.scheduler:
-            try:
-                self.client = Client(self.scheduler, timeout="10s")
-            except (OSError, TimeoutError, ValueError) as e:
-                raise MPISimError(f"cannot reach the Dask scheduler at {self.scheduler} ({type(e).__name__})") from None
-        else:
-            n = self.workers or os.cpu_count() or 1
-            self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
-            try:
-                self.client = Client(self.cluster)
-            except BaseException:
-                self.cluster.close()
-                raise
+        self._session = workers_in_own_session()
+        self._session.__enter__()
+        try:
+            if self.scheduler:
+                try:
+                    self.client = Client(self.scheduler, timeout="10s")
+                except (OSError, TimeoutError, ValueError) as e:
+                    raise MPISimError(f"cannot reach the Dask scheduler at {self.scheduler} ({type(e).__name__})") from None
+            else:
+                n = self.workers or os.cpu_count() or 1
+                self.cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+                try:
+                    self.client = Client(self.cluster)
+                except BaseException:
+                    self.cluster.close()
+                    raise
+        except BaseException:
+            self._session.__exit__(None, None, None)
+            raise
+        try:
+            interrupt.check()                       # a signal that arrived while the cluster started
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
         return self.client
 
     def __exit__(self, *exc):
         try:
             self.client.close()
         finally:
-            if self.cluster is not None:
-                self.cluster.close()
+            try:
+                if self.cluster is not None:
+                    self.cluster.close()
+            finally:
+                self._session.__exit__(None, None, None)
 
 
 def connect(workers=None, scheduler=None, client=None):
@@ -61,12 +109,19 @@ def as_completed_results(client, fn, jobs):
     """``fn(*args)`` for every ``(key, args)`` of ``jobs``, all submitted to ``client`` at once (``key``:
     the Dask key of the task); yields the results in the order they finish. Closing the generator
     cancels what is left."""
-    from distributed import as_completed
+    from distributed import wait
 
     futures = [client.submit(fn, *args, pure=False, key=key) for key, args in jobs]
+    left = set(futures)
     try:
-        for fut in as_completed(futures):
-            yield fut.result()
+        while left:
+            interrupt.check()                       # every 0.2 s: a signal stops the sweep within a second
+            try:
+                done, left = wait(left, timeout=0.2, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                continue
+            for fut in [f for f in futures if f in done]:
+                yield fut.result()
     finally:
         client.cancel(futures)
 
@@ -93,9 +148,15 @@ def in_order_results(workers, scheduler, fn, shared, calls, what, consequence=""
         for i in range(min(ahead, len(calls))):
             submit(i)
         for i in range(len(calls)):
-            interrupt.check()
+            fut = futures.pop(i)
             try:
-                result = futures.pop(i).result()
+                while True:
+                    interrupt.check()
+                    try:
+                        result = fut.result(timeout=0.5)
+                        break
+                    except TimeoutError:            # not finished yet: look for a signal, wait again
+                        continue
             except Exception as e:                  # a worker lost, the scheduler gone
                 raise MPISimError(f"Dask failed on {what} {i + 1} of {len(calls)} ({type(e).__name__}"
                                   f"{': ' + str(e).splitlines()[0][:100] if str(e) else ''}){consequence}") from None

@@ -4,6 +4,7 @@ simulate a phantom with realistic noise on ``bruker-2d`` → build (or load from
 system matrix → reconstruct → quantify iron and cells → MDF files and one figure.
 """
 
+import os
 from pathlib import Path
 import time
 
@@ -11,6 +12,7 @@ import numpy as np
 
 import mpisim
 
+from .errors import MPISimError
 from .io.atomic import check_output_path
 from .io.mdf import write_mdf
 from .io.reco_mdf import write_reconstruction
@@ -30,7 +32,14 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
     paths["figure"] = out / "demo.png"
     if out.is_dir() and not overwrite and all(p.name in {q.name for q in paths.values()} for p in out.iterdir()):
         overwrite = True        # the demo's own folder from an earlier run: rerunning replaces its files
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise MPISimError(f"{out}: --out must be a folder, and this is {'a file' if out.is_file() else 'not a folder'}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MPISimError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise MPISimError(f"{out}: the output folder is not writable")
 
     for p in paths.values():
         check_output_path(p, overwrite)

@@ -116,8 +116,14 @@ def parse_shape(text):
     return tuple(vals)
 
 
-def parse_triple(text, name):
-    """Parse ``"0.03,0.03,0.001"`` into three floats."""
+MAX_EXTENT = 1.0
+"""Largest field of view, or distance of its centre from the scanner's, accepted (m): the largest MPI
+scanners (human head) image about 0.2 m; a larger value is a length in mm typed as m."""
+
+
+def parse_triple(text, name, positive=False):
+    """Parse ``"0.03,0.03,0.001"`` (m) into three floats, each within ±:data:`MAX_EXTENT` (and > 0 with
+    ``positive``): ``--fov 38,38,1`` is refused before any work, naming the option."""
     try:
         vals = [float(p) for p in str(text).split(",")]
     except ValueError:
@@ -125,4 +131,9 @@ def parse_triple(text, name):
     if len(vals) != 3:
         raise MPISimError(f"{name} must have three values (x,y,z), got {text!r}")
     check_finite(name, np.array(vals))
+    if any(abs(v) > MAX_EXTENT for v in vals):
+        raise MPISimError(f"{name} {text} m: beyond {MAX_EXTENT:g} m, larger than any MPI scanner; the values are in m "
+                          f"(38 mm is 0.038)")
+    if positive and any(v <= 0 for v in vals):
+        raise MPISimError(f"{name}: the fov must be positive along every axis (m), got {text!r}")
     return tuple(vals)

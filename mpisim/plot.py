@@ -1,8 +1,9 @@
 """Figures (matplotlib, Agg backend): axes in mm, concentrations in mmol/L."""
 
-import os
 
 import numpy as np
+
+from .errors import MPISimError
 
 from .io.atomic import atomic_path
 from .quant import cells_map
@@ -82,10 +83,8 @@ def plot_reconstruction(reco, path, frame=0, title=None):
 def save_figure_atomic(fig_writer, path, overwrite=True):
     """Call ``fig_writer(tmp_path)`` and move the PNG into place atomically."""
 
-    with atomic_path(path, overwrite) as tmp:
-        fig_writer(tmp + ".png")
-
-        os.replace(tmp + ".png", tmp)
+    with atomic_path(path, overwrite, suffix=".part.png") as tmp:   # named and cleaned like every partial file
+        fig_writer(tmp)
     return path
 
 
@@ -104,10 +103,16 @@ def plot_cells(reco, iron_per_cell, path, frame=0, scale=1.0):
 
 
 def plot_measurement(meas, path, frame=None):
-    """Signal of one foreground frame (all channels) and its spectrum."""
+    """Signal of one foreground frame (all channels) and its spectrum; ``frame``: 0-based among the
+    foreground frames, as ``reco --frames`` counts (default the first; a file of background frames
+    only: among all frames)."""
     plt = _plt()
     fg = meas.foreground_frames
-    f = int(fg[0] if frame is None and fg.size else (frame or 0))
+    pool, what = (fg, "foreground frame(s)") if fg.size else (np.arange(meas.num_frames), "frame(s), all background")
+    k = 0 if frame is None else int(frame)
+    if not 0 <= k < pool.size:
+        raise MPISimError(f"frame {frame} out of range: the measurement has {pool.size} {what} (0..{pool.size - 1})")
+    f = int(pool[k])
     spec = np.abs(meas.spectra()[f, 0])
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     if not meas.frequency_domain:

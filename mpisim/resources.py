@@ -1,30 +1,87 @@
 """What the machine can give: memory checked before a large allocation (disk space: :mod:`mpisim.io.atomic`)."""
 
 import os
+from pathlib import Path
 
 from .errors import MPISimError
 
-__all__ = ["available_memory", "check_memory"]
+__all__ = ["available_memory", "cgroup_available", "check_memory"]
 
 
 def available_memory():
-    """Bytes of memory the system can give now without swapping, or None when it does not say.
+    """Bytes of memory this process can be given now without swapping, or None when nothing says.
 
     Linux: ``MemAvailable`` of /proc/meminfo — free memory plus the page cache and other memory the
     kernel reclaims on demand (after a 33 GB system matrix is written, most memory holds its pages in
-    the cache: free, for this purpose, though not "free"); elsewhere the free pages (``SC_AVPHYS_PAGES``).
+    the cache: free, for this purpose, though not "free") — and, when this process runs in a control
+    group with a memory limit (a container, a batch job), no more than that limit less the group's
+    use that is not reclaimable cache (:func:`cgroup_available`). Elsewhere the free pages
+    (``SC_AVPHYS_PAGES``).
     """
+    avail = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    avail = int(line.split()[1]) * 1024
+                    break
     except (OSError, ValueError, IndexError):
         pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            avail = None
+    group = cgroup_available()
+    if group is not None:
+        avail = group if avail is None else min(avail, group)
+    return avail
+
+
+def cgroup_available(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
+    """Bytes the memory limit of this process's control group leaves (limit − usage + the group's
+    reclaimable file cache), or None without a limit. cgroup v2 (``memory.max``, ``memory.current``,
+    ``inactive_file`` of ``memory.stat``) or v1 (``memory.limit_in_bytes``, ``memory.usage_in_bytes``,
+    ``total_inactive_file``)."""
+    base = Path(root)
+    v1_rel = v2_rel = None
     try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
+        with open(membership) as f:
+            for line in f:
+                parts = line.strip().split(":", 2)
+                if len(parts) != 3:
+                    continue
+                if "memory" in parts[1].split(","):
+                    v1_rel = parts[2].lstrip("/")
+                elif parts[0] == "0" and parts[1] == "":
+                    v2_rel = parts[2].lstrip("/")
+    except OSError:
         return None
+    v1 = v1_rel is not None                    # a v1 memory controller wins (hybrid systems mount both)
+    rel = v1_rel if v1 else v2_rel
+    if rel is None:
+        return None
+    folders = ([base / "memory" / rel, base / "memory"] if v1 else [base / rel, base])
+    names = (("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file") if v1 else
+             ("memory.max", "memory.current", "inactive_file"))
+    for d in folders:
+        try:
+            limit_text = (d / names[0]).read_text().strip()
+            used = int((d / names[1]).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if limit_text == "max" or not limit_text.isdigit() or int(limit_text) >= 1 << 60:
+            return None                                     # no limit (v1 writes a huge number for none)
+        inactive = 0
+        try:
+            for line in (d / "memory.stat").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == names[2]:
+                    inactive = int(value)
+        except (OSError, ValueError):
+            pass
+        return max(0, int(limit_text) - used + inactive)
+    return None
 
 
 def check_memory(nbytes, what, hint="use fewer frames or float32"):

@@ -214,7 +214,24 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
     spec = {"scanner": sc.to_dict(), "tracer": tracer.to_dict(), "settings": settings.__dict__,
             "vary": vary}
     results = out / "results.csv"
-    done = _prepare_folder(out, spec, resume, results)
+    fresh, existed = not out.exists(), [p for p in (results, out / "sweep.json") if p.exists()]
+    done = {}
+    try:
+        done.update(_prepare_folder(out, spec, resume, results))
+        return _run(sc, tracer, settings, vary, out, results, todo, done, workers, scheduler, progress, plot, client)
+    except BaseException:
+        if not done:                                  # nothing finished, now or before: leave nothing of this run
+            for p in (results, out / "sweep.json"):
+                if p not in existed:
+                    p.unlink(missing_ok=True)
+            if fresh:
+                with contextlib.suppress(OSError):
+                    out.rmdir()
+        raise
+
+
+def _run(sc, tracer, settings, vary, out, results, todo, done, workers, scheduler, progress, plot, client):
+    """The body of :func:`run_sweep` once its folder is ready: rows appended as designs finish."""
     pending = [(i, p) for i, p in todo if i not in done]
     columns = ["design", *vary, *figure_keys(sc), "status"]
     new = not results.exists()
@@ -234,14 +251,17 @@ def run_sweep(scanner, vary, out_dir, *, tracer=None, settings=None, workers=Non
                 plot_sweep(rows, list(vary), out / "figures.png")
         except (interrupt.Interrupted, KeyboardInterrupt) as e:   # the rows stay: they are the sweep's result
             signum = getattr(e, "signum", 2)
+            if not done:
+                raise interrupt.Interrupted(signum) from None
             raise interrupt.Interrupted(signum, kept=f"{results} keeps the {len(done)} of {len(todo)} designs "
                                                      f"that finished; --resume completes the sweep") from None
         except MPISimError:
             raise
         except Exception as e:                                      # the cluster failed (worker lost, connection)
+            kept = (f"{results} keeps the {len(done)} of {len(todo)} designs that finished; --resume completes the "
+                    f"sweep" if done else "nothing written")
             raise MPISimError(f"the sweep stopped: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-                              f"; {results} keeps the {len(done)} of {len(todo)} designs that finished; --resume "
-                              f"completes the sweep") from None
+                              f"; {kept}") from None
     return rows
 
 

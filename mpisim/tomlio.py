@@ -57,12 +57,29 @@ def dumps(data, _prefix=""):
     return out
 
 
+MAX_DEPTH = 32
+"""Deepest nesting of tables and arrays accepted (a scanner file nests 3 levels)."""
+
+
 def loads(text, source="TOML"):
-    """Parse TOML text, turning syntax errors into a one-line :class:`MPISimError`."""
+    """Parse TOML text, turning syntax errors and nesting deeper than :data:`MAX_DEPTH` (which would
+    exhaust the parser's recursion, or any code that walks the result) into a one-line
+    :class:`MPISimError`."""
     try:
-        return tomllib.loads(text)
+        out = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise MPISimError(f"{source}: malformed TOML: {e}") from None
+    except RecursionError:
+        raise MPISimError(f"{source}: tables or arrays nested deeper than Python's parser can follow "
+                          f"(at most {MAX_DEPTH} levels are used)") from None
+    stack = [(out, 1)]
+    while stack:                                  # iteratively: the check itself must not recurse
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise MPISimError(f"{source}: tables or arrays nested deeper than {MAX_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return out
 
 
 def load(path):

@@ -6,9 +6,16 @@ import math
 from .errors import MPISimError
 
 __all__ = ["MASS", "SUFFIXES", "parse_quantity", "parse_mass", "IRON_PER_CELL_LIMITS", "parse_iron_per_cell",
-           "format_mass", "MAGNETITE_IRON_MOL_PER_L", "parse_concentration", "parse_diameter"]
+           "format_mass", "MAGNETITE_IRON_MOL_PER_L", "CONCENTRATION", "parse_concentration", "parse_diameter"]
 
 MASS = {"pg": 1e-15, "ng": 1e-12, "ug": 1e-9, "µg": 1e-9, "mg": 1e-6, "kg": 1.0, "g": 1e-3}
+BY_UNIT = {"m": {"nm": 1e-9, "um": 1e-6, "µm": 1e-6, "mm": 1e-3, "cm": 1e-2, "m": 1.0},
+           "Hz": {"hz": 1.0, "khz": 1e3, "mhz": 1e6},
+           "s": {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0},
+           "T": {"ut": 1e-6, "µt": 1e-6, "mt": 1e-3, "t": 1.0}}
+"""Suffixes an option of each SI unit accepts (an option in another unit, or without one, accepts a bare
+number only): '--body-radius 10kHz' is refused, not read as 10 km."""
+
 SUFFIXES = {"nm": 1e-9, "um": 1e-6, "µm": 1e-6, "mm": 1e-3, "m": 1.0, "khz": 1e3, "mhz": 1e6, "hz": 1.0,
             "mmol/l": 1e-3, "mol/l": 1.0, "mm/l": 1e-3, **MASS}
 
@@ -70,19 +77,45 @@ MAGNETITE_IRON_MOL_PER_L = 67.0
 """Iron concentration of solid magnetite (5.17 g/cm³ × 0.7236 / 55.845 g/mol ≈ 67 mol/L): no sample exceeds it."""
 
 
+CONCENTRATION = {"mol/l": 1.0, "mmol/l": 1e-3, "umol/l": 1e-6, "µmol/l": 1e-6}
+"""Concentration suffixes (lower case) → mol/L: '50mmol/L', '50mM', '0.05M', '0.05mol/L'."""
+
+
 def parse_concentration(text, name="--concentration", positive=False):
-    """Iron concentration in mol/L from '0.05', '50mmol/L' or '50mM'; refuses values above solid
-    magnetite's 67 mol/L (usually mmol/L typed as mol/L), NaN and negative (or, with
-    ``positive``, zero) ones."""
-    v = parse_quantity(str(text).replace("mM", "mmol/L"), name, "a concentration in mol/L (0.05) or 50mmol/L")
+    """Iron concentration in mol/L from '50mmol/L', '50mM', '0.05mol/L' or '0.05M'. A unit is required,
+    as for every amount on the command line: a bare '50' could mean 50 mmol/L or 50 mol/L. Refuses
+    values above solid magnetite's 67 mol/L, NaN and negative (or, with ``positive``, zero) ones."""
+    t = str(text).strip()
+    try:
+        float(t)
+        bare = True
+    except ValueError:
+        bare = False
+    if bare:
+        raise MPISimError(f"{name} needs a unit: write e.g. {t}mmol/L or {t}mol/L (mol/L, mmol/L, µmol/L, M, mM), "
+                          f"got {text!r}")
+    for molar, written in (("mM", "mmol/L"), ("µM", "µmol/L"), ("uM", "µmol/L"), ("M", "mol/L")):
+        if t.endswith(molar) and not t.lower().endswith("mol/l"):        # molar: case matters (m is milli)
+            t = t[: -len(molar)] + written
+            break
+    low = t.lower()
+    v = None
+    for suf in sorted(CONCENTRATION, key=len, reverse=True):
+        if low.endswith(suf) and t[: -len(suf)].strip():
+            try:
+                v = float(t[: -len(suf)]) * CONCENTRATION[suf]
+            except ValueError:
+                pass
+            break
+    if v is None:
+        raise MPISimError(f"{name} must be a concentration with its unit, e.g. 50mmol/L or 0.05mol/L, got {text!r}")
     if not math.isfinite(v):
-        raise MPISimError(f"{name} must be a finite number of mol/L, got {text!r} (NaN/Inf)")
+        raise MPISimError(f"{name} must be a finite concentration, got {text!r} (NaN/Inf)")
     if v < 0 or (positive and v == 0):
         raise MPISimError(f"{name}: {'negative' if v < 0 else 'zero'} concentration {text!r}; it must be "
                           f"{'> 0' if positive else '>= 0'} mol/L")
     if v >= MAGNETITE_IRON_MOL_PER_L:
-        raise MPISimError(f"{name} {text} mol/L exceeds the iron in solid magnetite (67 mol/L); for millimolar "
-                          f"write {text}mmol/L")
+        raise MPISimError(f"{name} {text} exceeds the iron in solid magnetite (67 mol/L)")
     return v
 
 

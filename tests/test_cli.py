@@ -21,8 +21,10 @@ def test_simulate_and_info(tmp_path, capsys):
 @pytest.mark.parametrize("args,needle", [
     (["--scanner", "bruker-7d"], "unknown scanner preset"),
     (["--phantom", "teapot"], "unknown phantom"),
-    (["--concentration", "-0.1"], "negative concentration"),
-    (["--concentration", "nan"], "NaN"),
+    (["--concentration=-0.1mol/L"], "negative concentration"),
+    (["--concentration", "nanmol/L"], "NaN"),
+    (["--concentration", "50"], "needs a unit"),
+    (["--concentration", "50kHz"], "with its unit"),
     (["--tracer-diameter", "abc"], "--tracer-diameter"),
     (["--noise", "loud"], "--noise"),
     (["--frames", "0"], "frames"),

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from mpisim.cli import main
+from test_hostile_h5 import CAP, LIMIT_S, run_capped
 
 
 def _digest(p):
@@ -52,13 +53,18 @@ def test_inputs_that_are_not_regular_files_are_refused(files, tmp_path, kind):
         bad.mkdir()
         what = "a folder"
     before = sorted(x.name for x in tmp_path.iterdir())
+    m, sm, r = (str(files / n) for n in ("m.mdf", "s.mdf", "r.mdf"))
     for args in (["info", str(bad)], ["design", str(bad)], ["simulate", "--scanner", str(bad), "--out", "x.mdf"],
-                 ["reco", str(bad), "--sm", str(files / "s.mdf"), "--out", "x.mdf"],
-                 ["quantify", str(files / "r.mdf"), "--roi-mask", str(bad), "--estimator", "roi-sum"],
-                 ["convert", str(bad), "x.mdf"]):
-        rc, err = _run(args, tmp_path)
+                 ["simulate", "--transfer-function", str(bad), "--out", "x.mdf"], ["plot", str(bad), "--out", "x.png"],
+                 ["reco", str(bad), "--sm", sm, "--out", "x.mdf"], ["reco", m, "--sm", str(bad), "--out", "x.mdf"],
+                 ["reco", m, "--sm", sm, "--transfer-function", str(bad), "--out", "x.mdf"],
+                 ["quantify", str(bad)], ["quantify", r, "--measurement", str(bad), "--sm", sm],
+                 ["quantify", r, "--roi-mask", str(bad), "--estimator", "roi-sum"],
+                 ["convert", str(bad), "x.mdf"], ["sweep", str(bad), "--vary", "selection.gradient=1,2", "--out", "x"]):
+        rc, err, took, peak = run_capped(args, tmp_path)
         assert rc == 2, (args, err)
         assert f"is {what}" in err and len(err.strip().splitlines()) == 1, (args, err)
+        assert took < LIMIT_S and peak < CAP, (args, took, peak)
     assert sorted(x.name for x in tmp_path.iterdir()) == before                 # nothing written
 
 
@@ -139,3 +145,62 @@ def test_strings_from_a_file_do_not_drive_the_terminal(files, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b]0;pwned\\x07" in out
+
+
+def test_read_only_cache_serves_hits(tmp_path, capsys, monkeypatch):
+    """A cache folder that cannot be written (a shared, read-only cache) still serves its entries, with a
+    one-line note; a miss there is a one-line error. (Root ignores permissions, so the folder's
+    writability is what the test sets.)"""
+    from mpisim import cache
+
+    monkeypatch.chdir(tmp_path)
+    args = ["sysmat", "--scanner", "bruker-2d", "--grid", "8x8x1", "--cache-dir", str(tmp_path / "c")]
+    assert main([*args, "--out", "a.mdf"]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(cache, "writable", lambda d: False)
+    assert main([*args, "--out", "b.mdf"]) == 0
+    out = capsys.readouterr()
+    assert "the cache folder is read-only: nothing can be added to it" in out.out + out.err
+    assert (tmp_path / "b.mdf").exists() and os.path.samefile(tmp_path / "b.mdf", next((tmp_path / "c").glob("sm-*.mdf")))
+    assert main(["sysmat", "--scanner", "bruker-2d", "--grid", "9x9x1", "--cache-dir", str(tmp_path / "c"),
+                 "--out", "c.mdf"]) == 2
+    err = capsys.readouterr().err
+    assert "is read-only and holds no entry" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "c.mdf").exists()
+
+
+@pytest.mark.parametrize("nesting", ["array", "table", "inline"])
+def test_deeply_nested_toml_is_refused_in_one_line(tmp_path, nesting):
+    """A scanner TOML nested thousands of levels deep (a RecursionError in the parser before) is refused by
+    every command that reads one, under the memory cap and time limit."""
+    text = {"array": "name = 'deep'\nx = " + "[" * 5000 + "]" * 5000,
+            "table": "[" + ".".join(["a"] * 3000) + "]\ny = 1",
+            "inline": "x = " + "{a=" * 3000 + "1" + "}" * 3000}[nesting]
+    (tmp_path / "deep.toml").write_text(text + "\n")
+    for args in (["design", "deep.toml"], ["simulate", "--scanner", "deep.toml", "--out", "x.mdf"],
+                 ["sysmat", "--scanner", "deep.toml", "--grid", "4x4x1", "--out", "x.mdf"],
+                 ["sweep", "deep.toml", "--vary", "selection.gradient=1,2", "--out", "x"]):
+        rc, err, took, peak = run_capped(args, tmp_path)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and "nested deeper" in err, (args, err)
+        assert took < LIMIT_S and peak < CAP
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["deep.toml"]
+
+
+def test_embedded_scanner_disagreeing_with_acquisition_is_refused_first(files, tmp_path):
+    """A file whose /_mpisim/scanner says one sequence and /acquisition another contradicts itself: refused
+    in one line before any work (it failed with a ValueError after the whole reconstruction before)."""
+    import h5py
+
+    bad = tmp_path / "m.mdf"
+    bad.write_bytes((files / "m.mdf").read_bytes())
+    with h5py.File(bad, "r+") as h:
+        text = h["_mpisim/scanner"][()].decode()
+        assert "divider = 96" in text
+        del h["_mpisim/scanner"]
+        h["_mpisim/scanner"] = text.replace("divider = 96", "divider = 97")
+    for args in (["reco", "m.mdf", "--sm", str(files / "s.mdf"), "--out", "x.mdf"], ["plot", "m.mdf", "--out", "x.png"],
+                 ["convert", "m.mdf", "x.mdf"]):
+        rc, err, took, peak = run_capped(args, tmp_path)
+        assert rc == 2 and len(err.strip().splitlines()) == 1, (args, err)
+        assert "/_mpisim/scanner disagrees with /acquisition on the drive dividers" in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mdf"]

@@ -6,16 +6,19 @@ import sys
 from ..errors import MPISimError
 from ..particles import Tracer, default_tracer
 from ..scanner import PRESETS, get_scanner, read_scanner_toml
-from ..units import parse_diameter, parse_quantity
+from ..units import BY_UNIT, parse_diameter, parse_quantity
 
 __all__ = ["float_or_si", "freq", "backend_arg", "tracer_from_args", "add_tracer_args", "scanner_from_arg",
            "int_list", "overwrite_arg"]
 
 
 def float_or_si(text, name, unit=""):
-    """Parse '25e-9', '25nm', '10pg', '2e-9' into SI floats (see :mod:`mpisim.units`)."""
-
-    return parse_quantity(text, name, f"a number in {unit}" if unit else "")
+    """Parse a number in ``unit`` (SI): bare ('25e-9') or with a suffix of that unit ('25nm' for m,
+    '25kHz' for Hz, '5ms' for s, '80mT' for T; :data:`mpisim.units.BY_UNIT`); a suffix of another
+    unit is refused."""
+    units = BY_UNIT.get(unit, {})
+    hint = f"a number in {unit}" + (f" or with one of {', '.join(units)}" if units else "") if unit else "a number"
+    return parse_quantity(text, name, hint, units)
 
 
 def freq(text, name):

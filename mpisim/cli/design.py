@@ -7,7 +7,7 @@ from ..errors import MPISimError
 from ..io.atomic import atomic_path, check_output_path
 from ..sweep import parse_vary
 from ..sweep import run_sweep as sweep
-from ..units import parse_quantity
+from ..units import parse_iron_per_cell
 from .common import add_tracer_args, float_or_si, scanner_from_arg, tracer_from_args
 
 __all__ = ["add_parser", "run_design", "run_sweep"]
@@ -60,7 +60,7 @@ def add_parser(sub):
 
 
 def _settings(args):
-    ipc = parse_quantity(args.iron_per_cell, "--iron-per-cell", "an iron mass, e.g. 10pg")
+    ipc = parse_iron_per_cell(args.iron_per_cell)
     return DesignSettings(averages=args.averages, iron_per_cell=ipc,
                           body_radius=float_or_si(args.body_radius, "--body-radius", "m"),
                           pns_limit=float_or_si(args.pns_limit, "--pns-limit", "T"))

@@ -21,7 +21,7 @@ def add_parser(sub):
     p.add_argument("file", help="MDF file (measurement, calibration or reconstruction)")
     p.add_argument("--out", default=None, help="PNG path (default: FILE with .png; FILE.plot.png if that is FILE)")
     p.add_argument("--frame", type=int, default=None,
-                   help="frame to draw, 0-based (default: the first foreground frame)")
+                   help="frame to draw, 0-based among the foreground frames as reco --frames counts (default: the first)")
     overwrite_arg(p)
     p.set_defaults(func=run)
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 
 from ..io.atomic import check_input_file, check_output_path
 from ..errors import MPISimError
@@ -85,9 +86,10 @@ def _inputs(args, reco):
         return {}
     try:
         return open_inputs(meas, sm, reco.params)
-    except MPISimError:
-        if args.estimator == "gtm":
+    except MPISimError as e:
+        if args.estimator == "gtm" or args.measurement or args.sm:   # files the user named: their error
             raise
+        warnings.warn(f"the measurement and system matrix the reconstruction records cannot be used ({e})")
         return {}                       # auto: the image sum, and the output says why
 
 

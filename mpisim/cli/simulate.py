@@ -19,7 +19,7 @@ def add_parser(sub):
     s.add_argument("--phantom", default="point",
                    help="point, shapes, concentration (OpenMPIData, 3D), concentration-2d (2D raster, not OpenMPIData), "
                         "resolution, shape, graft, a phantom .toml or a .npy array (default point)")
-    s.add_argument("--concentration", default=None, help="phantom concentration in mol Fe/L (0.05) or with a unit (50mmol/L) (default: the phantom's own)")
+    s.add_argument("--concentration", default=None, help="phantom iron concentration with its unit, e.g. 50mmol/L or 0.05mol/L (default: the phantom's own)")
     add_tracer_args(s)
     s.add_argument("--frames", type=int, default=1, help="foreground frames (default 1)")
     s.add_argument("--background-frames", type=int, default=0, help="empty-scanner frames, stored first (default 0)")

@@ -21,7 +21,8 @@ def add_parser(sub):
     p.add_argument("--fov", default=None, metavar="X,Y,Z", help="field of view in m (default: drive FOV × 1.1)")
     p.add_argument("--center", default="0,0,0", metavar="X,Y,Z", help="FOV centre in m (default 0,0,0)")
     add_tracer_args(p)
-    p.add_argument("--delta-concentration", default="0.1", help="delta-sample concentration in mol Fe/L (default 0.1)")
+    p.add_argument("--delta-concentration", default="100mmol/L",
+                   help="delta-sample concentration with its unit, e.g. 100mmol/L or 0.1mol/L (default 100 mmol/L)")
     p.add_argument("--background-frames", type=int, default=10, help="empty frames appended (default 10)")
     p.add_argument("--noise", default="realistic",
                    help="noise density in V/√Hz for background frames and SNR, or 'realistic': the preset's "
@@ -51,7 +52,7 @@ def run(args):
         raise MPISimError(f"--workers must be >= 1, got {args.workers}")
     scanner = scanner_from_arg(args.scanner)
     shape = parse_shape(args.grid)
-    fov = parse_triple(args.fov, "--fov") if args.fov else None
+    fov = parse_triple(args.fov, "--fov", positive=True) if args.fov else None
     grid = default_grid(scanner, shape, fov, parse_triple(args.center, "--center"))
     tracer = tracer_from_args(args)
 

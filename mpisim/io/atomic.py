@@ -94,13 +94,17 @@ def check_output_path(path, overwrite=False):
 
 
 @contextlib.contextmanager
-def atomic_path(path, overwrite=False, record=True):
+def atomic_path(path, overwrite=False, record=True, suffix=".part"):
     """Yield a temporary path next to ``path``; rename it onto ``path`` when the block succeeds.
-    ``record=False``: not one of the outputs an interrupted command removes (a sweep's own state)."""
+    ``record=False``: not one of the outputs an interrupted command removes (a sweep's own state).
+    ``suffix``: the temporary name's ending, one of :data:`PART_SUFFIXES` (``.part.png`` for a figure,
+    whose writer takes the format from the name)."""
+    if suffix not in PART_SUFFIXES:
+        raise ValueError(f"suffix must be one of {PART_SUFFIXES}")
     p = check_output_path(path, overwrite)
     folder = p.parent if str(p.parent) else Path(".")
     remove_stale_parts(folder, p.name)
-    fd, tmp = tempfile.mkstemp(prefix=f".{_part_stem(p.name)}{_owner()}", suffix=".part", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{_part_stem(p.name)}{_owner()}", suffix=suffix, dir=folder)
     os.close(fd)
     try:
         yield tmp
@@ -140,6 +144,9 @@ def _part_stem(name):
 
 PART_STEM_BYTES = 160
 
+PART_SUFFIXES = (".part", ".part.png")
+"""Endings of temporary names (``.NAME~host~pid~XXXXXXXX.part``, ``….part.png`` for figures)."""
+
 
 def _owner():
     """The part of a temporary name that says who writes it: ``~host~pid~``."""
@@ -161,12 +168,13 @@ def stale_parts(folder, name=None):
     folder = Path(folder)
     out = []
     try:
-        candidates = list(folder.glob(f".{_part_stem(name)}*.part" if name else ".*.part"))
+        candidates = [c for suffix in PART_SUFFIXES
+                      for c in folder.glob(f".{_part_stem(name)}*{suffix}" if name else f".*{suffix}")]
     except OSError:
         return out
     host = _host()
     for p in candidates:
-        parts = p.name[:-len(".part")].split("~")
+        parts = p.name[:-len(next(x for x in reversed(PART_SUFFIXES) if p.name.endswith(x)))].split("~")
         if len(parts) >= 4 and (name is None or parts[0] == f".{name}"):
             if parts[-3] != host or not parts[-2].isdigit() or _alive(int(parts[-2])):
                 continue

@@ -29,6 +29,7 @@ from . import checksum
 from .. import backend as B
 from .. import interrupt
 from ..errors import MPISimError
+from .h5 import datasets
 
 __all__ = ["LAYOUT", "BLOCK_BYTES", "DamagedRows", "create_row_dataset", "StripeWriter", "MANIFEST",
            "write_manifest", "verify_manifest", "row_checksums", "raw_offset", "read_row_runs"]
@@ -223,12 +224,7 @@ def verify_manifest(h):
         want = json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
     except Exception:
         return "manifest unreadable"
-    seen = []
-
-    def visit(name, obj):
-        if isinstance(obj, h5py.Dataset) and name not in _UNLISTED:
-            seen.append(name)
-    h.visititems(visit)
+    seen = [n for n in datasets(h) if n not in _UNLISTED]
     extra = sorted(set(seen) - set(want))
     missing = sorted(set(want) - set(seen))
     if extra or missing:

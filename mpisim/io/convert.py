@@ -1,6 +1,8 @@
 """``mpisim convert``: MDF measurement files between time and frequency domain, with frequency
 selection. Every group other than /measurement is copied unchanged; the input is read-only."""
 
+import warnings
+
 import h5py
 import numpy as np
 
@@ -12,6 +14,26 @@ from .h5 import open_h5
 from .mdf_read import guarded, read_mdf
 
 __all__ = ["convert"]
+
+
+def _drop_nonfinite_attributes(h):
+    """Delete every numeric attribute holding NaN or Inf from the file being written (MDF defines no
+    attributes; one that is not finite is never meaningful); returns their names."""
+    dropped = []
+
+    def visit(name, obj):
+        for key in list(obj.attrs):
+            try:
+                a = np.asarray(obj.attrs[key])
+            except Exception:                    # an attribute h5py cannot read is not copied either
+                a = np.array(np.nan)
+            if a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
+                del obj.attrs[key]
+                dropped.append(f"/{name}@{key}".replace("//", "/"))
+
+    visit("", h)
+    h.visititems(visit)
+    return dropped
 
 
 @guarded
@@ -66,4 +88,8 @@ def convert(src, dst, to="frequency", min_freq=0.0, max_freq=0.0, overwrite=Fals
             if "acquisition/numFrames" in h:
                 del h["acquisition/numFrames"]
             h["acquisition/numFrames"] = np.int64(data.shape[0])
+            dropped = _drop_nonfinite_attributes(h)
+    if dropped:
+        warnings.warn(f"{src}: {len(dropped)} attribute(s) holding NaN or Inf not copied "
+                      f"({', '.join(dropped[:3])}{', …' if len(dropped) > 3 else ''})")
     return data.shape, (freqs.size if bins is None else bins.size)

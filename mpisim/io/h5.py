@@ -1,16 +1,211 @@
-"""Safe read-only opening of HDF5 files with clear errors."""
+"""Opening HDF5 files that mpisim did not write, safely: the one place every reader goes through.
+
+:func:`open_h5` opens a file read-only and, before anything is read from it, walks its structure once
+(:func:`inspect`), in time linear in the number of objects, and refuses in one line naming the file
+and the object:
+
+- **links out of the file**: external links, soft links and user-defined links (MDF has none; a
+  soft link can also make the walk circular);
+- **data stored elsewhere**: external raw storage (a dataset whose bytes are another file, e.g.
+  ``/etc/passwd``) and virtual datasets (a dataset that maps other files' data);
+- **filters it cannot vouch for**: anything but deflate, shuffle, Fletcher-32, n-bit,
+  scale-offset and LZF;
+- **declared sizes the file does not back**: a dataset above :data:`BOMB_FLOOR` declaring more than
+  :data:`MAX_RATIO` times the bytes it stores (a decompression bomb, or a dataset without data whose
+  fill value would be read), the declared bytes of all datasets together above ``MAX_RATIO`` × the
+  file's size + ``BOMB_FLOOR``, and chunks above :data:`MAX_CHUNK_BYTES` (a chunk is decompressed
+  whole);
+- **structure no MDF file has**: groups nested deeper than :data:`MAX_DEPTH` or more than
+  :data:`MAX_OBJECTS` links.
+
+Bulk data are then read in blocks of at most :data:`READ_BLOCK_BYTES` with an interrupt check
+between blocks (:func:`read_blocks`), so Ctrl-C and SIGTERM stop even a slow, compressed read.
+The limits are stated in docs/conventions.md ("Untrusted files").
+"""
 
 import contextlib
+import os
 
+import numpy as np
+
+from .. import interrupt
 from ..errors import MPISimError
 from .atomic import check_input_file
 
-__all__ = ["open_h5"]
+__all__ = ["ALLOWED_FILTERS", "BOMB_FLOOR", "MAX_CHUNK_BYTES", "MAX_DEPTH", "MAX_OBJECTS", "MAX_RATIO",
+           "READ_BLOCK_BYTES", "datasets", "inspect", "open_h5", "read_blocks"]
+
+MAX_DEPTH = 16
+"""Deepest group nesting accepted (MDF nests 3 levels: /acquisition/receiver/bandwidth)."""
+
+MAX_OBJECTS = 10_000
+"""Most links in one file (an MDF file has about a hundred)."""
+
+MAX_RATIO = 100
+"""Most declared bytes per stored byte of a dataset above :data:`BOMB_FLOOR` (deflate reaches about
+1000 on zeros; measured and simulated MPI data compress by a few)."""
+
+BOMB_FLOOR = 64 << 20
+"""Declared bytes below which a dataset is not held to :data:`MAX_RATIO` (64 MiB: small fields,
+and images that are mostly zeros, may compress further)."""
+
+MAX_CHUNK_BYTES = 256 << 20
+"""Largest chunk accepted (256 MiB): HDF5 decompresses a chunk whole to read any of it."""
+
+READ_BLOCK_BYTES = 64 << 20
+"""Bytes read from a dataset between two interrupt checks."""
+
+ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 5: "nbit", 6: "scaleoffset", 32000: "lzf"}
+"""HDF5 filters accepted, by filter id."""
+
+_LINK_KIND = {1: "a soft link", 64: "an external link"}
+
+
+def _refuse(path, why):
+    raise MPISimError(f"{path}: refused: {why}")
+
+
+def _declared_bytes(ds):
+    return int(np.prod(ds.shape, dtype=object) if ds.shape else 1) * int(ds.dtype.itemsize)
+
+
+def _check_dataset(path, name, ds):
+    """One dataset's storage: no external raw data, not virtual, known filters, a bounded chunk, and a
+    declared size its stored bytes can back. Returns its declared bytes."""
+    import h5py
+
+    try:
+        dcpl = ds.id.get_create_plist()
+        layout = dcpl.get_layout()
+        external = dcpl.get_external_count()
+        filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
+        stored = int(ds.id.get_storage_size()) if layout != h5py.h5d.VIRTUAL else 0
+    except Exception as e:                                           # damaged object header
+        raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
+    if layout == h5py.h5d.VIRTUAL:
+        _refuse(path, f"/{name} is a virtual dataset (its data would come from other files)")
+    if external:
+        _refuse(path, f"/{name} keeps its data in external files (they could be any file on this machine)")
+    unknown = [f for f in filters if f not in ALLOWED_FILTERS]
+    if unknown:
+        _refuse(path, f"/{name} uses HDF5 filter {unknown[0]}, not one of "
+                      f"{', '.join(ALLOWED_FILTERS.values())}")
+    declared = _declared_bytes(ds)
+    if ds.chunks is not None:
+        chunk = int(np.prod(ds.chunks, dtype=object)) * int(ds.dtype.itemsize)
+        if chunk > MAX_CHUNK_BYTES:
+            _refuse(path, f"/{name} has chunks of {chunk / 2**20:.0f} MiB (at most {MAX_CHUNK_BYTES >> 20} MiB)")
+    if declared > BOMB_FLOOR and declared > MAX_RATIO * stored:
+        _refuse(path, f"/{name} declares {_size(declared)} but the file stores {_size(stored)} of it "
+                      f"(a decompression bomb or a dataset without data)")
+    return declared
+
+
+def _size(n):
+    for unit, s in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << s:
+            return f"{n / (1 << s):.1f} {unit}"
+    return f"{n} bytes"
+
+
+def inspect(h, path):
+    """Walk every object of the open file ``h`` once (depth-first, each object once however many hard
+    links reach it) and refuse what the module docstring lists. Returns the names of its datasets."""
+    import h5py
+
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        size = None
+    names, seen, total = [], set(), 0
+    count = 0
+    stack = [("", h, 0)]
+    while stack:
+        prefix, group, depth = stack.pop()
+        links = []
+        try:
+            group.id.links.iterate(lambda n, info: links.append((n, info.type)), info=True)
+        except Exception as e:
+            raise MPISimError(f"{path}: /{prefix} cannot be read ({str(e).splitlines()[0][:80]})") from None
+        count += len(links)
+        if count > MAX_OBJECTS:
+            _refuse(path, f"more than {MAX_OBJECTS} objects (an MDF file has about a hundred)")
+        for raw, kind in links:
+            key = raw.decode("utf-8", "replace")
+            name = f"{prefix}/{key}" if prefix else key
+            if kind != h5py.h5l.TYPE_HARD:
+                _refuse(path, f"/{name} is {_LINK_KIND.get(kind, 'a user-defined link')} (MDF files have no links)")
+            try:
+                obj = group[raw]
+                oid = (h5py.h5o.get_info(obj.id).fileno, h5py.h5o.get_info(obj.id).addr)
+            except Exception as e:
+                raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
+            if oid in seen:
+                continue
+            seen.add(oid)
+            if isinstance(obj, h5py.Group):
+                if depth + 1 >= MAX_DEPTH:
+                    _refuse(path, f"groups nested deeper than {MAX_DEPTH} levels (at /{name[:80]}…)")
+                stack.append((name, obj, depth + 1))
+            elif isinstance(obj, h5py.Dataset):
+                names.append(name)
+                total += _check_dataset(path, name, obj)
+        interrupt.check()
+    if size is not None and total > MAX_RATIO * size + BOMB_FLOOR:
+        _refuse(path, f"its datasets declare {_size(total)} in a file of {_size(size)}")
+    return names
+
+
+def datasets(h):
+    """The dataset names of a file opened with :func:`open_h5` (from its one walk)."""
+    names = getattr(h, "_mpisim_datasets", None)
+    if names is None:
+        names = inspect(h, h.filename)
+    return names
+
+
+def read_blocks(ds, path, name, sel=None, axis=0):
+    """``ds[sel]`` (``sel``: a tuple of slices, or None for all), read in blocks along ``axis`` of at
+    most :data:`READ_BLOCK_BYTES` with :func:`mpisim.interrupt.check` between blocks; a read failure is
+    a one-line error naming the dataset."""
+    shape = ds.shape
+    if sel is None:
+        sel = tuple(slice(None) for _ in shape)
+    sel = tuple(sel) + tuple(slice(None) for _ in range(len(shape) - len(sel)))
+    try:
+        if not shape:
+            return ds[()]
+        ax = sel[axis]
+        if isinstance(ax, slice):
+            idx = range(*ax.indices(shape[axis]))
+            n = len(idx)
+        else:
+            idx = np.asarray(ax)
+            n = idx.size
+        rest = [len(range(*s.indices(d))) if isinstance(s, slice) else np.size(s)
+                for i, (s, d) in enumerate(zip(sel, shape)) if i != axis]
+        per = max(1, int(np.prod(rest, dtype=object)) * ds.dtype.itemsize)
+        step = max(1, READ_BLOCK_BYTES // per)
+        if n <= step:
+            return ds[sel]
+        parts = []
+        for a in range(0, n, step):
+            interrupt.check()
+            part = idx[a:a + step]
+            if isinstance(idx, range):
+                part = slice(part.start, part.stop, part.step) if len(part) else slice(0, 0)
+            parts.append(ds[sel[:axis] + (part,) + sel[axis + 1:]])
+        return np.concatenate(parts, axis=axis)
+    except (MPISimError, interrupt.Interrupted):
+        raise
+    except Exception as e:                                         # HDF5 read errors on damaged files
+        raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
 
 
 @contextlib.contextmanager
 def open_h5(path):
-    """Open an HDF5 file read-only; missing, unreadable and non-HDF5 files give one-line errors."""
+    """Open an HDF5 file read-only and :func:`inspect` it: missing, unreadable, non-HDF5 and hostile
+    files give one-line errors before any data are read."""
     import h5py
 
     p = check_input_file(path)
@@ -26,6 +221,7 @@ def open_h5(path):
             why = f"cannot open as HDF5 ({msg.splitlines()[0][:120]})"
         raise MPISimError(f"{p}: {why}") from None
     try:
+        f._mpisim_datasets = inspect(f, p)
         yield f
     finally:
         f.close()

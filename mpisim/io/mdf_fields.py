@@ -8,6 +8,7 @@ anything else is taken from it; ``tests/test_fuzz_fields.py`` keeps them complet
 import numpy as np
 
 from ..errors import MPISimError
+from .h5 import datasets
 
 __all__ = ["BULK", "MAX_DATA", "RANGES", "check_metadata"]
 
@@ -49,11 +50,7 @@ def check_metadata(r):
     """Every numeric metadata field finite, the known ones inside :data:`RANGES`, the checksums of
     their own type: a one-line error naming the field (bulk data are checked where they are read)."""
     h, path = r.h, r.path
-    names = []
-    import h5py
-
-    h.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-    for n in names:
+    for n in datasets(h):
         ds = h[n]
         if n in BULK or ds.dtype.kind not in "biufc" or ds.size is None or ds.size > 1_000_000:
             continue

@@ -20,9 +20,10 @@ from ..errors import MPISimError
 from ..measurement import Measurement
 from ..metadata import CalibrationInfo, Provenance, StoredFrames, Truth
 from ..particles import Tracer
+from ..resources import check_memory
 from ..scanner import Scanner
 from .calibration import BLOCK_BYTES, DamagedRows, read_row_runs, row_checksums
-from .h5 import open_h5
+from .h5 import open_h5, read_blocks
 from .mdf_fields import MAX_DATA, check_metadata
 
 __all__ = ["DataLayout", "Reader", "format_info", "guarded", "populated_empty", "read_calibration", "read_header",
@@ -44,10 +45,12 @@ class Reader:
                 obj = self.h[n]
                 if not hasattr(obj, "shape"):
                     raise MPISimError(f"{self.path}: /{n} is a group, expected a dataset")
-                try:
-                    return obj[()]
-                except Exception as e:  # HDF5 read errors on damaged files
-                    raise MPISimError(f"{self.path}: /{n} cannot be read ({str(e).splitlines()[0][:80]})") from None
+                if obj.shape is None:
+                    raise MPISimError(f"{self.path}: /{n} is an empty (null) dataset")
+                nbytes = int(np.prod(obj.shape, dtype=object)) * obj.dtype.itemsize
+                if nbytes > (64 << 20):
+                    check_memory(2 * nbytes, f"{self.path}: /{n}", hint="is this the right file?")
+                return read_blocks(obj, self.path, n)
         if required:
             raise MPISimError(f"{self.path}: missing mandatory field /{name}")
         return None
@@ -307,11 +310,16 @@ class DataLayout:
         return a
 
     def read_frames(self, frames=slice(None)):
-        """Frames (stored order) → canonical (n, J, C, K|V) array, converted."""
-        try:
-            a = self.ds[(slice(None),) * 3 + (frames,)] if self.fast else self.ds[frames]
-        except Exception as e:
-            raise MPISimError(f"{self.path}: /measurement/data cannot be read ({str(e).splitlines()[0][:80]})") from None
+        """Frames (stored order) → canonical (n, J, C, K|V) array, converted; read in blocks of frames with
+        an interrupt check between blocks, after checking that memory can hold them."""
+        ds = self.ds
+        n = len(range(*frames.indices(self.num_frames))) if isinstance(frames, slice) else np.size(frames)
+        per_frame = int(np.prod(ds.shape, dtype=object)) // max(self.num_frames, 1)
+        need = n * per_frame * (ds.dtype.itemsize + 16)          # as stored, then converted
+        if need > (64 << 20):
+            check_memory(need, f"{self.path}: {n} frames of /measurement/data", hint="read fewer frames (--frames)")
+        axis = ds.ndim - 1 - self.v1complex if self.fast else 0
+        a = read_blocks(ds, self.path, "measurement/data", (slice(None),) * axis + (frames,), axis=axis)
         if self.fast and self.v1complex:
             a = np.moveaxis(a, -2, 0)            # (J, C, K, n, 2) → (n, J, C, K, 2)
         elif self.fast:
@@ -503,7 +511,7 @@ def _measurement(r, info, lay, a, frames=None):
     if nf is not None and nf != N and not ("calibration" in h and nf == int((~stored_bg).sum())):
         raise MPISimError(f"{path}: /acquisition/numFrames is {nf} but /measurement/data holds {N} frames")
     tf = _transfer_function(r, K)
-    scanner, tracer = _stored_scanner(r), _stored_tracer(r)
+    scanner, tracer = _stored_scanner(r, info), _stored_tracer(r)
     stored = StoredFrames() if frames is None else StoredFrames(frames, stored_bg)
     if a is None:                       # rows read on demand: a zero-size stand-in keeps the shape
         J = lay.ds.shape[0] if lay.fast else lay.ds.shape[1]
@@ -578,15 +586,41 @@ def _transfer_function(r, K):
     return tf
 
 
-def _stored_scanner(r):
-    """The :class:`Scanner` of ``/_mpisim/scanner`` (None when absent or not valid)."""
+def _stored_scanner(r, info=None):
+    """The :class:`Scanner` of ``/_mpisim/scanner`` (None when absent or not valid), checked against
+    the file's own ``/acquisition`` (``info``: its header) before any work: a file whose two scanner
+    descriptions disagree is refused in one line naming the first difference."""
     settings_toml = r.string("_mpisim/scanner") if "_mpisim/scanner" in r.h else ""
     if settings_toml:
         try:
-            return Scanner.from_toml(settings_toml, f"{r.path}:/_mpisim/scanner")
+            sc = Scanner.from_toml(settings_toml, f"{r.path}:/_mpisim/scanner")
         except MPISimError:
             return None
+        if info is not None:
+            _check_embedded_scanner(r.path, sc, info)
+        return sc
     return None
+
+
+def _check_embedded_scanner(path, sc, info):
+    """Refuse a ``/_mpisim/scanner`` that disagrees with ``/acquisition`` (drive channels, dividers,
+    base frequency, receive channels, bandwidth, gradient)."""
+    d = info["drive"]
+    divs = np.array([c.divider for c in sc.drive_field.channels], float)
+    checks = [("drive channels", len(divs), len(d["dividers"])),
+              ("receive channels", sc.num_rx_channels, info["num_rx_channels"]),
+              ("base frequency (Hz)", sc.drive_field.base_frequency, d["base_frequency"]),
+              ("receive bandwidth (Hz)", sc.receiver.bandwidth, info["bandwidth"])]
+    if len(divs) == len(d["dividers"]):
+        checks.append(("drive dividers", divs, np.asarray(d["dividers"], float)))
+    g = np.diag(info["gradient"])
+    if np.all(np.isfinite(g)):
+        checks.append(("gradient diagonal (T/m/µ0)", np.diag(sc.gradient), g))
+    for what, embedded, stored in checks:
+        if not np.allclose(embedded, stored, rtol=1e-6, atol=0):
+            raise MPISimError(f"{path}: /_mpisim/scanner disagrees with /acquisition on the {what}: "
+                              f"{np.round(embedded, 9).tolist()} against {np.round(stored, 9).tolist()} "
+                              f"(the file contradicts itself; edited by another tool?)")
 
 
 def _stored_tracer(r):
