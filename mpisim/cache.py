@@ -35,6 +35,7 @@ import numpy as np
 from . import interrupt
 from .errors import MPISimError
 from .io import calibration
+from .io.h5 import open_h5
 from .io.atomic import atomic_path, check_free_space, check_output_path, committed, remove_stale_parts, stale_parts
 
 try:
@@ -163,10 +164,8 @@ def verify(path, key):
 
     Reads metadata only (well under a second for any size): the matrix rows carry their own
     checksums, checked when they are read."""
-    import h5py
-
     try:
-        with h5py.File(path, "r") as h:
+        with open_h5(path) as h:
             stored = h["_mpisim/cacheKey"][()]
             stored = stored.decode() if isinstance(stored, bytes) else str(stored)
             if stored != key:
@@ -242,10 +241,8 @@ def remove(path):
 def invalidate(path):
     """If ``path`` is a cache entry or a link to / registered copy of one (found through its stored key),
     remove it from the cache; returns True when it was."""
-    import h5py
-
     try:
-        with h5py.File(path, "r") as h:
+        with open_h5(path) as h:
             key = h["_mpisim/cacheKey"][()]
             key = key.decode() if isinstance(key, bytes) else str(key)
     except Exception:
@@ -266,7 +263,6 @@ def invalidate(path):
 
 def list_entries(override=None):
     """[(path, size in bytes, summary)] of cache entries."""
-    import h5py
 
     d = cache_dir(override)
     out = []
@@ -274,7 +270,7 @@ def list_entries(override=None):
         return out
     for p in sorted(d.glob("sm-*.mdf")):
         try:
-            with h5py.File(p, "r") as h:
+            with open_h5(p) as h:
                 s = h["_mpisim/cacheSummary"][()]
                 summary = s.decode() if isinstance(s, bytes) else str(s)
         except Exception:
@@ -422,7 +418,11 @@ class CachedBuild:
         return found if self.out is None else self.out
 
     def on_damage(self, err):
-        """Rows failed their checksum when read: drop the entry (and the link to it), rebuild, read again."""
+        """Rows failed their checksum when read: drop the entry (and the link to it), rebuild, read again
+        (a read-only cache cannot rebuild: a one-line error, the entry and ``out`` left as they are)."""
+        if not writable(ensure_dir(self.cache_dir)):
+            raise MPISimError(f"{err}; the cache folder is read-only, so the entry cannot be rebuilt (use --cache-dir "
+                              f"or --no-cache)")
         self.say(f"{err}; rebuilding the cache entry")
         remove(entry_path(self.key, self.cache_dir))
         remove(ref_path(self.key, self.cache_dir))

@@ -12,6 +12,7 @@ import logging
 import multiprocessing.util as mp_util
 import os
 import subprocess
+import threading
 
 from . import interrupt
 from .errors import MPISimError
@@ -19,12 +20,16 @@ from .errors import MPISimError
 __all__ = ["as_completed_results", "connect", "dask_client", "in_order_results"]
 
 
-_spawned = []          # the worker processes' Popen objects, kept so that they are never reaped twice
+_spawned = []          # the worker processes' Popen objects while a cluster lives (multiprocessing reaps them)
+_ORIGINAL_SPAWN = mp_util.spawnv_passfds
+_session_depth = 0
+_session_lock = threading.Lock()
 
 
 def _spawn_in_own_session(path, args, passfds):
     """:func:`multiprocessing.util.spawnv_passfds` with the child in a session of its own (``setsid``)."""
-    env = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "critical"}   # a cancelled task is not news to the user
+    env = {**os.environ, "DASK_LOGGING__DISTRIBUTED": "critical",   # a cancelled task is not news to the user
+           "MPISIM_PARENT_PID": str(os.getpid())}                   # lets a test find the workers of a command
     p = subprocess.Popen(args, executable=path, pass_fds=tuple(sorted(map(int, passfds))), close_fds=True,
                          start_new_session=True, env=env)
     _spawned.append(p)
@@ -37,16 +42,26 @@ def workers_in_own_session():
     run in a session of their own: Ctrl-C in the terminal, or a signal to the command's process group,
     reaches only this process, which closes the cluster itself; otherwise every worker dies at once
     with a traceback of its own while the scheduler waits for them (3 hangs in 18 interrupts, issue 22).
-    A worker still exits when this process dies (Dask watches its parent)."""
+    A worker still exits when this process dies (Dask watches its parent). Nested and overlapping uses
+    count: the original spawn comes back when the last one ends."""
+    global _session_depth
     if os.name != "posix":
         yield
         return
-    original = mp_util.spawnv_passfds
-    mp_util.spawnv_passfds = _spawn_in_own_session
+    with _session_lock:
+        _session_depth += 1
+        mp_util.spawnv_passfds = _spawn_in_own_session
     try:
         yield
     finally:
-        mp_util.spawnv_passfds = original
+        with _session_lock:
+            _session_depth -= 1
+            if _session_depth == 0:
+                mp_util.spawnv_passfds = _ORIGINAL_SPAWN
+                for p in _spawned:           # reaped by multiprocessing: the Popen object must not reap again
+                    if p.returncode is None:
+                        p.returncode = 0
+                _spawned.clear()
 
 
 class dask_client:
@@ -134,6 +149,8 @@ def in_order_results(workers, scheduler, fn, shared, calls, what, consequence=""
     worker lost, the scheduler gone) raises a one-line :class:`MPISimError`: "Dask failed on ``what``
     i of n (reason)" followed by ``consequence``. The client connects on the first result; ``close()``
     cancels what is left and shuts the client down."""
+    from distributed import wait
+
     ctx = dask_client(workers, scheduler)
     client = ctx.__enter__()
     futures = {}
@@ -150,13 +167,14 @@ def in_order_results(workers, scheduler, fn, shared, calls, what, consequence=""
         for i in range(len(calls)):
             fut = futures.pop(i)
             try:
-                while True:
+                while not fut.done():               # look for a signal every 0.5 s while it computes
                     interrupt.check()
-                    try:
-                        result = fut.result(timeout=0.5)
-                        break
-                    except TimeoutError:            # not finished yet: look for a signal, wait again
-                        continue
+                    with contextlib.suppress(TimeoutError):
+                        wait([fut], timeout=0.5)
+                interrupt.check()
+                result = fut.result()
+            except interrupt.Interrupted:
+                raise
             except Exception as e:                  # a worker lost, the scheduler gone
                 raise MPISimError(f"Dask failed on {what} {i + 1} of {len(calls)} ({type(e).__name__}"
                                   f"{': ' + str(e).splitlines()[0][:100] if str(e) else ''}){consequence}") from None

@@ -39,8 +39,8 @@ def available_memory():
 
 
 def cgroup_available(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
-    """Bytes the memory limit of this process's control group leaves (limit − usage + the group's
-    reclaimable file cache), or None without a limit. cgroup v2 (``memory.max``, ``memory.current``,
+    """Bytes the memory limits of this process's control group and its parents leave (the smallest
+    of limit − usage + reclaimable file cache over them), or None without a limit. cgroup v2 (``memory.max``, ``memory.current``,
     ``inactive_file`` of ``memory.stat``) or v1 (``memory.limit_in_bytes``, ``memory.usage_in_bytes``,
     ``total_inactive_file``)."""
     base = Path(root)
@@ -61,27 +61,39 @@ def cgroup_available(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
     rel = v1_rel if v1 else v2_rel
     if rel is None:
         return None
-    folders = ([base / "memory" / rel, base / "memory"] if v1 else [base / rel, base])
+    top = base / "memory" if v1 else base
     names = (("memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file") if v1 else
              ("memory.max", "memory.current", "inactive_file"))
-    for d in folders:
-        try:
-            limit_text = (d / names[0]).read_text().strip()
-            used = int((d / names[1]).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if limit_text == "max" or not limit_text.isdigit() or int(limit_text) >= 1 << 60:
-            return None                                     # no limit (v1 writes a huge number for none)
-        inactive = 0
-        try:
-            for line in (d / "memory.stat").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == names[2]:
-                    inactive = int(value)
-        except (OSError, ValueError):
-            pass
-        return max(0, int(limit_text) - used + inactive)
-    return None
+    best = None
+    d = top / rel if rel else top
+    while True:                                 # the group and every parent: a job's limit may sit above it
+        left = _group_left(d, names)
+        if left is not None:
+            best = left if best is None else min(best, left)
+        if d == top or top not in d.parents:
+            break
+        d = d.parent
+    return best
+
+
+def _group_left(d, names):
+    """Bytes left under the limit of the cgroup folder ``d`` (None: no limit, or not readable)."""
+    try:
+        limit_text = (d / names[0]).read_text().strip()
+        used = int((d / names[1]).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if limit_text == "max" or not limit_text.isdigit() or int(limit_text) >= 1 << 60:
+        return None                             # no limit (v1 writes a huge number for none)
+    inactive = 0
+    try:
+        for line in (d / "memory.stat").read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == names[2]:
+                inactive = int(value)
+    except (OSError, ValueError):
+        pass
+    return max(0, int(limit_text) - used + inactive)
 
 
 def check_memory(nbytes, what, hint="use fewer frames or float32"):

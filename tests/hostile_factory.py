@@ -9,8 +9,10 @@ construction. The files are small (at most a few MB) whatever they declare.
 - ``declared-frames``: 10⁷ frames declared, nothing stored (fill values);
 - ``field-bomb``: a metadata field (``/acquisition/gradient``) declared 3×10⁸ elements, nothing stored;
 - ``gzip-bomb``: about 2 GB of zeros in compressed chunks of about 2 MB of file;
+- ``chunk-bomb``: a small compressed dataset one of whose chunks is a crafted stream inflating to
+  256 MiB (HDF5's deflate filter inflates a stream to its end, whatever the chunk's size);
 - ``deep``: 2,000 nested groups;
-- ``many``: 20,000 empty groups side by side.
+- ``many``: 11,000 empty groups side by side.
 """
 
 import shutil
@@ -19,8 +21,15 @@ import zlib
 import h5py
 import numpy as np
 
-KINDS = ("external", "virtual", "external-link", "soft-link", "declared-frames", "field-bomb", "gzip-bomb", "deep",
-         "many")
+KINDS = ("external", "virtual", "external-link", "soft-link", "declared-frames", "field-bomb", "gzip-bomb",
+         "chunk-bomb", "deep", "many")
+
+REFUSAL = {"external": "keeps its data in external files", "virtual": "is a virtual dataset",
+           "external-link": "is an external link", "soft-link": "is a soft link",
+           "declared-frames": "but the file stores 0 bytes", "field-bomb": "/acquisition/gradient declares",
+           "gzip-bomb": "a decompression bomb", "chunk-bomb": "a crafted stream", "deep": "nested deeper than",
+           "many": "more than 10000 objects"}
+"""What the one-line refusal of each construction says."""
 
 SECRET_MARKER = b"MPISIM-SECRET-BYTES-"
 
@@ -85,6 +94,12 @@ def make(kind, src, dst, secret):
             blob = zlib.compress(bytes(fchunk * per), 9)
             for i in range(nchunks):
                 d.id.write_direct_chunk((i * fchunk,) + (0,) * (len(shape) - 1), blob)
+        elif kind == "chunk-bomb":
+            del h[name]
+            d = h.create_dataset(name, shape, dtype, chunks=True, compression="gzip")
+            d[...] = 0
+            blob = zlib.compress(bytes(256 << 20), 9)            # ~250 KB stored, 256 MiB when inflated
+            d.id.write_direct_chunk((0,) * len(shape), blob)
         elif kind == "deep":
             g = h.create_group("_deep")
             for _ in range(2000):

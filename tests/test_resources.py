@@ -29,6 +29,11 @@ def test_cgroup_v2_limit_counts_reclaimable_cache(tmp_path):
     assert resources.cgroup_available(tmp_path / "fs", tmp_path / "cgroup") == 3 << 30
     (d / "memory.max").write_text("max\n")                            # no limit
     assert resources.cgroup_available(tmp_path / "fs", tmp_path / "cgroup") is None
+    parent = d.parent                                                  # a limit on the job's slice, above
+    (parent / "memory.max").write_text(f"{8 << 30}\n")
+    (parent / "memory.current").write_text(f"{7 << 30}\n")
+    (parent / "memory.stat").write_text("inactive_file 0\n")
+    assert resources.cgroup_available(tmp_path / "fs", tmp_path / "cgroup") == 1 << 30
 
 
 def test_cgroup_v1_memory_controller_wins_on_hybrid_systems(tmp_path):

@@ -13,6 +13,8 @@ import time
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the workers through /proc")
+
 from test_interrupts import _handlers_installed
 
 SWEEP = ["sweep", "bruker-2d", "--vary", "selection.gradient=1:3:3"]
@@ -50,7 +52,27 @@ def _interrupted_run(out, sig, delay, group):
         os.killpg(p.pid, signal.SIGKILL)
         p.communicate()
         raise AssertionError(f"{sig.name} after {delay:.2f} s: still running 10 s later")
-    return p.returncode, err, time.monotonic() - sent
+    took = time.monotonic() - sent
+    t_end = time.monotonic() + 10                   # its Dask workers (sessions of their own) are gone too
+    while _workers_of(p.pid) and time.monotonic() < t_end:
+        time.sleep(0.1)
+    assert not _workers_of(p.pid), f"{sig.name} after {delay:.2f} s: workers {_workers_of(p.pid)} still running"
+    return p.returncode, err, took
+
+
+def _workers_of(pid):
+    """Processes started by the local cluster of mpisim process ``pid`` (they carry MPISIM_PARENT_PID)."""
+    mark = f"MPISIM_PARENT_PID={pid}".encode()
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    if mark in f.read().split(b"\0"):
+                        found.append(int(d))
+            except OSError:
+                pass
+    return found
 
 
 def _check_moments(tmp_path, moments, seed):
@@ -91,7 +113,7 @@ def _check_moments(tmp_path, moments, seed):
 
 def test_sweep_stops_cleanly_at_a_few_moments(tmp_path):
     seen = _check_moments(tmp_path, 2, seed=22)
-    assert sum(seen.values()) == 4
+    assert seen["kept rows"] + seen["nothing"] >= 2, seen          # most of the 4 signals arrive mid-run
 
 
 @pytest.mark.slow

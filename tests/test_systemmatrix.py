@@ -177,7 +177,8 @@ def test_snr_mpifiles_style_against_background(tmp_path):
     (["--grid", "4x4"], "three sizes"),
     (["--grid", "4x4x1", "--fov", "0.02,-0.02,0.001"], "fov must be positive"),
     (["--grid", "4x4x1", "--fov", "38,38,1"], "--fov 38,38,1 m: beyond 1 m"),          # mm typed for m: before any work
-    (["--grid", "4x4x1", "--delta-concentration", "-1"], "delta concentration"),
+    (["--grid", "4x4x1", "--delta-concentration=-1mol/L"], "negative concentration"),
+    (["--grid", "4x4x1", "--delta-concentration", "100"], "needs a unit"),
 ])
 def test_sysmat_bad_input(tmp_path, capsys, args, needle):
     from mpisim.cli import main

@@ -15,6 +15,10 @@ and the object:
   fill value would be read), the declared bytes of all datasets together above ``MAX_RATIO`` × the
   file's size + ``BOMB_FLOOR``, and chunks above :data:`MAX_CHUNK_BYTES` (a chunk is decompressed
   whole);
+- **compressed chunks that could inflate beyond their place**: a filtered chunk storing more bytes than
+  its data take uncompressed (a crafted stream: HDF5's deflate filter inflates a stream to its end,
+  whatever the chunk's size), and a largest compressed chunk whose worst inflation
+  (:data:`DEFLATE_MAX_RATIO` × its stored bytes) the available memory could not hold;
 - **structure no MDF file has**: groups nested deeper than :data:`MAX_DEPTH` or more than
   :data:`MAX_OBJECTS` links.
 
@@ -30,6 +34,7 @@ import numpy as np
 
 from .. import interrupt
 from ..errors import MPISimError
+from ..resources import check_memory
 from .atomic import check_input_file
 
 __all__ = ["ALLOWED_FILTERS", "BOMB_FLOOR", "MAX_CHUNK_BYTES", "MAX_DEPTH", "MAX_OBJECTS", "MAX_RATIO",
@@ -54,6 +59,9 @@ MAX_CHUNK_BYTES = 256 << 20
 
 READ_BLOCK_BYTES = 64 << 20
 """Bytes read from a dataset between two interrupt checks."""
+
+DEFLATE_MAX_RATIO = 1032
+"""Most bytes a deflate stream can inflate to per stored byte (the format's limit, about 1032:1)."""
 
 ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 5: "nbit", 6: "scaleoffset", 32000: "lzf"}
 """HDF5 filters accepted, by filter id."""
@@ -98,7 +106,31 @@ def _check_dataset(path, name, ds):
     if declared > BOMB_FLOOR and declared > MAX_RATIO * stored:
         _refuse(path, f"/{name} declares {_size(declared)} but the file stores {_size(stored)} of it "
                       f"(a decompression bomb or a dataset without data)")
+    if ds.chunks is not None and [f for f in filters if f != 3]:       # compressed (Fletcher-32 alone: not)
+        _check_chunks(path, name, ds, chunk)
     return declared
+
+
+def _check_chunks(path, name, ds, chunk):
+    """Every stored chunk of a compressed dataset at most its uncompressed size (+1 % + 1 KiB: what
+    deflate and a checksum add to data that do not compress), and the worst inflation of the largest
+    one within the available memory."""
+    sizes = []
+    try:
+        if hasattr(ds.id, "chunk_iter"):
+            ds.id.chunk_iter(lambda info: sizes.append(info.size))
+        else:                                                   # older HDF5: one call per chunk
+            sizes = [ds.id.get_chunk_info(i).size for i in range(ds.id.get_num_chunks())]
+    except Exception as e:
+        raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
+    if not sizes:
+        return
+    largest = max(sizes)
+    if largest > chunk * 1.01 + 1024:
+        _refuse(path, f"/{name} has a compressed chunk of {_size(largest)} for {_size(chunk)} of data (a crafted "
+                      f"stream that would inflate beyond its place)")
+    check_memory(DEFLATE_MAX_RATIO * largest, f"{path}: /{name}: a compressed chunk of {_size(largest)} (its worst "
+                 f"inflation, {DEFLATE_MAX_RATIO}-fold,)", hint="refused (a decompression bomb?)")
 
 
 def _size(n):
@@ -144,7 +176,7 @@ def inspect(h, path):
                 continue
             seen.add(oid)
             if isinstance(obj, h5py.Group):
-                if depth + 1 >= MAX_DEPTH:
+                if depth + 1 > MAX_DEPTH:
                     _refuse(path, f"groups nested deeper than {MAX_DEPTH} levels (at /{name[:80]}…)")
                 stack.append((name, obj, depth + 1))
             elif isinstance(obj, h5py.Dataset):
@@ -165,41 +197,52 @@ def datasets(h):
 
 
 def read_blocks(ds, path, name, sel=None, axis=0):
-    """``ds[sel]`` (``sel``: a tuple of slices, or None for all), read in blocks along ``axis`` of at
-    most :data:`READ_BLOCK_BYTES` with :func:`mpisim.interrupt.check` between blocks; a read failure is
-    a one-line error naming the dataset."""
-    shape = ds.shape
-    if sel is None:
-        sel = tuple(slice(None) for _ in shape)
-    sel = tuple(sel) + tuple(slice(None) for _ in range(len(shape) - len(sel)))
+    """``ds[sel]`` (``sel``: a tuple of slices or increasing integer indices, None for all), read in
+    blocks along ``axis`` of at most :data:`READ_BLOCK_BYTES` into one array, with
+    :func:`mpisim.interrupt.check` between blocks; a read failure is a one-line error naming the
+    dataset."""
     try:
-        if not shape:
+        shape = ds.shape
+        if not shape:                                           # scalar, or a null dataspace (None)
             return ds[()]
+        if sel is None:
+            sel = ()
+        sel = tuple(sel) + tuple(slice(None) for _ in range(len(shape) - len(sel)))
         ax = sel[axis]
         if isinstance(ax, slice):
             idx = range(*ax.indices(shape[axis]))
-            n = len(idx)
         else:
             idx = np.asarray(ax)
-            n = idx.size
+            if idx.dtype == bool:
+                idx = np.flatnonzero(idx)
+        n = len(idx)
         rest = [len(range(*s.indices(d))) if isinstance(s, slice) else np.size(s)
                 for i, (s, d) in enumerate(zip(sel, shape)) if i != axis]
         per = max(1, int(np.prod(rest, dtype=object)) * ds.dtype.itemsize)
         step = max(1, READ_BLOCK_BYTES // per)
         if n <= step:
-            return ds[sel]
-        parts = []
+            return ds[sel[:axis] + (_as_selection(idx),) + sel[axis + 1:]]
+        out = None
         for a in range(0, n, step):
             interrupt.check()
-            part = idx[a:a + step]
-            if isinstance(idx, range):
-                part = slice(part.start, part.stop, part.step) if len(part) else slice(0, 0)
-            parts.append(ds[sel[:axis] + (part,) + sel[axis + 1:]])
-        return np.concatenate(parts, axis=axis)
+            part = ds[sel[:axis] + (_as_selection(idx[a:a + step]),) + sel[axis + 1:]]
+            if out is None:
+                full = list(part.shape)
+                full[axis] = n
+                out = np.empty(full, part.dtype)
+            out[(slice(None),) * axis + (slice(a, a + part.shape[axis]),)] = part
+        return out
     except (MPISimError, interrupt.Interrupted):
         raise
     except Exception as e:                                         # HDF5 read errors on damaged files
         raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
+
+
+def _as_selection(idx):
+    """A range as a slice (h5py reads it as one hyperslab), indices as a list."""
+    if isinstance(idx, range):
+        return slice(idx.start, idx.stop, idx.step) if len(idx) else slice(0, 0)
+    return np.asarray(idx)
 
 
 @contextlib.contextmanager

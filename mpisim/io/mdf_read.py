@@ -45,8 +45,8 @@ class Reader:
                 obj = self.h[n]
                 if not hasattr(obj, "shape"):
                     raise MPISimError(f"{self.path}: /{n} is a group, expected a dataset")
-                if obj.shape is None:
-                    raise MPISimError(f"{self.path}: /{n} is an empty (null) dataset")
+                if obj.shape is None:            # a null dataspace (how some writers store ""): as if absent
+                    continue
                 nbytes = int(np.prod(obj.shape, dtype=object)) * obj.dtype.itemsize
                 if nbytes > (64 << 20):
                     check_memory(2 * nbytes, f"{self.path}: /{n}", hint="is this the right file?")
