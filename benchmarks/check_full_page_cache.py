@@ -24,6 +24,8 @@ import sys
 import tempfile
 import time
 
+from mpisim.resources import meminfo
+
 README_PIPELINE = [
     ["simulate", "--scanner", "bruker-3d", "--phantom", "concentration", "--noise", "realistic",
      "--background-frames", "10", "--out", "meas.mdf"],
@@ -34,15 +36,6 @@ README_PIPELINE = [
     ["plot", "sm.mdf"],
     ["cache", "list"],
 ]
-
-
-def meminfo():
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, value = line.split(":")
-            out[key] = int(value.split()[0]) * 1024
-    return out
 
 
 def show(tag):

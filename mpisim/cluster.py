@@ -95,6 +95,7 @@ class dask_client:
                     raise
         except BaseException:
             self._session.__exit__(None, None, None)
+            interrupt.check()       # a worker that a signal reached while it started: the signal is the news
             raise
         try:
             interrupt.check()                       # a signal that arrived while the cluster started

@@ -5,7 +5,22 @@ from pathlib import Path
 
 from .errors import MPISimError
 
-__all__ = ["available_memory", "cgroup_available", "check_memory"]
+__all__ = ["available_memory", "cgroup_available", "check_memory", "meminfo"]
+
+
+def meminfo():
+    """/proc/meminfo as {field: bytes} (Linux; {} elsewhere)."""
+    out = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                parts = value.split()
+                if parts and parts[0].isdigit():
+                    out[key] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
+    except OSError:
+        pass
+    return out
 
 
 def available_memory():
@@ -18,15 +33,7 @@ def available_memory():
     use that is not reclaimable cache (:func:`cgroup_available`). Elsewhere the free pages
     (``SC_AVPHYS_PAGES``).
     """
-    avail = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    avail = int(line.split()[1]) * 1024
-                    break
-    except (OSError, ValueError, IndexError):
-        pass
+    avail = meminfo().get("MemAvailable")
     if avail is None:
         try:
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

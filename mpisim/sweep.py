@@ -250,19 +250,25 @@ def _run(sc, tracer, settings, vary, out, results, todo, done, workers, schedule
             if plot:
                 plot_sweep(rows, list(vary), out / "figures.png")
         except (interrupt.Interrupted, KeyboardInterrupt) as e:   # the rows stay: they are the sweep's result
-            signum = getattr(e, "signum", 2)
-            if not done:
-                raise interrupt.Interrupted(signum) from None
-            raise interrupt.Interrupted(signum, kept=f"{results} keeps the {len(done)} of {len(todo)} designs "
-                                                     f"that finished; --resume completes the sweep") from None
-        except MPISimError:
-            raise
-        except Exception as e:                                      # the cluster failed (worker lost, connection)
+            raise _interrupted(getattr(e, "signum", 2), done, todo, results) from None
+        except Exception as e:
+            if interrupt.pending() is not None:     # failed because a signal reached a starting worker: the signal
+                raise _interrupted(interrupt.pending(), done, todo, results) from None
+            if isinstance(e, MPISimError):
+                raise
             kept = (f"{results} keeps the {len(done)} of {len(todo)} designs that finished; --resume completes the "
-                    f"sweep" if done else "nothing written")
+                    f"sweep" if done else "nothing written")             # the cluster failed (worker lost, connection)
             raise MPISimError(f"the sweep stopped: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
                               f"; {kept}") from None
     return rows
+
+
+def _interrupted(signum, done, todo, results):
+    """The :class:`~mpisim.interrupt.Interrupted` of a sweep: it keeps the finished rows, if any."""
+    if not done:
+        return interrupt.Interrupted(signum)
+    return interrupt.Interrupted(signum, kept=f"{results} keeps the {len(done)} of {len(todo)} designs that finished; "
+                                              f"--resume completes the sweep")
 
 
 def _prepare_folder(out, spec, resume, results):

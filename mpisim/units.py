@@ -36,17 +36,20 @@ def parse_quantity(text, name, hint="", units=SUFFIXES):
         raise MPISimError(f"{name} must be {hint or 'a number'}, got {text!r}") from None
 
 
+def _refuse_bare(t, name, examples):
+    """A bare number where an amount needs its unit: a one-line error with ``examples``."""
+    try:
+        float(t)
+    except ValueError:
+        return
+    raise MPISimError(f"{name} needs a unit: write e.g. {examples}, got {t!r}")
+
+
 def parse_mass(text, name="iron per cell", limits=None):
     """'10pg', '5ng', '2.5ug' → kg (> 0). A unit is required: a bare number is refused, since
     '10' could mean 10 pg or 10 kg. ``limits`` = (lowest, highest) in kg refuses absurd values."""
     t = str(text).strip()
-    try:
-        float(t)
-        bare = True
-    except ValueError:
-        bare = False
-    if bare:
-        raise MPISimError(f"{name} needs a unit: write e.g. {t}pg or {t}ng (pg, ng, ug, mg, g, kg), got {text!r}")
+    _refuse_bare(t, name, f"{t}pg or {t}ng (pg, ng, ug, mg, g, kg)")
     v = parse_quantity(t, name, "a mass with a unit like 10pg or 5ng", MASS)
     if not v > 0 or not math.isfinite(v):
         raise MPISimError(f"{name} must be > 0, got {text!r}")
@@ -86,14 +89,7 @@ def parse_concentration(text, name="--concentration", positive=False):
     as for every amount on the command line: a bare '50' could mean 50 mmol/L or 50 mol/L. Refuses
     values above solid magnetite's 67 mol/L, NaN and negative (or, with ``positive``, zero) ones."""
     t = str(text).strip()
-    try:
-        float(t)
-        bare = True
-    except ValueError:
-        bare = False
-    if bare:
-        raise MPISimError(f"{name} needs a unit: write e.g. {t}mmol/L or {t}mol/L (mol/L, mmol/L, µmol/L, M, mM), "
-                          f"got {text!r}")
+    _refuse_bare(t, name, f"{t}mmol/L or {t}mol/L (mol/L, mmol/L, µmol/L, M, mM)")
     for molar, written in (("mM", "mmol/L"), ("µM", "µmol/L"), ("uM", "µmol/L"), ("M", "mol/L")):
         if t.endswith(molar) and not t.lower().endswith("mol/l"):        # molar: case matters (m is milli)
             t = t[: -len(molar)] + written

@@ -5,13 +5,11 @@ stderr, nothing written, the input unchanged."""
 
 import hashlib
 import os
-import subprocess
-import sys
 
 import pytest
 
 from mpisim.cli import main
-from test_hostile_h5 import CAP, LIMIT_S, run_capped
+from test_hostile_h5 import CAP, LIMIT_S, run_capped, write_base_files
 
 
 def _digest(p):
@@ -20,24 +18,7 @@ def _digest(p):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hostile")
-    cwd = os.getcwd()
-    os.chdir(d)
-    try:
-        assert main(["simulate", "--scanner", "bruker-2d", "--phantom", "shapes", "--background-frames", "2",
-                     "--out", "m.mdf"]) == 0
-        assert main(["sysmat", "--scanner", "bruker-2d", "--grid", "25x25x1", "--out", "s.mdf"]) == 0
-        assert main(["reco", "m.mdf", "--sm", "s.mdf", "--out", "r.mdf", "--iterations", "2"]) == 0
-    finally:
-        os.chdir(cwd)
-    return d
-
-
-def _run(args, cwd, timeout=60):
-    """The command in its own process (a reader blocked on a FIFO would hang this one): rc, stderr."""
-    p = subprocess.run([sys.executable, "-m", "mpisim", *args], cwd=cwd, capture_output=True, text=True,
-                       timeout=timeout)
-    return p.returncode, p.stderr
+    return write_base_files(tmp_path_factory.mktemp("hostile"), "25x25x1")
 
 
 @pytest.mark.parametrize("kind", ["fifo", "device", "folder"])

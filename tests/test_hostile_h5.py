@@ -59,19 +59,23 @@ def run_capped(args, cwd):
     return p.returncode, err[0].decode(errors="replace"), took, usage.ru_maxrss * 1024
 
 
-@pytest.fixture(scope="module")
-def base(tmp_path_factory):
-    d = tmp_path_factory.mktemp("hostile-h5")
+def write_base_files(d, grid="12x12x1"):
+    """A measurement (m.mdf), its system matrix (s.mdf) and a reconstruction (r.mdf) written by mpisim in ``d``."""
     cwd = os.getcwd()
     os.chdir(d)
     try:
         assert main(["simulate", "--scanner", "bruker-2d", "--phantom", "shapes", "--background-frames", "2",
                      "--out", "m.mdf"]) == 0
-        assert main(["sysmat", "--scanner", "bruker-2d", "--grid", "12x12x1", "--out", "s.mdf"]) == 0
+        assert main(["sysmat", "--scanner", "bruker-2d", "--grid", grid, "--out", "s.mdf"]) == 0
         assert main(["reco", "m.mdf", "--sm", "s.mdf", "--out", "r.mdf", "--iterations", "2"]) == 0
     finally:
         os.chdir(cwd)
     return d
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    return write_base_files(tmp_path_factory.mktemp("hostile-h5"))
 
 
 def commands(x, role):

@@ -10,15 +10,6 @@ from mpisim import resources
 from mpisim.errors import MPISimError
 
 
-def _meminfo():
-    out = {}
-    with open("/proc/meminfo") as f:
-        for line in f:
-            key, value = line.split(":")
-            out[key] = int(value.split()[0]) * 1024
-    return out
-
-
 def test_cgroup_v2_limit_counts_reclaimable_cache(tmp_path):
     (tmp_path / "cgroup").write_text("0::/job.slice/run-1\n")
     d = tmp_path / "fs" / "job.slice" / "run-1"
@@ -59,7 +50,7 @@ def test_the_guard_takes_the_smaller_of_machine_and_group(monkeypatch):
 def test_a_full_page_cache_is_available_and_a_real_over_allocation_is_refused(tmp_path):
     """Right after a large write (and reading it back), the written pages sit in the page cache: not free,
     but available. The guard counts them; an allocation beyond the machine's memory is still refused."""
-    size = min(1 << 30, _meminfo()["MemAvailable"] // 8)
+    size = min(1 << 30, resources.meminfo()["MemAvailable"] // 8)
     block = os.urandom(1 << 20)
     with open(tmp_path / "big.bin", "wb") as f:
         for _ in range(size >> 20):
@@ -67,7 +58,7 @@ def test_a_full_page_cache_is_available_and_a_real_over_allocation_is_refused(tm
     with open(tmp_path / "big.bin", "rb") as f:
         while f.read(8 << 20):
             pass
-    info = _meminfo()
+    info = resources.meminfo()
     avail = resources.available_memory()
     assert avail >= 0.8 * info["MemAvailable"]                       # the cache counts as available
     assert avail > info["MemFree"] or info["Cached"] < size // 2     # (free pages alone would be less)
