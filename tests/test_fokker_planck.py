@@ -1,0 +1,115 @@
+"""The Fokker–Planck particle dynamics (issue 23, first part) against published results, each computed
+here independently of the solver: Debye's susceptibility, Brown's high-barrier asymptote of the Néel
+time, Yoshida and Enpuku's field-dependent Brownian time, the Langevin function and its spectrum, and
+a direct numerical integral of the Boltzmann distribution of an anisotropic particle."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import integrate, optimize
+
+from mpisim import fokker_planck as fp
+from mpisim.errors import MPISimError
+from mpisim.particles import langevin
+
+
+@pytest.mark.parametrize("xi", [0.05, 0.5, 3.0, 10.0, 25.0])
+def test_equilibrium_without_anisotropy_is_langevin(xi):
+    assert fp.static_response(xi) == pytest.approx(float(langevin(xi)), rel=1e-9)
+    assert fp.anisotropic_equilibrium(xi, 0.0, 0.7) == pytest.approx(float(langevin(xi)), rel=1e-9)
+    assert fp.anisotropic_equilibrium(xi, 0.0) == pytest.approx(float(langevin(xi)), rel=1e-9)   # random axes
+
+
+@pytest.mark.parametrize("omega_tau", np.logspace(-2, 2, 9))
+def test_brown_at_small_drive_is_debye(omega_tau):
+    """ξ0 = 0.05: the fundamental of ⟨cos θ⟩ is χ0/(1 + iωτ_B) times the drive, χ0 = 1/3 (Debye 1929)."""
+    xi0 = 0.05
+    F1 = fp.periodic_response(xi0, omega_tau)[1]
+    debye = (xi0 / 3) / (2j) / (1 + 1j * omega_tau)       # the e^{iωt} coefficient of Im[(ξ0/3) e^{iωt}/(1+iωτ)]
+    assert abs(F1) == pytest.approx(abs(debye), rel=0.01)
+    assert abs(np.angle(F1 / debye)) < 0.01
+
+
+@pytest.mark.parametrize("sigma", [10.0, 20.0])
+def test_neel_time_follows_browns_high_barrier_asymptote(sigma):
+    """Brown (1963): τ_N ≈ τ_D (√π/2) σ^(−3/2) e^σ (1 + 1/σ) for a high barrier σ = KV/(k_B T); the
+    leading term alone is off by about 1/σ."""
+    tau = fp.neel_time(sigma, 1.0)
+    lead = math.sqrt(math.pi) / 2 * sigma ** -1.5 * math.exp(sigma)
+    assert tau == pytest.approx(lead * (1 + 1 / sigma), rel=0.03)
+    assert abs(tau / lead - 1) > 0.5 / sigma                 # the first correction matters
+
+
+def test_neel_time_without_barrier_is_the_free_diffusion_time():
+    assert fp.neel_time(1e-3, 2.5e-9) == pytest.approx(2.5e-9, rel=1e-3)
+    assert fp.neel_time(0.0, 1.0) == pytest.approx(1.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("xi0", [1.0, 3.0, 10.0, 20.0])
+def test_brown_under_a_strong_drive_follows_yoshida_enpuku(xi0):
+    """Yoshida and Enpuku (2009): under an AC field of amplitude ξ0 the Brownian time, read where the
+    out-of-phase part of the fundamental peaks against frequency, is τ_B / √(1 + 0.126 ξ0^1.72)."""
+    def quadrature(log_wt):                                   # the cos(ωt) (out-of-phase) part of the fundamental
+        return abs(2 * fp.periodic_response(xi0, 10 ** log_wt)[1].real)
+
+    grid = np.linspace(-1.5, 1.0, 11)
+    i = int(np.argmax([quadrature(g) for g in grid]))
+    peak = optimize.minimize_scalar(lambda g: -quadrature(g), bracket=(grid[i - 1], grid[i], grid[i + 1]),
+                                    tol=1e-4).x
+    tau_eff = 1 / 10 ** peak
+    assert tau_eff == pytest.approx(1 / math.sqrt(1 + 0.126 * xi0 ** 1.72), rel=0.05)
+
+
+def test_fast_relaxation_gives_the_langevin_spectrum():
+    """τ → 0: the harmonics of ⟨cos θ⟩ are those of L(ξ0 sin ωt), computed by FFT of the Langevin function."""
+    xi0 = 10.0
+    F = fp.periodic_response(xi0, 1e-6)
+    t = np.arange(8192) / 8192 * 2 * np.pi
+    ref = np.fft.rfft(langevin(xi0 * np.sin(t))) / t.size
+    for k in range(1, 23, 2):
+        assert abs(F[k] - ref[k]) < 0.005 * abs(ref[1]), k
+
+
+def _direct_boltzmann(xi, sigma, angle):
+    """⟨m̂·ĥ⟩ by adaptive 2-D quadrature in the easy axis' frame (not the solver's frame or nodes)."""
+    hx, hz = math.sin(angle), math.cos(angle)
+
+    def weight(phi, theta, with_projection):
+        m_h = math.sin(theta) * math.cos(phi) * hx + math.cos(theta) * hz
+        w = math.exp(sigma * (math.cos(theta) ** 2 - 1) + xi * (m_h - 1)) * math.sin(theta)
+        return w * m_h if with_projection else w
+
+    num = integrate.dblquad(lambda p, t: weight(p, t, True), 0, math.pi, 0, 2 * math.pi, epsabs=0, epsrel=1e-10)[0]
+    den = integrate.dblquad(lambda p, t: weight(p, t, False), 0, math.pi, 0, 2 * math.pi, epsabs=0, epsrel=1e-10)[0]
+    return num / den
+
+
+@pytest.mark.parametrize("xi,sigma,angle", [(2.0, 5.0, math.pi / 3), (8.0, 10.0, 1.2), (0.5, 3.0, 0.0),
+                                            (4.0, 15.0, math.pi / 2)])
+def test_anisotropic_equilibrium_against_a_direct_integral(xi, sigma, angle):
+    assert fp.anisotropic_equilibrium(xi, sigma, angle) == pytest.approx(_direct_boltzmann(xi, sigma, angle),
+                                                                         rel=1e-3)
+
+
+def test_anisotropic_equilibrium_along_the_easy_axis_equals_the_moment_equations():
+    """Two independent routes: quadrature of the Boltzmann distribution and the zero-frequency solution of
+    the Fokker–Planck moment equations."""
+    for xi, sigma in ((1.0, 2.0), (3.0, 8.0), (10.0, 20.0)):
+        assert fp.static_response(xi, sigma) == pytest.approx(fp.anisotropic_equilibrium(xi, sigma, 0.0), rel=1e-6)
+
+
+def test_physical_times():
+    """τ_B of a 100 nm sphere in water at 294 K ≈ 0.2 ms; τ_D of a 20 nm magnetite core (α = 0.1) ≈ a few ns."""
+    assert fp.brown_time(100e-9, 8.9e-4, 294.0) == pytest.approx(3 * 8.9e-4 * math.pi / 6 * 1e-21 / (1.380649e-23 * 294),
+                                                                 rel=1e-12)
+    m = 0.6 / 1.25663706212e-6 * math.pi / 6 * (20e-9) ** 3       # Ms = 0.6 T/µ0
+    assert 1e-9 < fp.neel_diffusion_time(m, 0.1, 294.0) < 1e-7
+
+
+@pytest.mark.parametrize("call", [lambda: fp.moment_operators(10, -1.0), lambda: fp.periodic_response(float("nan"), 1.0),
+                                  lambda: fp.periodic_response(1.0, 0.0), lambda: fp.anisotropic_equilibrium(1.0, -2.0, 0.0),
+                                  lambda: fp.neel_diffusion_time(1e-18, 0.0)])
+def test_bad_parameters_are_refused(call):
+    with pytest.raises(MPISimError):
+        call()
