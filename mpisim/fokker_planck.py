@@ -117,7 +117,7 @@ def periodic_response(xi_amplitude, omega_tau, xi_static=0.0, sigma=0.0, harmoni
         raise MPISimError(f"ωτ must be > 0, got {omega_tau}")
     xmax = abs(xi_static) + abs(xi_amplitude)
     order = order or _order_for(xmax, sigma)
-    K = harmonics or int(2 * xmax + 40)
+    K = harmonics or int(2 * xmax + 6 * sigma + 40)   # the switching of an aligned anisotropic particle is sharp
     D, M0, M1, c0, c1 = moment_operators(order, sigma)
     DM0, DM1 = D[:, None] * M0, D[:, None] * M1
     ks = np.arange(-K, K + 1)

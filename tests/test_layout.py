@@ -34,7 +34,7 @@ FLOOR_OF = {
     "mpisim.io.reco_mdf": 1, "mpisim.io.transfer_file": 1, "mpisim.io.nifti": 1,
     # 2 verbs
     "mpisim.forward": 2, "mpisim.systemmatrix": 2, "mpisim.quant": 2, "mpisim.design": 2, "mpisim.plot": 2,
-    "mpisim.io.convert": 2, "mpisim.reco": 2, "mpisim.detection": 2,
+    "mpisim.io.convert": 2, "mpisim.reco": 2, "mpisim.detection": 2, "mpisim.mps": 2,
     # 3 drivers: verbs that run other verbs
     "mpisim.sweep": 3, "mpisim.studies": 3, "mpisim.demo": 3, "mpisim.course": 3,
     # 4 the command line

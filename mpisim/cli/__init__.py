@@ -29,7 +29,8 @@ Examples:
   mpisim info meas.mdf
 """
 
-COMMANDS = ("simulate", "info", "sysmat", "cache", "reco", "demo", "convert", "quantify", "studies", "design", "plot")
+COMMANDS = ("simulate", "info", "sysmat", "cache", "reco", "demo", "convert", "quantify", "studies", "design", "plot",
+            "mps")
 """Command modules, in the order ``mpisim --help`` lists them (``studies`` adds titrate and track)."""
 
 

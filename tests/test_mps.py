@@ -1,0 +1,73 @@
+"""``mpisim mps`` (issue 23, item 3): the models agree where physics says they must, and the command
+keeps its promises."""
+
+import json
+
+import numpy as np
+import pytest
+
+from mpisim import fokker_planck as fp
+from mpisim.cli import main
+from mpisim.mps import mps
+from mpisim.particles import Tracer
+
+
+def test_debye_without_relaxation_is_langevin():
+    tr = Tracer(core_diameter=20e-9, size_sigma=0.1, relaxation_time=0.0)
+    a, b = mps(tr, 15e-3, 25e3, "langevin"), mps(tr, 15e-3, 25e3, "debye")
+    assert np.allclose(a.harmonics, b.harmonics, rtol=0, atol=1e-12 * abs(a.harmonics[1]))
+
+
+def test_saturation_moment_per_iron_mass():
+    """Far above saturation the moment reaches M_s per iron mass: 0.6 T/µ0 / (5170 kg/m³ × 0.7236)."""
+    r = mps(Tracer(core_diameter=30e-9), 0.5, 25e3, "langevin")
+    assert abs(r.moment).max() == pytest.approx(0.6 / 1.25663706212e-6 / (5170 * 0.7236), rel=0.01)
+
+
+def test_brown_at_small_drive_equals_debye_with_the_brownian_time():
+    tr = Tracer(core_diameter=15e-9, hydrodynamic_diameter=50e-9)
+    f = 25e3
+    brown = mps(tr, 1e-4, f, "brown")
+    debye = mps(tr.with_(relaxation_time=fp.brown_time(50e-9, tr.viscosity, tr.temperature)), 1e-4, f, "debye")
+    assert brown.harmonics[1] == pytest.approx(debye.harmonics[1], rel=0.01)
+
+
+def test_brown_relaxation_lowers_the_harmonics_and_opens_the_loop():
+    tr = Tracer(core_diameter=25e-9, hydrodynamic_diameter=60e-9)
+    lang, brown = mps(tr, 20e-3, 25e3, "langevin"), mps(tr, 20e-3, 25e3, "brown")
+    assert brown.ratio(3, 1) < 0.5 * lang.ratio(3, 1)
+    area = lambda r: abs(np.sum(r.moment * np.gradient(np.unwrap(2 * np.pi * r.times * r.frequency)) *
+                                np.cos(2 * np.pi * r.frequency * r.times)))          # ∮ M dH, up to a constant
+    assert area(brown) > 10 * area(lang)
+
+
+def test_neel_without_barrier_and_fast_diffusion_is_langevin():
+    tr = Tracer(core_diameter=20e-9, anisotropy=1e-3, tau0=1e-12)
+    a, b = mps(tr, 15e-3, 25e3, "langevin"), mps(tr, 15e-3, 25e3, "neel")
+    for k in (1, 3, 5, 7):
+        assert abs(b.harmonics[k] - a.harmonics[k]) < 1e-3 * abs(a.harmonics[1])
+
+
+def test_mps_command(tmp_path, capsys):
+    png = tmp_path / "mps.png"
+    assert main(["mps", "--hydrodynamic-diameter", "60nm", "--model", "langevin", "--model", "brown",
+                 "--png", str(png), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in out["results"]] == ["langevin", "brown"]
+    assert out["results"][1]["A3/A1"] < out["results"][0]["A3/A1"]
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--model", "brown"], "needs the tracer's hydrodynamic_diameter"),
+    (["--model", "neel"], "needs the tracer's anisotropy"),
+    (["--amplitude", "20"], "at most 1 T/µ0"),
+    (["--amplitude", "20kHz"], "--amplitude must be a number in T"),
+    (["--frequency", "25mT"], "--frequency must be a number in Hz"),
+    (["--model", "neel", "--anisotropy", "1e6"], "the cores are blocked"),
+])
+def test_mps_bad_input(tmp_path, capsys, args, needle):
+    assert main(["mps", *args, "--png", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x.png").exists()
