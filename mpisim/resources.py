@@ -3,9 +3,14 @@
 import os
 from pathlib import Path
 
+try:
+    import resource
+except ImportError:                      # not a POSIX system: no RLIMIT_AS
+    resource = None
+
 from .errors import MPISimError
 
-__all__ = ["available_memory", "cgroup_available", "check_memory", "meminfo"]
+__all__ = ["address_space_left", "available_memory", "cgroup_available", "check_memory", "meminfo", "meminfo_of_self"]
 
 
 def meminfo():
@@ -30,7 +35,8 @@ def available_memory():
     kernel reclaims on demand (after a 33 GB system matrix is written, most memory holds its pages in
     the cache: free, for this purpose, though not "free") — and, when this process runs in a control
     group with a memory limit (a container, a batch job), no more than that limit less the group's
-    use that is not reclaimable cache (:func:`cgroup_available`). Elsewhere the free pages
+    use that is not reclaimable cache (:func:`cgroup_available`), and no more than the address space its
+    ``RLIMIT_AS`` leaves (:func:`address_space_left`). Elsewhere the free pages
     (``SC_AVPHYS_PAGES``).
     """
     avail = meminfo().get("MemAvailable")
@@ -39,10 +45,40 @@ def available_memory():
             avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
             avail = None
-    group = cgroup_available()
-    if group is not None:
-        avail = group if avail is None else min(avail, group)
+    for limit in (cgroup_available(), address_space_left()):
+        if limit is not None:
+            avail = limit if avail is None else min(avail, limit)
     return avail
+
+
+def address_space_left():
+    """Bytes of address space this process may still map under its ``RLIMIT_AS`` (``ulimit -v``), or
+    None without such a limit (or where it cannot be read)."""
+    if resource is None:
+        return None
+    try:
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    except (OSError, ValueError, AttributeError):
+        return None
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return None
+    size = meminfo_of_self().get("VmSize")
+    return None if size is None else max(0, soft - size)
+
+
+def meminfo_of_self():
+    """/proc/self/status memory fields (VmSize, VmRSS, …) as {field: bytes} (Linux; {} elsewhere)."""
+    out = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                parts = value.split()
+                if key.startswith("Vm") and parts and parts[0].isdigit():
+                    out[key] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return out
 
 
 def cgroup_available(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):

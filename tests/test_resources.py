@@ -65,3 +65,17 @@ def test_a_full_page_cache_is_available_and_a_real_over_allocation_is_refused(tm
     resources.check_memory(int(0.5 * avail), "half of what is available")          # passes
     with pytest.raises(MPISimError, match="would need"):
         resources.check_memory(2 * info["MemTotal"], "twice the machine's memory")
+
+
+def test_an_address_space_limit_counts(tmp_path):
+    """Under ``ulimit -v`` (RLIMIT_AS, what the hostile-file tests use) the guard sees the limit, so a
+    read that the limit cannot hold is refused in one line instead of ending in a MemoryError."""
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "from mpisim import resources as r; a = r.available_memory(); print(a); "
+            "r.check_memory(2 << 30, 'two GiB')")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert int(p.stdout.split()[0]) < 1 << 30
+    assert "MPISimError" in p.stderr and "two GiB would need 2.0 GiB" in p.stderr
