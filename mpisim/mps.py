@@ -11,7 +11,10 @@ per iron mass, comes from one of :data:`MODELS`:
   τ_B = 3ηV_h/(k_B T) of each core's particle (``hydrodynamic_diameter`` and ``viscosity``);
 - ``neel``: the Fokker–Planck solution of Néel rotation with uniaxial anisotropy K (``anisotropy``),
   easy axes along the field (immobilised particles aligned in a field; random axes need the
-  non-axial solver, not yet built), free-diffusion time τ_D = the tracer's ``tau0``.
+  non-axial solver, not yet built), with each core's own free-diffusion time τ_D = (1 + α²) µ_s /
+  (2 α γ k_B T) for the Gilbert damping α (``damping``). The tracer's ``tau0`` (the attempt time of
+  the Néel–Arrhenius law that the ``debye`` model uses) plays no part: the Fokker–Planck equation
+  gives the Néel time itself.
 
 The receive coil sees the voltage ∝ dM/dt, whose k-th harmonic is ∝ k ω |M_k|: :class:`MPSResult`
 gives both, the dynamic M–H loop, and the harmonic ratios spectrometers report (A3/A1, A5/A3).
@@ -66,36 +69,61 @@ class MPSResult:
                 "moment_amplitude_Am2_per_kg": float(np.abs(self.moment).max())}
 
 
-def mps(tracer, amplitude=20e-3, frequency=25e3, model="langevin", samples=512, harmonics=None):
+def mps(tracer, amplitude=20e-3, frequency=25e3, model="langevin", samples=512, harmonics=None, damping=0.1):
     """Simulate an MPS measurement of ``tracer`` (:class:`mpisim.particles.Tracer`) at drive ``amplitude``
-    (T/µ0, peak) and ``frequency`` (Hz) with a particle ``model`` of :data:`MODELS`; → :class:`MPSResult`."""
+    (T/µ0, peak) and ``frequency`` (Hz) with a particle ``model`` of :data:`MODELS` (``damping``: the
+    Gilbert damping α of the ``neel`` model); → :class:`MPSResult`, its time series on at least
+    ``samples`` points a period (more when the harmonics need them)."""
     if model not in MODELS:
         raise MPISimError(f"particle model must be one of {', '.join(MODELS)}, got {model!r}")
     if not (math.isfinite(amplitude) and 0 < amplitude <= 1):
         raise MPISimError(f"MPS amplitude must be > 0 and at most 1 T/µ0, got {amplitude}")
     if not (math.isfinite(frequency) and 0 < frequency <= 1e8):
         raise MPISimError(f"MPS frequency must be > 0 and at most 100 MHz, got {frequency}")
+    if not (math.isfinite(damping) and 0 < damping <= 10):
+        raise MPISimError(f"damping α must be > 0 and at most 10, got {damping}")
     betas, q = tracer.betas_and_weights()
     d, _ = tracer.size_quadrature()
     per_kg = tracer.moment_per_iron_mass                  # saturated moment per iron mass, A·m²/kg
     omega = 2 * np.pi * frequency
-    sigma = 0.0
-    if model == "neel" and tracer.anisotropy is not None:
-        sigma = tracer.anisotropy * math.pi / 6 * float(d.max()) ** 3 / (C.K_B * tracer.temperature)
-    K = harmonics or max(32, int(2 * float(betas.max()) * amplitude + 6 * min(sigma, 60) + 60))
+    nodes = [(float(b * amplitude), qi, di, _barrier(tracer, model, di)) for b, qi, di in zip(betas, q, d)]
+    if model in ("brown", "neel"):                         # every core size checked before any is solved
+        _needs(tracer, model)
+        for xi0, _, _, sigma in nodes:
+            fp.check_size(xi0, sigma)
+    K = harmonics or max(32, max(fp.harmonics_for(xi0, sigma) for xi0, _, _, sigma in nodes))
+    if K > 100_000:
+        raise MPISimError(f"the drive saturates these cores so hard that {K} harmonics are needed (at most 100000); "
+                          f"lower the amplitude")
     total = np.zeros(K + 1, complex)
-    for beta, qi, di in zip(betas, q, d):
-        xi0 = float(beta * amplitude)
-        total += qi * _unit_harmonics(tracer, model, xi0, omega, di, K)
+    for xi0, qi, di, sigma in nodes:
+        Ki = harmonics or max(32, fp.harmonics_for(xi0, sigma))
+        total[:Ki + 1] += qi * _unit_harmonics(tracer, model, xi0, omega, di, Ki, sigma, damping)[:Ki + 1]
     total *= per_kg
-    t = np.arange(samples) / samples / frequency
-    k = np.arange(1, K + 1)
-    moment = total[0].real + 2 * (total[1:, None] * np.exp(1j * np.outer(k, omega * t))).real.sum(axis=0)
+    n = max(samples, 2 * K + 2)
+    t = np.arange(n) / n / frequency
+    full = np.zeros(n // 2 + 1, complex)
+    full[:K + 1] = total
+    moment = np.fft.irfft(full * n, n)                        # M(t) = M_0 + 2 Re Σ_k M_k e^{ikωt}
     return MPSResult(model, float(amplitude), float(frequency), t, amplitude * np.sin(omega * t), moment, total,
                      tracer)
 
 
-def _unit_harmonics(tracer, model, xi0, omega, diameter, K):
+def _barrier(tracer, model, diameter):
+    """σ = K V_c/(k_B T) of a core (0 unless the model is neel and the tracer has an anisotropy)."""
+    if model != "neel" or tracer.anisotropy is None:
+        return 0.0
+    return tracer.anisotropy * math.pi / 6 * diameter ** 3 / (C.K_B * tracer.temperature)
+
+
+def _needs(tracer, model):
+    if model == "brown" and tracer.hydrodynamic_diameter is None:
+        raise MPISimError("the brown model needs the tracer's hydrodynamic_diameter")
+    if model == "neel" and tracer.anisotropy is None:
+        raise MPISimError("the neel model needs the tracer's anisotropy (J/m³)")
+
+
+def _unit_harmonics(tracer, model, xi0, omega, diameter, K, sigma, damping):
     """Harmonics F_k (k = 0..K) of ⟨cos θ⟩ of one core size under ξ0 sin(ωt)."""
     if model in ("langevin", "debye"):
         n = max(256, 8 * K)
@@ -105,14 +133,8 @@ def _unit_harmonics(tracer, model, xi0, omega, diameter, K):
             F = F * tracer.debye_factor(np.arange(K + 1) * omega / (2 * np.pi))
         return F
     if model == "brown":
-        if tracer.hydrodynamic_diameter is None:
-            raise MPISimError("the brown model needs the tracer's hydrodynamic_diameter")
         tau = fp.brown_time(max(tracer.hydrodynamic_diameter, diameter), tracer.viscosity, tracer.temperature)
         return fp.periodic_response(xi0, omega * tau, harmonics=K)
-    if tracer.anisotropy is None:
-        raise MPISimError("the neel model needs the tracer's anisotropy (J/m³)")
-    sigma = tracer.anisotropy * math.pi / 6 * diameter ** 3 / (C.K_B * tracer.temperature)
-    if sigma > 60:
-        raise MPISimError(f"anisotropy barrier K V/(k_B T) = {sigma:.0f} > 60: the cores are blocked (Néel time beyond "
-                          f"any drive period); lower the anisotropy or the core size")
-    return fp.periodic_response(xi0, omega * tracer.tau0, sigma=sigma, harmonics=K)
+    moment = tracer.ms / C.MU0 * math.pi / 6 * diameter ** 3
+    tau_d = fp.neel_diffusion_time(moment, damping, tracer.temperature)
+    return fp.periodic_response(xi0, omega * tau_d, sigma=sigma, harmonics=K)

@@ -26,7 +26,11 @@ def add_parser(sub):
     p.add_argument("--viscosity", default="0.89e-3", help="carrier viscosity in Pa·s (default water, 0.89e-3)")
     p.add_argument("--anisotropy", default=None, metavar="K",
                    help="uniaxial anisotropy constant K in J/m³, e.g. 5e3 (needed by --model neel)")
-    p.add_argument("--tau0", default="1e-9", help="Néel free-diffusion (attempt) time in s (default 1e-9)")
+    p.add_argument("--tau0", default="1e-9",
+                   help="Néel attempt time τ0 in s of the Néel-Arrhenius law τ_N = τ0 exp(KV/kT) that --model debye uses "
+                        "(default 1e-9; the neel model computes the Néel time itself, from --damping)")
+    p.add_argument("--damping", default="0.1",
+                   help="Gilbert damping α of the neel model (free-diffusion time (1+α²)µ/(2αγkT); default 0.1)")
     p.add_argument("--amplitude", default="20mT", help="drive amplitude, peak, e.g. 20mT or 0.02 (T; default 20 mT)")
     p.add_argument("--frequency", default="25kHz", help="drive frequency, e.g. 25kHz (default 25 kHz)")
     p.add_argument("--model", action="append", choices=MODELS, default=None,
@@ -56,7 +60,8 @@ def run(args):
     tracer = _tracer(args)
     amplitude = float_or_si(args.amplitude, "--amplitude", "T")
     frequency = float_or_si(args.frequency, "--frequency", "Hz")
-    results = [mps(tracer, amplitude, frequency, m) for m in (args.model or ["langevin"])]
+    damping = float_or_si(args.damping, "--damping")
+    results = [mps(tracer, amplitude, frequency, m, damping=damping) for m in (args.model or ["langevin"])]
     if args.png:
         save_figure_atomic(lambda p: plot_mps(results, p), args.png, overwrite=args.overwrite)
     if args.json:
