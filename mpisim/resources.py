@@ -15,13 +15,18 @@ __all__ = ["address_space_left", "available_memory", "cgroup_available", "check_
 
 def meminfo():
     """/proc/meminfo as {field: bytes} (Linux; {} elsewhere)."""
+    return _proc_fields("/proc/meminfo")
+
+
+def _proc_fields(path, prefix=""):
+    """The ``Name: value kB`` lines of a /proc file (those starting with ``prefix``) as {name: bytes}."""
     out = {}
     try:
-        with open("/proc/meminfo") as f:
+        with open(path) as f:
             for line in f:
                 key, _, value = line.partition(":")
                 parts = value.split()
-                if parts and parts[0].isdigit():
+                if key.startswith(prefix) and parts and parts[0].isdigit():
                     out[key] = int(parts[0]) * (1024 if parts[1:] == ["kB"] else 1)
     except OSError:
         pass
@@ -68,17 +73,8 @@ def address_space_left():
 
 def meminfo_of_self():
     """/proc/self/status memory fields (VmSize, VmRSS, …) as {field: bytes} (Linux; {} elsewhere)."""
-    out = {}
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                parts = value.split()
-                if key.startswith("Vm") and parts and parts[0].isdigit():
-                    out[key] = int(parts[0]) * 1024
-    except OSError:
-        pass
-    return out
+    return _proc_fields("/proc/self/status", "Vm")
+
 
 
 def cgroup_available(root="/sys/fs/cgroup", membership="/proc/self/cgroup"):
