@@ -67,7 +67,12 @@ def run(args):
     if args.json:
         print(json.dumps({"results": [r.as_dict() for r in results]}, indent=1))
         return
-    print(f"MPS of {tracer.name}: {amplitude * 1e3:g} mT (peak, µ0H) at {frequency / 1e3:g} kHz")
+    parts = [f"cores {tracer.core_diameter * 1e9:g} nm" + (f" (σ {tracer.size_sigma:g})" if tracer.size_sigma else "")]
+    if tracer.hydrodynamic_diameter is not None:
+        parts.append(f"hydrodynamic {tracer.hydrodynamic_diameter * 1e9:g} nm, η {tracer.viscosity:g} Pa·s")
+    if tracer.anisotropy is not None:
+        parts.append(f"K {tracer.anisotropy:g} J/m³, α {damping:g}")
+    print(f"MPS of {tracer.name} ({'; '.join(parts)}): {amplitude * 1e3:g} mT (peak, µ0H) at {frequency / 1e3:g} kHz")
     print(f"{'model':10s} {'A3/A1':>8s} {'A5/A3':>8s} {'M peak / (A·m²/kg Fe)':>22s}")
     for r in results:
         print(f"{r.model:10s} {r.ratio(3, 1):8.4f} {r.ratio(5, 3):8.4f} {abs(r.moment).max():22.2f}")
