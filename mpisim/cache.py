@@ -36,6 +36,7 @@ from . import interrupt
 from .errors import MPISimError
 from .io import calibration
 from .io.h5 import open_h5
+from .resources import NotEnoughMemory
 from .io.atomic import atomic_path, check_free_space, check_output_path, committed, remove_stale_parts, stale_parts
 
 try:
@@ -197,6 +198,8 @@ def verify(path, key):
                     return "truncated"
             elif not ds.fletcher32:
                 return "no checksums"
+    except NotEnoughMemory:  # not damage: the entry stays, the command says why it cannot go on
+        raise
     except Exception as e:  # any HDF5/OS error means the entry is unusable
         return str(e).splitlines()[0][:120] or type(e).__name__
     return None
@@ -273,6 +276,8 @@ def list_entries(override=None):
             with open_h5(p) as h:
                 s = h["_mpisim/cacheSummary"][()]
                 summary = s.decode() if isinstance(s, bytes) else str(s)
+        except NotEnoughMemory:
+            summary = "(cannot be checked now: not enough memory)"
         except Exception:
             summary = "(unreadable)"
         out.append((p, p.stat().st_size, summary))

@@ -80,8 +80,8 @@ def mps(tracer, amplitude=20e-3, frequency=25e3, model="langevin", samples=512, 
         raise MPISimError(f"MPS amplitude must be > 0 and at most 1 T/µ0, got {amplitude}")
     if not (math.isfinite(frequency) and 0 < frequency <= 1e8):
         raise MPISimError(f"MPS frequency must be > 0 and at most 100 MHz, got {frequency}")
-    if not (math.isfinite(damping) and 0 < damping <= 10):
-        raise MPISimError(f"damping α must be > 0 and at most 10, got {damping}")
+    if not (math.isfinite(damping) and 1e-4 <= damping <= 10):
+        raise MPISimError(f"damping α must be between 1e-4 and 10, got {damping}")
     betas, q = tracer.betas_and_weights()
     d, _ = tracer.size_quadrature()
     per_kg = tracer.moment_per_iron_mass                  # saturated moment per iron mass, A·m²/kg

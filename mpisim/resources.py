@@ -10,7 +10,8 @@ except ImportError:                      # not a POSIX system: no RLIMIT_AS
 
 from .errors import MPISimError
 
-__all__ = ["address_space_left", "available_memory", "cgroup_available", "check_memory", "meminfo", "meminfo_of_self"]
+__all__ = ["address_space_left", "available_memory", "cgroup_available", "check_memory", "meminfo", "meminfo_of_self",
+           "NotEnoughMemory"]
 
 
 def meminfo():
@@ -135,11 +136,16 @@ def _group_left(d, names):
     return max(0, int(limit_text) - used + inactive)
 
 
+class NotEnoughMemory(MPISimError):
+    """A refusal for want of memory now (not a fault of the input): callers that would otherwise treat
+    a failure as damage (the cache) let it through instead."""
+
+
 def check_memory(nbytes, what, hint="use fewer frames or float32"):
     """Refuse (one-line error) an allocation of ``nbytes`` larger than 80 % of :func:`available_memory`."""
     avail = available_memory()
     if avail is None:
         return
     if nbytes > 0.8 * avail:
-        raise MPISimError(f"{what} would need {nbytes / 2**30:.1f} GiB, but only {avail / 2**30:.1f} GiB of memory "
+        raise NotEnoughMemory(f"{what} would need {nbytes / 2**30:.1f} GiB, but only {avail / 2**30:.1f} GiB of memory "
                           f"is available; {hint}")

@@ -185,3 +185,22 @@ def test_embedded_scanner_disagreeing_with_acquisition_is_refused_first(files, t
         assert rc == 2 and len(err.strip().splitlines()) == 1, (args, err)
         assert "/_mpisim/scanner disagrees with /acquisition on the drive dividers" in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.mdf"]
+
+
+def test_a_cache_entry_is_not_deleted_for_want_of_memory(tmp_path, capsys, monkeypatch):
+    """Opening a compressed cache entry may be refused for want of memory (its chunks' worst inflation):
+    that is said in one line and the entry stays; it is not damage."""
+    from mpisim import cache, resources
+
+    monkeypatch.chdir(tmp_path)
+    args = ["sysmat", "--scanner", "bruker-2d", "--grid", "8x8x1", "--compression", "gzip", "--cache-dir", str(tmp_path / "c")]
+    assert main([*args, "--out", "a.mdf"]) == 0
+    entries = sorted((tmp_path / "c").glob("sm-*.mdf"))
+    assert len(entries) == 1
+    capsys.readouterr()
+    monkeypatch.setattr(resources, "available_memory", lambda: 1 << 20)        # 1 MiB: far too little
+    assert main([*args, "--out", "b.mdf"]) == 2
+    err = capsys.readouterr().err
+    assert "inflated at worst 1032-fold" in err and len(err.strip().splitlines()) == 1, err
+    assert sorted((tmp_path / "c").glob("sm-*.mdf")) == entries and not (tmp_path / "b.mdf").exists()
+    assert "not enough memory" in cache.list_entries(tmp_path / "c")[0][2]

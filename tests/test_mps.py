@@ -77,7 +77,7 @@ def test_mps_command(tmp_path, capsys):
     (["--amplitude", "20kHz"], "--amplitude must be a number in T"),
     (["--frequency", "25mT"], "--frequency must be a number in Hz"),
     (["--model", "neel", "--anisotropy", "1e6"], "unknowns in the Fokker-Planck solver"),
-    (["--model", "neel", "--anisotropy", "5e3", "--damping", "0"], "damping α must be > 0"),
+    (["--model", "neel", "--anisotropy", "5e3", "--damping", "0"], "damping α must be between 1e-4 and 10"),
 ])
 def test_mps_bad_input(tmp_path, capsys, args, needle):
     assert main(["mps", *args, "--png", str(tmp_path / "x.png")]) == 2

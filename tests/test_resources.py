@@ -78,4 +78,4 @@ def test_an_address_space_limit_counts(tmp_path):
             "r.check_memory(2 << 30, 'two GiB')")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert int(p.stdout.split()[0]) < 1 << 30
-    assert "MPISimError" in p.stderr and "two GiB would need 2.0 GiB" in p.stderr
+    assert "NotEnoughMemory" in p.stderr and "two GiB would need 2.0 GiB" in p.stderr

@@ -71,7 +71,7 @@ def run(args):
     if tracer.hydrodynamic_diameter is not None:
         parts.append(f"hydrodynamic {tracer.hydrodynamic_diameter * 1e9:g} nm, η {tracer.viscosity:g} Pa·s")
     if tracer.anisotropy is not None:
-        parts.append(f"K {tracer.anisotropy:g} J/m³, α {damping:g}")
+        parts.append(f"K {tracer.anisotropy:g} J/m³" + (f", α {damping:g}" if "neel" in (args.model or ()) else ""))
     print(f"MPS of {tracer.name} ({'; '.join(parts)}): {amplitude * 1e3:g} mT (peak, µ0H) at {frequency / 1e3:g} kHz")
     print(f"{'model':10s} {'A3/A1':>8s} {'A5/A3':>8s} {'M peak / (A·m²/kg Fe)':>22s}")
     for r in results:

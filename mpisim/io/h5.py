@@ -37,7 +37,7 @@ from ..errors import MPISimError
 from ..resources import check_memory
 from .atomic import check_input_file
 
-__all__ = ["ALLOWED_FILTERS", "BOMB_FLOOR", "MAX_CHUNK_BYTES", "MAX_DEPTH", "MAX_OBJECTS", "MAX_RATIO",
+__all__ = ["ALLOWED_FILTERS", "BOMB_FLOOR", "INFLATION", "MAX_CHUNK_BYTES", "MAX_DEPTH", "MAX_OBJECTS", "MAX_RATIO",
            "READ_BLOCK_BYTES", "datasets", "inspect", "open_h5", "read_blocks"]
 
 MAX_DEPTH = 16
@@ -62,6 +62,10 @@ READ_BLOCK_BYTES = 64 << 20
 
 DEFLATE_MAX_RATIO = 1032
 """Most bytes a deflate stream can inflate to per stored byte (the format's limit, about 1032:1)."""
+
+INFLATION = {1: DEFLATE_MAX_RATIO, 32000: 150}
+"""Worst inflation per stored byte of the filters that can grow their output beyond a chunk (deflate;
+LZF, whose back-references give at most about 130:1); shuffle, n-bit and scale-offset cannot."""
 
 ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 5: "nbit", 6: "scaleoffset", 32000: "lzf"}
 """HDF5 filters accepted, by filter id."""
@@ -106,15 +110,17 @@ def _check_dataset(path, name, ds):
     if declared > BOMB_FLOOR and declared > MAX_RATIO * stored:
         _refuse(path, f"/{name} declares {_size(declared)} but the file stores {_size(stored)} of it "
                       f"(a decompression bomb or a dataset without data)")
-    if ds.chunks is not None and [f for f in filters if f != 3]:       # compressed (Fletcher-32 alone: not)
-        _check_chunks(path, name, ds, chunk)
+    inflation = max((INFLATION.get(f, 1) for f in filters), default=1)
+    if ds.chunks is not None and inflation > 1:                         # deflate or LZF
+        _check_chunks(path, name, ds, chunk, inflation)
     return declared
 
 
-def _check_chunks(path, name, ds, chunk):
+def _check_chunks(path, name, ds, chunk, inflation):
     """Every stored chunk of a compressed dataset at most its uncompressed size (+1 % + 1 KiB: what
     deflate and a checksum add to data that do not compress), and the worst inflation of the largest
-    one within the available memory."""
+    one (``inflation`` × its stored bytes) within the available memory (a
+    :class:`~mpisim.resources.NotEnoughMemory` refusal, not a verdict on the file)."""
     sizes = []
     try:
         if hasattr(ds.id, "chunk_iter"):
@@ -129,8 +135,8 @@ def _check_chunks(path, name, ds, chunk):
     if largest > chunk * 1.01 + 1024:
         _refuse(path, f"/{name} has a compressed chunk of {_size(largest)} for {_size(chunk)} of data (a crafted "
                       f"stream that would inflate beyond its place)")
-    check_memory(DEFLATE_MAX_RATIO * largest, f"{path}: /{name}: a compressed chunk of {_size(largest)} (its worst "
-                 f"inflation, {DEFLATE_MAX_RATIO}-fold,)", hint="refused (a decompression bomb?)")
+    check_memory(inflation * largest, f"{path}: /{name}: a compressed chunk of {_size(largest)}, inflated at worst "
+                 f"{inflation}-fold,", hint="refused: it could be a decompression bomb")
 
 
 def _size(n):
