@@ -181,23 +181,28 @@ def neel_time(sigma, tau_d):
     return tau_d / relaxation_rates(sigma)[0]
 
 
-def anisotropic_equilibrium(xi, sigma, angle=None, nodes=96):
+def anisotropic_equilibrium(xi, sigma, angle=None, nodes=None):
     """Equilibrium ⟨m̂ · ĥ⟩ of a particle with uniaxial anisotropy σ = K V_c/(k_B T) in a field ξ
     (µ0 m H/(k_B T)) at ``angle`` (rad) to its easy axis, or averaged over randomly oriented easy axes
     when ``angle`` is None. Gauss–Legendre quadrature of the Boltzmann distribution e^{σ(m̂·n̂)² + ξ m̂·ĥ}
-    over the sphere, in the field's frame; σ → 0 gives the Langevin function."""
+    over the sphere, in the field's frame (``nodes`` in cos θ, twice as many in φ; default enough for
+    the distribution's width); σ → 0 gives the Langevin function."""
     if not (math.isfinite(xi) and math.isfinite(sigma) and sigma >= 0):
         raise MPISimError(f"ξ must be finite and σ finite and >= 0, got ξ={xi}, σ={sigma}")
-    if angle is None:
-        xs, ws = np.polynomial.legendre.leggauss(nodes)     # cos ψ of the easy axis, uniform on the sphere
-        return float(sum(w * anisotropic_equilibrium(xi, sigma, math.acos(c), nodes) for c, w in zip(xs, ws)) / 2)
+    nodes = nodes or int(48 + 4 * math.sqrt(abs(xi) + 2 * sigma))
     x, wx = np.polynomial.legendre.leggauss(nodes)          # cos θ of m̂ to the field
     phi = np.linspace(0, 2 * np.pi, 2 * nodes, endpoint=False)
+    if angle is None:                                       # easy axes uniform on the sphere: cos ψ nodes
+        psi_cos, psi_w = np.polynomial.legendre.leggauss(nodes)
+        cps, sps = psi_cos[:, None, None], np.sqrt(1 - psi_cos ** 2)[:, None, None]
+    else:
+        cps, sps, psi_w = np.array(math.cos(angle)), np.array(math.sin(angle)), None
     s = np.sqrt(1 - x ** 2)
-    mn = x[:, None] * math.cos(angle) + s[:, None] * np.cos(phi)[None, :] * math.sin(angle)
+    mn = x[:, None] * cps + s[:, None] * np.cos(phi)[None, :] * sps
     e = sigma * mn ** 2 + xi * x[:, None]
-    w = np.exp(e - e.max()) * wx[:, None]
-    return float((w * x[:, None]).sum() / w.sum())
+    w = np.exp(e - e.max(axis=(-2, -1), keepdims=True)) * wx[:, None]
+    m = (w * x[:, None]).sum(axis=(-2, -1)) / w.sum(axis=(-2, -1))
+    return float(m if psi_w is None else (psi_w * m).sum() / 2)
 
 
 # --- Brownian rotation under a field of any direction ------------------------------------------------

@@ -5,6 +5,9 @@ The field H(t) = A sin(2π f t) (A in T/µ0) acts along one axis; the tracer's m
 per iron mass, comes from one of :data:`MODELS`:
 
 - ``langevin``: equilibrium, Σ_i q_i m_i L(ξ_i(t)) over the core-size quadrature;
+- ``anisotropic``: equilibrium with uniaxial anisotropy K (``anisotropy``), easy axes oriented at
+  random (immobilised cores, e.g. in cells), no relaxation: the Boltzmann average
+  :func:`mpisim.fokker_planck.anisotropic_equilibrium`, tabulated over the field and interpolated;
 - ``debye``: the Langevin harmonics times 1/(1 + i k ω τ) with the tracer's effective relaxation time
   (today's forward model of a relaxing tracer: one time constant, independent of the field);
 - ``brown``: the Fokker–Planck solution of Brownian rotation (:mod:`mpisim.fokker_planck`) with
@@ -32,7 +35,7 @@ from .particles import langevin
 
 __all__ = ["MODELS", "MPSResult", "mps"]
 
-MODELS = ("langevin", "debye", "brown", "neel")
+MODELS = ("langevin", "anisotropic", "debye", "brown", "neel")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,8 @@ def mps(tracer, amplitude=20e-3, frequency=25e3, model="langevin", samples=512, 
     per_kg = tracer.moment_per_iron_mass                  # saturated moment per iron mass, A·m²/kg
     omega = 2 * np.pi * frequency
     nodes = [(float(b * amplitude), qi, di, _barrier(tracer, model, di)) for b, qi, di in zip(betas, q, d)]
+    if model == "anisotropic":
+        _needs(tracer, model)
     if model in ("brown", "neel"):                         # every core size checked before any is solved
         _needs(tracer, model)
         for xi0, _, _, sigma in nodes:
@@ -110,8 +115,9 @@ def mps(tracer, amplitude=20e-3, frequency=25e3, model="langevin", samples=512, 
 
 
 def _barrier(tracer, model, diameter):
-    """σ = K V_c/(k_B T) of a core (0 unless the model is neel and the tracer has an anisotropy)."""
-    if model != "neel" or tracer.anisotropy is None:
+    """σ = K V_c/(k_B T) of a core (0 unless the model is neel or anisotropic and the tracer has an
+    anisotropy)."""
+    if model not in ("neel", "anisotropic") or tracer.anisotropy is None:
         return 0.0
     return tracer.anisotropy * math.pi / 6 * diameter ** 3 / (C.K_B * tracer.temperature)
 
@@ -119,8 +125,8 @@ def _barrier(tracer, model, diameter):
 def _needs(tracer, model):
     if model == "brown" and tracer.hydrodynamic_diameter is None:
         raise MPISimError("the brown model needs the tracer's hydrodynamic_diameter")
-    if model == "neel" and tracer.anisotropy is None:
-        raise MPISimError("the neel model needs the tracer's anisotropy (J/m³)")
+    if model in ("neel", "anisotropic") and tracer.anisotropy is None:
+        raise MPISimError(f"the {model} model needs the tracer's anisotropy (J/m³)")
 
 
 def _unit_harmonics(tracer, model, xi0, omega, diameter, K, sigma, damping):
@@ -132,9 +138,25 @@ def _unit_harmonics(tracer, model, xi0, omega, diameter, K, sigma, damping):
         if model == "debye":
             F = F * tracer.debye_factor(np.arange(K + 1) * omega / (2 * np.pi))
         return F
+    if model == "anisotropic":
+        return _anisotropic_harmonics(xi0, sigma, K)
     if model == "brown":
         tau = fp.brown_time(max(tracer.hydrodynamic_diameter, diameter), tracer.viscosity, tracer.temperature)
         return fp.periodic_response(xi0, omega * tau, harmonics=K)
     moment = tracer.ms / C.MU0 * math.pi / 6 * diameter ** 3
     tau_d = fp.neel_diffusion_time(moment, damping, tracer.temperature)
     return fp.periodic_response(xi0, omega * tau_d, sigma=sigma, harmonics=K)
+
+
+def _anisotropic_harmonics(xi0, sigma, K, table=65):
+    """Harmonics of the equilibrium ⟨cos θ⟩ of randomly oriented anisotropic cores under ξ0 sin(ωt): the
+    Boltzmann average on ``table`` Chebyshev points of |ξ| ≤ ξ0 (it is odd in ξ), a cubic spline between
+    them (``tests/test_mps.py`` checks it against direct quadrature), sampled and Fourier-transformed."""
+    from scipy.interpolate import CubicSpline
+
+    u = np.sort(xi0 * (1 - np.cos(np.linspace(0, np.pi / 2, table))))      # dense near 0 and near ξ0
+    m = np.array([fp.anisotropic_equilibrium(float(x), sigma) for x in u])
+    spline = CubicSpline(np.r_[-u[:0:-1], u], np.r_[-m[:0:-1], m])
+    n = max(256, 8 * K)
+    t = np.arange(n) / n * 2 * np.pi
+    return np.fft.rfft(spline(xi0 * np.sin(t)))[:K + 1] / n

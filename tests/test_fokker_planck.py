@@ -156,3 +156,13 @@ def test_brown_sphere_in_a_weak_rotating_field_lags_like_debye(sphere, omega_tau
     assert np.hypot(m[0], m[1]).mean() == pytest.approx(xi0 / 3 / math.hypot(1, omega_tau), rel=0.01)
     lag = np.angle(np.mean((m[0] + 1j * m[1]) * np.exp(-1j * t)))
     assert -lag == pytest.approx(math.atan(omega_tau), abs=0.01)
+
+
+@pytest.mark.parametrize("sigma", [2.0, 10.0, 30.0])
+def test_random_easy_axes_keep_the_langevin_initial_susceptibility(sigma):
+    """An ensemble of uniaxial particles with randomly oriented easy axes has the initial susceptibility of
+    isotropic ones, χ0 = ξ/3, whatever the barrier (the anisotropy averages out to first order in the
+    field; e.g. García-Palacios, Adv. Chem. Phys. 112 (2000), sec. 4)."""
+    xi = 1e-3
+    assert fp.anisotropic_equilibrium(xi, sigma) == pytest.approx(xi / 3, rel=1e-4)
+    assert fp.anisotropic_equilibrium(xi, sigma, 0.0) > 1.5 * xi / 3      # along the easy axis: much larger

@@ -17,7 +17,8 @@ def add_parser(sub):
                                    "dynamic M-H loop of a tracer model",
                        description="A tracer in a homogeneous sinusoidal field (no gradient), as a magnetic particle "
                                    "spectrometer measures it: the receive signal's harmonics, A3/A1 and A5/A3, and "
-                                   "the dynamic M-H loop, for one or several particle models (langevin: equilibrium; "
+                                   "the dynamic M-H loop, for one or several particle models (langevin: equilibrium; anisotropic: "
+                                   "equilibrium with uniaxial anisotropy, random easy axes; "
                                    "debye: Langevin times one relaxation time; brown, neel: Fokker-Planck, with the "
                                    "field along the easy axis for neel).")
     add_tracer_args(p)
