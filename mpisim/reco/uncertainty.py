@@ -47,7 +47,9 @@ def realisations(problem, solution, params, draws=None):
                                         label="noise")[0].T.astype(np.float32)
     if params.uncertainty.samples:
         if level is None:
-            info["uncertainty"] = ("none: no background frames and no stated noise density, so no error bars "
+            info["uncertainty"] = ("none: no noise level (fewer than 2 background frames, or background frames "
+                                   "without noise as in a noise-free simulation, and no stated noise density), so "
+                                   "no error bars "
                                    "(record background frames, or pass --uncertainty-samples 0 to silence this)")
         elif out is not None:
             info["uncertainty"] = "linear: reconstructed noise realisations (noise only), through the data's sweeps"
