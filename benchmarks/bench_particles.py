@@ -16,7 +16,6 @@ in its degree and in its time steps (Crank–Nicolson, second order). fp-axial a
 medians of 3 repeats; the sphere times are single runs.
 """
 
-import statistics
 import time
 
 import numpy as np
@@ -25,14 +24,7 @@ import mpisim
 from mpisim import fokker_planck as fp
 from mpisim.forward import unit_moments
 
-
-def med(fn, repeat=3):
-    ts = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+from bench_kaczmarz import med                                       # median of repeats after a warm-up
 
 
 def main():
