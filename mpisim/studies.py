@@ -78,11 +78,12 @@ class StudySetup:
                                                  averages=self.averages, seed=seed)
         return mpisim.simulate(sc, tr, ph, st, backend=backend)
 
-    def scan(self, sc, tr, S, cells, iron_per_cell, seed, backend="auto", full=False):
+    def scan(self, sc, tr, S, cells, iron_per_cell, seed, backend="auto", full=False, measurement=None):
         """Iron (kg) reconstructed in the ROI around a graft of ``cells`` labelled cells; with
-        ``full``, the :class:`~mpisim.quant.RoiResult` (with σ and 95 % interval)."""
+        ``full``, the :class:`~mpisim.quant.RoiResult` (with σ and 95 % interval). ``measurement``: the
+        scan :meth:`measure` gives for these cells and seed, when the caller has it already."""
 
-        meas = self.measure(sc, tr, cells, iron_per_cell, seed, backend)
+        meas = measurement if measurement is not None else self.measure(sc, tr, cells, iron_per_cell, seed, backend)
         r = reconstruct(meas, S, backend=backend, **self.reco)
         res = quantify(r, [Sphere((0.0, 0.0, 0.0), self.roi_radius, "graft")], iron_per_cell, measurement=meas,
                        system_matrix=S, backend=backend)[0]        # the default estimator, as quantify gives it
@@ -109,9 +110,11 @@ def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, bac
     setup = setup or StudySetup()
     sc, tr, S = setup.prepare(backend)
     say = progress or (lambda m: None)
-    blanks = [setup.scan(sc, tr, S, 0, iron_per_cell, 1000 + s, backend, full=True) for s in range(blank_seeds)]
+    first = setup.measure(sc, tr, 0, iron_per_cell, 1000, backend)   # the first blank, also for the rows' limit
+    blanks = [setup.scan(sc, tr, S, 0, iron_per_cell, 1000 + s, backend, full=True,
+                         measurement=first if s == 0 else None) for s in range(blank_seeds)]
     blank = np.array([r.iron for r in blanks])
-    lim = _currie_limits(setup, sc, tr, S, blanks, iron_per_cell, backend)
+    lim = _currie_limits(setup, sc, tr, S, blanks, first, backend)
     thr = blank.mean() + 3 * blank.std(ddof=1)
     lc = lim["image"]["L_C_ng"] * 1e-12
     rows = []
@@ -146,7 +149,7 @@ def titrate(cells, iron_per_cell=10e-15, seeds=3, blank_seeds=8, setup=None, bac
             "interval": "iron_95_ng: 95 % noise interval of each scan (noise only)", "rows": rows}
 
 
-def _currie_limits(setup, sc, tr, S, blanks, iron_per_cell, backend):
+def _currie_limits(setup, sc, tr, S, blanks, first_blank, backend):
     """Currie's limits of a titration (:mod:`mpisim.detection`): image domain measured from the blank
     scans' spread and predicted from their noise realisations, data domain as ``mpisim design`` gives it
     and over the rows the reconstruction uses, and the ratios. A dict in ng."""
@@ -157,7 +160,7 @@ def _currie_limits(setup, sc, tr, S, blanks, iron_per_cell, backend):
     predicted = (image_domain_limit(iron, realisation_sigma=sig, samples=params.uncertainty.samples)
                  if np.all(np.isfinite(sig)) and params.uncertainty.samples >= 2 else None)
     data = data_domain_limit(sc, tr, DesignSettings(averages=setup.averages))
-    rows = rows_limit(setup.measure(sc, tr, 0, iron_per_cell, 1000, backend), S, params)
+    rows = rows_limit(first_blank, S, params)
     out = {"image": measured.as_dict(), "image_predicted": None if predicted is None else predicted.as_dict(),
            "data": data.as_dict(), "data_rows": rows.as_dict(),
            "expected": "image-domain σ₀ / data-domain σ₀ >= 1: a reconstruction cannot beat the matched filter "
