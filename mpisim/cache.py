@@ -380,16 +380,12 @@ class CachedBuild:
         lock. An output on another file system is built there once and registered, not copied."""
         key, cache_dir, out, overwrite, nbytes, say = (self.key, self.cache_dir, self.out, self.overwrite, self.nbytes,
                                                        self.say)
-        if not writable(cache_dir_path := ensure_dir(cache_dir)):
-            return self._read_only(cache_dir_path)
+        if not writable(entry_path(key, cache_dir).parent):   # cache_dir here: the folder given
+            return self._read_only()
         with lock(key, cache_dir, say):
             found, why = (None, rebuild_reason) if rebuild_reason else find(key, cache_dir)
             if found is not None:
-                say(f"system matrix served from cache: {found}")
-                if out is not None and not same_file(found, out):
-                    how = link_or_copy(found, out, overwrite, nbytes)
-                    say(f"{out}: {how} {found}")
-                return found if out is None else out
+                return self._serve(found)
             if why:
                 say(f"cache entry of this system matrix was damaged ({why}); rebuilding")
             entry = entry_path(key, cache_dir)
@@ -407,25 +403,27 @@ class CachedBuild:
             register(key, target, cache_dir)
             return target
 
-    def _read_only(self, folder):
-        """A read-only cache folder: its verified entry is served (linked or copied to ``out``), with a
-        note that nothing can be added; without one, a one-line error."""
-        entry = entry_path(self.key, self.cache_dir)
-        found = entry if entry.exists() and verify(entry, self.key) is None else None
-        if found is None:
-            raise MPISimError(f"cache folder {folder} is read-only and holds no entry of this system matrix "
-                              f"(use --cache-dir or --no-cache)")
-        self.say(f"system matrix served from cache: {found} (the cache folder is read-only: nothing can be "
-                 f"added to it)")
+    def _serve(self, found, note=""):
+        """Serve the verified entry ``found``: said in one line (with ``note``), linked (or copied) to ``out``."""
+        self.say(f"system matrix served from cache: {found}{note}")
         if self.out is not None and not same_file(found, self.out):
             how = link_or_copy(found, self.out, self.overwrite, self.nbytes)
             self.say(f"{self.out}: {how} {found}")
         return found if self.out is None else self.out
 
+    def _read_only(self):
+        """A read-only cache folder: its verified entry is served, with a note that nothing can be
+        added; without one, a one-line error."""
+        entry = entry_path(self.key, self.cache_dir)
+        if not (entry.exists() and verify(entry, self.key) is None):
+            raise MPISimError(f"cache folder {entry.parent} is read-only and holds no entry of this "
+                              f"system matrix (use --cache-dir or --no-cache)")
+        return self._serve(entry, " (the cache folder is read-only: nothing can be added to it)")
+
     def on_damage(self, err):
         """Rows failed their checksum when read: drop the entry (and the link to it), rebuild, read again
         (a read-only cache cannot rebuild: a one-line error, the entry and ``out`` left as they are)."""
-        if not writable(ensure_dir(self.cache_dir)):
+        if not writable(entry_path(self.key, self.cache_dir).parent):
             raise MPISimError(f"{err}; the cache folder is read-only, so the entry cannot be rebuilt (use --cache-dir "
                               f"or --no-cache)")
         self.say(f"{err}; rebuilding the cache entry")

@@ -125,21 +125,29 @@ def as_completed_results(client, fn, jobs):
     """``fn(*args)`` for every ``(key, args)`` of ``jobs``, all submitted to ``client`` at once (``key``:
     the Dask key of the task); yields the results in the order they finish. Closing the generator
     cancels what is left."""
-    from distributed import wait
-
     futures = [client.submit(fn, *args, pure=False, key=key) for key, args in jobs]
     left = set(futures)
     try:
         while left:
-            interrupt.check()                       # every 0.2 s: a signal stops the sweep within a second
-            try:
-                done, left = wait(left, timeout=0.2, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                continue
+            done = _wait_checking(left, 0.2)
+            left -= done
             for fut in [f for f in futures if f in done]:
                 yield fut.result()
     finally:
         client.cancel(futures)
+
+
+def _wait_checking(futures, every):
+    """The futures of ``futures`` that are done, once one is, looking for a signal every ``every`` s
+    (:func:`mpisim.interrupt.check`) while none is: an interrupt stops the wait within that time."""
+    from distributed import wait
+
+    while True:
+        interrupt.check()
+        try:
+            return wait(futures, timeout=every, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            continue
 
 
 def in_order_results(workers, scheduler, fn, shared, calls, what, consequence=""):
@@ -150,8 +158,6 @@ def in_order_results(workers, scheduler, fn, shared, calls, what, consequence=""
     worker lost, the scheduler gone) raises a one-line :class:`MPISimError`: "Dask failed on ``what``
     i of n (reason)" followed by ``consequence``. The client connects on the first result; ``close()``
     cancels what is left and shuts the client down."""
-    from distributed import wait
-
     ctx = dask_client(workers, scheduler)
     client = ctx.__enter__()
     futures = {}
@@ -168,11 +174,7 @@ def in_order_results(workers, scheduler, fn, shared, calls, what, consequence=""
         for i in range(len(calls)):
             fut = futures.pop(i)
             try:
-                while not fut.done():               # look for a signal every 0.5 s while it computes
-                    interrupt.check()
-                    with contextlib.suppress(TimeoutError):
-                        wait([fut], timeout=0.5)
-                interrupt.check()
+                _wait_checking([fut], 0.5)
                 result = fut.result()
             except interrupt.Interrupted:
                 raise

@@ -256,19 +256,21 @@ def _run(sc, tracer, settings, vary, out, results, todo, done, workers, schedule
                 raise _interrupted(interrupt.pending(), done, todo, results) from None
             if isinstance(e, MPISimError):
                 raise
-            kept = (f"{results} keeps the {len(done)} of {len(todo)} designs that finished; --resume completes the "
-                    f"sweep" if done else "nothing written")             # the cluster failed (worker lost, connection)
             raise MPISimError(f"the sweep stopped: {type(e).__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-                              f"; {kept}") from None
+                              f"; {_kept(done, todo, results) or 'nothing written'}") from None   # worker lost, …
     return rows
+
+
+def _kept(done, todo, results):
+    """What a stopped sweep keeps, in words (None: nothing)."""
+    if done:
+        return f"{results} keeps the {len(done)} of {len(todo)} designs that finished; --resume completes the sweep"
+    return None
 
 
 def _interrupted(signum, done, todo, results):
     """The :class:`~mpisim.interrupt.Interrupted` of a sweep: it keeps the finished rows, if any."""
-    if not done:
-        return interrupt.Interrupted(signum)
-    return interrupt.Interrupted(signum, kept=f"{results} keeps the {len(done)} of {len(todo)} designs that finished; "
-                                              f"--resume completes the sweep")
+    return interrupt.Interrupted(signum, kept=_kept(done, todo, results))
 
 
 def _prepare_folder(out, spec, resume, results):

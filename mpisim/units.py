@@ -94,17 +94,7 @@ def parse_concentration(text, name="--concentration", positive=False):
         if t.endswith(molar) and not t.lower().endswith("mol/l"):        # molar: case matters (m is milli)
             t = t[: -len(molar)] + written
             break
-    low = t.lower()
-    v = None
-    for suf in sorted(CONCENTRATION, key=len, reverse=True):
-        if low.endswith(suf) and t[: -len(suf)].strip():
-            try:
-                v = float(t[: -len(suf)]) * CONCENTRATION[suf]
-            except ValueError:
-                pass
-            break
-    if v is None:
-        raise MPISimError(f"{name} must be a concentration with its unit, e.g. 50mmol/L or 0.05mol/L, got {text!r}")
+    v = parse_quantity(t, name, "a concentration with its unit, e.g. 50mmol/L or 0.05mol/L", CONCENTRATION)
     if not math.isfinite(v):
         raise MPISimError(f"{name} must be a finite concentration, got {text!r} (NaN/Inf)")
     if v < 0 or (positive and v == 0):

@@ -71,13 +71,18 @@ def _is_input(p):
     return _INPUTS.get((st.st_dev, st.st_ino))
 
 
+def _refuse_input(p):
+    """One line if ``p`` is one of the command's inputs (by name, link or hard link)."""
+    same = _is_input(p)
+    if same is not None:
+        raise MPISimError(f"{p}: is an input of this command ({same}); write the output elsewhere")
+
+
 def check_output_path(path, overwrite=False):
     """Raise a clear error if ``path`` exists (and not ``overwrite``), is one of the command's inputs
     (:func:`record_inputs`; never replaced) or its folder is unwritable."""
     p = Path(path)
-    same = _is_input(p)
-    if same is not None:
-        raise MPISimError(f"{p}: is an input of this command ({same}); write the output elsewhere")
+    _refuse_input(p)
     if len(p.name.encode()) > NAME_MAX:
         raise MPISimError(f"{p.name[:40]}...: output file name too long ({len(p.name.encode())} bytes; file systems "
                           f"hold {NAME_MAX})")
@@ -110,9 +115,7 @@ def atomic_path(path, overwrite=False, record=True, suffix=".part"):
         yield tmp
 
         interrupt.check()                 # nothing is committed after an interrupt
-        same = _is_input(p)
-        if same is not None:
-            raise MPISimError(f"{p}: is an input of this command ({same}); write the output elsewhere")
+        _refuse_input(p)
         if p.exists() and not overwrite:
             raise MPISimError(f"{p}: output appeared while writing; not replaced")
         user_mode(tmp)

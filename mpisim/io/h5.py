@@ -73,6 +73,11 @@ ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 5: "nbit", 6: "s
 _LINK_KIND = {1: "a soft link", 64: "an external link"}
 
 
+def _unreadable(path, name, e):
+    """The one-line error of an object HDF5 cannot read (a damaged file)."""
+    return MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})")
+
+
 def _refuse(path, why):
     raise MPISimError(f"{path}: refused: {why}")
 
@@ -93,7 +98,7 @@ def _check_dataset(path, name, ds):
         filters = [dcpl.get_filter(i)[0] for i in range(dcpl.get_nfilters())]
         stored = int(ds.id.get_storage_size()) if layout != h5py.h5d.VIRTUAL else 0
     except Exception as e:                                           # damaged object header
-        raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
+        raise _unreadable(path, name, e) from None
     if layout == h5py.h5d.VIRTUAL:
         _refuse(path, f"/{name} is a virtual dataset (its data would come from other files)")
     if external:
@@ -128,7 +133,7 @@ def _check_chunks(path, name, ds, chunk, inflation):
         else:                                                   # older HDF5: one call per chunk
             sizes = [ds.id.get_chunk_info(i).size for i in range(ds.id.get_num_chunks())]
     except Exception as e:
-        raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
+        raise _unreadable(path, name, e) from None
     if not sizes:
         return
     largest = max(sizes)
@@ -164,7 +169,7 @@ def inspect(h, path):
         try:
             group.id.links.iterate(lambda n, info: links.append((n, info.type)), info=True)
         except Exception as e:
-            raise MPISimError(f"{path}: /{prefix} cannot be read ({str(e).splitlines()[0][:80]})") from None
+            raise _unreadable(path, prefix, e) from None
         count += len(links)
         if count > MAX_OBJECTS:
             _refuse(path, f"more than {MAX_OBJECTS} objects (an MDF file has about a hundred)")
@@ -177,7 +182,7 @@ def inspect(h, path):
                 obj = group[raw]
                 oid = (h5py.h5o.get_info(obj.id).fileno, h5py.h5o.get_info(obj.id).addr)
             except Exception as e:
-                raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
+                raise _unreadable(path, name, e) from None
             if oid in seen:
                 continue
             seen.add(oid)
@@ -202,11 +207,13 @@ def datasets(h):
     return names
 
 
-def read_blocks(ds, path, name, sel=None, axis=0):
+def read_blocks(ds, path, name, sel=None, axis=0, extra_bytes=0, hint="is this the right file?"):
     """``ds[sel]`` (``sel``: a tuple of slices or increasing integer indices, None for all), read in
     blocks along ``axis`` of at most :data:`READ_BLOCK_BYTES` into one array, with
     :func:`mpisim.interrupt.check` between blocks; a read failure is a one-line error naming the
-    dataset."""
+    dataset. A read above 64 MiB is first checked against the available memory
+    (:func:`mpisim.resources.check_memory`), counting ``extra_bytes`` per element besides the element
+    itself (what the caller converts it to); ``hint`` ends that refusal."""
     try:
         shape = ds.shape
         if not shape:                                           # scalar, or a null dataspace (None)
@@ -225,6 +232,9 @@ def read_blocks(ds, path, name, sel=None, axis=0):
         rest = [len(range(*s.indices(d))) if isinstance(s, slice) else np.size(s)
                 for i, (s, d) in enumerate(zip(sel, shape)) if i != axis]
         per = max(1, int(np.prod(rest, dtype=object)) * ds.dtype.itemsize)
+        need = n * per * (ds.dtype.itemsize + extra_bytes) // ds.dtype.itemsize
+        if need > (64 << 20):
+            check_memory(need, f"{path}: /{name} ({n} along axis {axis})", hint=hint)
         step = max(1, READ_BLOCK_BYTES // per)
         if n <= step:
             return ds[sel[:axis] + (_as_selection(idx),) + sel[axis + 1:]]
@@ -241,7 +251,7 @@ def read_blocks(ds, path, name, sel=None, axis=0):
     except (MPISimError, interrupt.Interrupted):
         raise
     except Exception as e:                                         # HDF5 read errors on damaged files
-        raise MPISimError(f"{path}: /{name} cannot be read ({str(e).splitlines()[0][:80]})") from None
+        raise _unreadable(path, name, e) from None
 
 
 def _as_selection(idx):

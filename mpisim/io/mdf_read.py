@@ -20,7 +20,6 @@ from ..errors import MPISimError
 from ..measurement import Measurement
 from ..metadata import CalibrationInfo, Provenance, StoredFrames, Truth
 from ..particles import Tracer
-from ..resources import check_memory
 from ..scanner import Scanner
 from .calibration import BLOCK_BYTES, DamagedRows, read_row_runs, row_checksums
 from .h5 import open_h5, read_blocks
@@ -47,10 +46,7 @@ class Reader:
                     raise MPISimError(f"{self.path}: /{n} is a group, expected a dataset")
                 if obj.shape is None:            # a null dataspace (how some writers store ""): as if absent
                     continue
-                nbytes = int(np.prod(obj.shape, dtype=object)) * obj.dtype.itemsize
-                if nbytes > (64 << 20):
-                    check_memory(2 * nbytes, f"{self.path}: /{n}", hint="is this the right file?")
-                return read_blocks(obj, self.path, n)
+                return read_blocks(obj, self.path, n, extra_bytes=obj.dtype.itemsize)   # read, then converted
         if required:
             raise MPISimError(f"{self.path}: missing mandatory field /{name}")
         return None
@@ -313,13 +309,9 @@ class DataLayout:
         """Frames (stored order) → canonical (n, J, C, K|V) array, converted; read in blocks of frames with
         an interrupt check between blocks, after checking that memory can hold them."""
         ds = self.ds
-        n = len(range(*frames.indices(self.num_frames))) if isinstance(frames, slice) else np.size(frames)
-        per_frame = int(np.prod(ds.shape, dtype=object)) // max(self.num_frames, 1)
-        need = n * per_frame * (ds.dtype.itemsize + 16)          # as stored, then converted
-        if need > (64 << 20):
-            check_memory(need, f"{self.path}: {n} frames of /measurement/data", hint="read fewer frames (--frames)")
         axis = ds.ndim - 1 - self.v1complex if self.fast else 0
-        a = read_blocks(ds, self.path, "measurement/data", (slice(None),) * axis + (frames,), axis=axis)
+        a = read_blocks(ds, self.path, "measurement/data", (slice(None),) * axis + (frames,), axis=axis,
+                        extra_bytes=16, hint="read fewer frames (--frames)")     # as stored, then complex128
         if self.fast and self.v1complex:
             a = np.moveaxis(a, -2, 0)            # (J, C, K, n, 2) → (n, J, C, K, 2)
         elif self.fast:
