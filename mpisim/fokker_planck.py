@@ -94,8 +94,8 @@ def moment_operators(order, sigma=0.0):
 
 
 def _order_for(xi_max, sigma):
-    """Legendre order that resolves the distribution exp(ξx + σx²): 30 + 8 √(ξ + 2σ) terms (the
-    coefficients change by < 1e-9 of the fundamental when the order is doubled, ξ up to 166, σ up to 40)."""
+    """Legendre order that resolves the distribution exp(ξx + σx²): 30 + 8 √(ξ + 2σ) terms (against a
+    much larger order the harmonics agree to 1e-8 of the fundamental: ``tests/test_fokker_planck.py``)."""
     return int(30 + 8 * math.sqrt(abs(xi_max) + 2 * sigma))
 
 

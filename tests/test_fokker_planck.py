@@ -166,3 +166,13 @@ def test_random_easy_axes_keep_the_langevin_initial_susceptibility(sigma):
     xi = 1e-3
     assert fp.anisotropic_equilibrium(xi, sigma) == pytest.approx(xi / 3, rel=1e-4)
     assert fp.anisotropic_equilibrium(xi, sigma, 0.0) > 1.5 * xi / 3      # along the easy axis: much larger
+
+
+@pytest.mark.parametrize("xi,sigma,omega_tau", [(166.0, 0.0, 0.5), (5.0, 30.0, 1e-3), (0.5, 40.0, 1e-2)])
+def test_default_legendre_order_is_converged(xi, sigma, omega_tau):
+    """The default order 30 + 8√(ξ + 2σ) against the much larger 2(ξ + 2σ) + 30: the harmonics agree to
+    1e-8 of the fundamental."""
+    K = fp.harmonics_for(xi, sigma)
+    a = fp.periodic_response(xi, omega_tau, sigma=sigma, harmonics=K)
+    b = fp.periodic_response(xi, omega_tau, sigma=sigma, harmonics=K, order=int(2 * (xi + 2 * sigma) + 30))
+    assert np.abs(a - b).max() < 1e-8 * abs(b[1])

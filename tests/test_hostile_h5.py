@@ -125,3 +125,20 @@ def test_hostile_files_through_every_command(base, tmp_path, kind):
                 assert hf.SECRET_MARKER not in p.read_bytes(), p
     assert worst[1] < PEAK_BOUND, worst        # far below the cap: refused before anything large is read
     print(f"{kind}: slowest run {worst[0]:.2f} s, largest peak resident memory {worst[1] / 2**20:.0f} MiB")
+
+
+def test_the_inflation_bounds_hold_on_zeros(tmp_path):
+    """Zeros are every compressor's best case: deflate (level 9) and LZF stay below the worst inflation
+    io/h5 assumes for them (:data:`mpisim.io.h5.INFLATION`), and deflate reaches most of its 1032:1."""
+    import h5py
+    import numpy as np
+
+    from mpisim.io import h5 as H
+
+    with h5py.File(tmp_path / "z.h5", "w") as f:
+        for name, kw in (("gzip", {"compression": "gzip", "compression_opts": 9}), ("lzf", {"compression": "lzf"})):
+            f.create_dataset(name, data=np.zeros(1 << 21), chunks=(1 << 17,), **kw)
+        gz = f["gzip"].nbytes / f["gzip"].id.get_storage_size()
+        lzf = f["lzf"].nbytes / f["lzf"].id.get_storage_size()
+    assert 900 < gz < H.INFLATION[1]
+    assert lzf < H.INFLATION[32000]

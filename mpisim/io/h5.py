@@ -48,7 +48,7 @@ MAX_OBJECTS = 10_000
 
 MAX_RATIO = 100
 """Most declared bytes per stored byte of a dataset above :data:`BOMB_FLOOR` (deflate reaches about
-1000 on zeros; measured and simulated MPI data compress by a few)."""
+1000 on zeros, ``tests/test_hostile_h5.py``; data with noise compress far less)."""
 
 BOMB_FLOOR = 64 << 20
 """Declared bytes below which a dataset is not held to :data:`MAX_RATIO` (64 MiB: small fields,
@@ -64,8 +64,9 @@ DEFLATE_MAX_RATIO = 1032
 """Most bytes a deflate stream can inflate to per stored byte (the format's limit, about 1032:1)."""
 
 INFLATION = {1: DEFLATE_MAX_RATIO, 32000: 150}
-"""Worst inflation per stored byte of the filters that can grow their output beyond a chunk (deflate;
-LZF, whose back-references give at most about 130:1); shuffle, n-bit and scale-offset cannot."""
+"""Worst inflation per stored byte of the filters that can grow their output beyond a chunk: deflate,
+and LZF (88:1 on zeros, its best case; ``tests/test_hostile_h5.py`` checks both bounds); shuffle, n-bit
+and scale-offset cannot."""
 
 ALLOWED_FILTERS = {1: "deflate", 2: "shuffle", 3: "fletcher32", 5: "nbit", 6: "scaleoffset", 32000: "lzf"}
 """HDF5 filters accepted, by filter id."""
