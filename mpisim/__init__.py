@@ -16,7 +16,7 @@ API = {
     },
     "nouns": {
         "Scanner": "scanner", "Tracer": "particles", "Grid": "grid", "Phantom": "phantoms",
-        "Measurement": "measurement", "SystemMatrix": "operator", "Reconstruction": "reconstruction",
+        "Measurement": "measurement", "SystemMatrix": "operator", "JointSystemMatrix": "operator", "Reconstruction": "reconstruction",
         "Truth": "metadata", "QuantResult": "quant", "RoiResult": "quant",
     },
     "ROIs (metres)": {
@@ -29,7 +29,8 @@ API = {
         "UncertaintyParams": "reconstruction",
     },
     "constructors and loaders": {
-        "get_scanner": "scanner", "PRESETS": "scanner", "default_tracer": "particles", "get_phantom": "phantoms",
+        "get_scanner": "scanner", "PRESETS": "scanner", "default_tracer": "particles",
+        "cell_label_tracer": "particles", "get_phantom": "phantoms",
         "default_grid": "systemmatrix", "read_mdf": "io.mdf", "write_mdf": "io.mdf",
         "load_system_matrix": "io.sm_file", "open_measurement": "io.frame_file", "open_inputs": "io.frame_file",
         "read_reconstruction": "io.reco_mdf", "write_reconstruction": "io.reco_mdf", "write_nifti": "io.nifti",

@@ -179,6 +179,23 @@ def load_transfer_function(path):
 
 # --- measurement simulation ------------------------------------------------------------------------
 
+def state_tracers(tracer, phantom):
+    """{state: Tracer} for the phantom's tracer states: ``tracer`` in each state (:meth:`Tracer.in_state`), or
+    a dict {state: Tracer} given as ``tracer`` (each state's own tracer, viscosity...). A one-state phantom
+    uses ``tracer`` as it is."""
+    if phantom.states is None:
+        if isinstance(tracer, dict):
+            raise MPISimError("tracers per state were given, but the phantom's iron is in no state "
+                              "(build it with Phantom.mixed)")
+        return {"mobile": tracer}
+    if isinstance(tracer, dict):
+        missing = [k for k in phantom.states if k not in tracer]
+        if missing:
+            raise MPISimError(f"no tracer given for state {missing[0]!r} of phantom {phantom.name!r}")
+        return {k: tracer[k] for k in phantom.states}
+    return {k: tracer.in_state(k) for k in phantom.states}
+
+
 def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progress=False,
              chunk_voxels=4096, out=None, overwrite=False, block_frames=16, **kw):
     """Simulate an MPI measurement of ``phantom`` (concentrations in mol Fe/L on its grid).
@@ -186,7 +203,9 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     Parameters
     ----------
     scanner : :class:`mpisim.scanner.Scanner` or preset name.
-    tracer : :class:`mpisim.particles.Tracer`.
+    tracer : :class:`mpisim.particles.Tracer`; for a phantom whose iron is in several states
+        (:meth:`mpisim.phantoms.Phantom.mixed`: mobile, immobilised) it is put in each state
+        (:meth:`~mpisim.particles.Tracer.in_state`), or give {state: Tracer}.
     phantom : :class:`mpisim.phantoms.Phantom` (grid + concentration in mol Fe/L).
     settings : :class:`SimulationSettings`; keyword arguments override its fields
         (``frames``, ``noise_density``, ...). Default: one ideal, noise-free frame.
@@ -237,22 +256,28 @@ class FrameSource:
         self.backend = B.resolve(backend)
         self.dtype = DTYPES[settings.dtype]
         V, freqs = scanner.num_samples, scanner.frequencies
-        conc = phantom.concentration_vector()
-        nz = np.flatnonzero(conc)
-        pos = phantom.grid.positions()[nz]
-        weights = conc[nz] * moment_per_concentration(tracer, phantom.grid.voxel_volume)
-        offsets = field_offsets(scanner, pos)
-        moment = xp.zeros((3, V), np.float64)
-        bar = Progress(len(nz), "simulate", enabled=progress)
-        for a in range(0, len(nz), chunk_voxels):
-            b = min(a + chunk_voxels, len(nz))
-            moment += xp.asarray(unit_moments(scanner, tracer, offsets[a:b], xp=xp, weights=weights[a:b]))
-            bar.update(b - a)
-        bar.close()
-        moment_spec = B.to_numpy(B.rfft(moment, xp=xp))                       # (3, K) A·m²
         self.tf = load_transfer_function(settings.transfer_function)
         chain = receive_chain(scanner, freqs, self.tf, bandstop=settings.feedthrough)
-        particle = np.einsum("lck,ck->lk", response(scanner, tracer, freqs, chain), moment_spec)
+        tracers = state_tracers(tracer, phantom)
+        if isinstance(tracer, dict):                       # the file's /tracer: the mobile state's (or the first)
+            self.tracer = tracers.get("mobile", next(iter(tracers.values())))
+        parts = {k: phantom.grid.flatten(c) for k, c in phantom.state_concentrations().items()}
+        bar = Progress(sum(int(np.count_nonzero(c)) for c in parts.values()), "simulate", enabled=progress)
+        particle = 0
+        for state, conc in parts.items():               # one forward-model pass per tracer state, summed
+            t = tracers[state]
+            nz = np.flatnonzero(conc)
+            pos = phantom.grid.positions()[nz]
+            weights = conc[nz] * moment_per_concentration(t, phantom.grid.voxel_volume)
+            offsets = field_offsets(scanner, pos)
+            moment = xp.zeros((3, V), np.float64)
+            for a in range(0, len(nz), chunk_voxels):
+                b = min(a + chunk_voxels, len(nz))
+                moment += xp.asarray(unit_moments(scanner, t, offsets[a:b], xp=xp, weights=weights[a:b]))
+                bar.update(b - a)
+            moment_spec = B.to_numpy(B.rfft(moment, xp=xp))                   # (3, K) A·m²
+            particle = particle + np.einsum("lck,ck->lk", response(scanner, t, freqs, chain), moment_spec)
+        bar.close()
         empty = np.zeros_like(particle)
         if settings.feedthrough:
             empty += feedthrough_spectrum(scanner) * chain

@@ -5,9 +5,11 @@ A measurement, a system matrix or a reconstruction says what it knows through th
 dataclasses instead of string-keyed dicts, so no module reaches through another's internals.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from .errors import MPISimError
 
 __all__ = ["Provenance", "Truth", "CalibrationInfo", "StoredFrames"]
 
@@ -76,13 +78,21 @@ class Truth:
     center: tuple = ()
     iron_mass: float | None = None
     chambers: tuple = ()
+    states: dict | None = None
+    """{tracer state: (nx, ny, nz) mol Fe/L} of a multi-contrast phantom, or None."""
 
     @classmethod
     def of_phantom(cls, phantom):
         """The truth of a :class:`~mpisim.phantoms.Phantom` in memory."""
         g = phantom.grid
         return cls(phantom.name, phantom.concentration, tuple(g.shape), tuple(g.fov), tuple(g.center),
-                   phantom.iron_mass, tuple(phantom.meta.get("chambers") or ()))
+                   phantom.iron_mass, tuple(phantom.meta.get("chambers") or ()), phantom.states)
+
+    def in_state(self, state):
+        """The truth of the iron in one tracer state (a multi-contrast phantom), with its own concentration."""
+        if not self.states or state not in self.states:
+            raise MPISimError(f"the phantom records no iron in state {state!r}")
+        return replace(self, concentration=self.states[state], iron_mass=None, states=None)
 
     @classmethod
     def from_record(cls, rec):
@@ -90,7 +100,7 @@ class Truth:
         records no iron mass, so ``iron_mass`` is None)."""
         return cls(rec.get("name", ""), rec.get("concentration"), tuple(np.ravel(rec.get("size", ()))),
                    tuple(np.ravel(rec.get("fieldOfView", ()))), tuple(np.ravel(rec.get("fieldOfViewCenter", ()))),
-                   rec.get("ironMass"), tuple(rec.get("chambers") or ()))
+                   rec.get("ironMass"), tuple(rec.get("chambers") or ()), rec.get("states") or None)
 
     def to_record(self):
         """The dict the MDF writer stores in ``/_mpisim/phantom``."""
@@ -100,4 +110,6 @@ class Truth:
             out["ironMass"] = self.iron_mass
         if self.chambers:
             out["chambers"] = list(self.chambers)
+        if self.states:
+            out["states"] = dict(self.states)
         return out

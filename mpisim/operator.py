@@ -8,9 +8,10 @@ file itself. Like SigPy's ``Linop`` it has a ``shape``, :meth:`SystemMatrix.forw
 
 import numpy as np
 
+from .errors import MPISimError
 from .resources import check_memory
 
-__all__ = ["SystemMatrix", "dot_test"]
+__all__ = ["SystemMatrix", "JointSystemMatrix", "dot_test"]
 
 
 class SystemMatrix:
@@ -152,3 +153,122 @@ def dot_test(op, rng=None, frames=1):
     lhs = np.vdot(y, ax)                      # ⟨A x, y⟩ = yᴴ A x
     rhs = np.vdot(op.adjoint(y), x)           # ⟨x, Aᴴ y⟩ = (Aᴴ y)ᴴ x
     return float(abs(lhs - rhs) / max(np.linalg.norm(ax) * np.linalg.norm(y), np.finfo(float).tiny))
+
+
+class JointSystemMatrix:
+    """Several system matrices of one scanner, sequence and grid side by side, [S₁ S₂ …]: the operator of a
+    multi-contrast reconstruction (Rahmer et al. 2015; Möddel et al. 2018), whose unknowns are one image per
+    contrast (K·N, contrast-major). Each S_k is the response of one tracer state (mobile, immobilised) or
+    tracer; their rows are read with the same (channel, bin) selection and set side by side, so nothing holds
+    more than the selected rows.
+
+    matrices : :class:`SystemMatrix` list (≥ 2); names : one contrast name each (default: each matrix's tracer
+    state when they differ, else its tracer's name, else ``contrast0``…). The selection sees, per row, the
+    highest SNR of the matrices (a row that shows either contrast is kept).
+    """
+
+    def __init__(self, matrices, names=None):
+        matrices = list(matrices)
+        if len(matrices) < 2:
+            raise MPISimError("a multi-contrast reconstruction needs at least two system matrices")
+        first = matrices[0]
+        for m in matrices[1:]:
+            why = _differs(first, m)
+            if why:
+                raise MPISimError(f"{m.label} and {first.label} cannot be reconstructed together: {why}")
+        self.matrices = matrices
+        self.names = tuple(names) if names is not None else _contrast_names(matrices)
+        if len(self.names) != len(matrices) or len(set(self.names)) != len(self.names):
+            raise MPISimError(f"give one distinct contrast name per system matrix, got {list(self.names)}")
+        self.grid = first.grid
+        self.bins, self.frequencies = first.bins, first.frequencies
+        self.acquisition, self.unit = first.acquisition, first.unit
+        snrs = [m.snr for m in matrices]
+        self.snr = None if any(s is None for s in snrs) else np.maximum.reduce([np.asarray(s) for s in snrs])
+        self.origin = " + ".join(m.origin for m in matrices)
+
+    label = SystemMatrix.label
+
+    @property
+    def transfer_function(self):
+        return None                                    # each matrix's own is divided out of its rows
+
+    @property
+    def on_disk(self):
+        return any(m.on_disk for m in self.matrices)
+
+    @property
+    def num_rx_channels(self):
+        return self.matrices[0].num_rx_channels
+
+    @property
+    def num_background_frames(self):
+        return 0                                       # whitening by the data's noise level
+
+    @property
+    def num_contrasts(self):
+        return len(self.matrices)
+
+    @property
+    def shape(self):
+        C, K = self.num_rx_channels, self.bins.size
+        return (C * K, self.grid.size * len(self.matrices))
+
+    @property
+    def nonzero_rows(self):
+        nz = [m.nonzero_rows for m in self.matrices]
+        return None if any(n is None for n in nz) else np.logical_or.reduce(nz)
+
+    def rows(self, cidx, kidx, background=False):
+        """The selected rows of every matrix side by side, (M, K·N), each divided by its own transfer function."""
+        parts = []
+        for m in self.matrices:
+            A = np.asarray(m.rows(cidx, kidx))
+            tf = m.transfer_function
+            if tf is not None:
+                t = np.asarray(tf)[np.asarray(cidx), m.bins[np.asarray(kidx)]]
+                A = A / np.where(t == 0, 1, t)[:, None]
+            parts.append(A)
+        A = np.concatenate(parts, axis=1)
+        return (A, None) if background else A
+
+    def forward(self, c):
+        """Spectra of the contrasts' concentrations c (K·N,) or (K·N, F)."""
+        N = self.grid.size
+        return sum(m.forward(c[i * N:(i + 1) * N]) for i, m in enumerate(self.matrices))
+
+    def adjoint(self, u):
+        """[S₁ᴴ u; S₂ᴴ u; …]."""
+        return np.concatenate([m.adjoint(u) for m in self.matrices], axis=0)
+
+
+def _differs(a, b):
+    """Why two system matrices cannot form one joint operator ("" when they can)."""
+    if a.grid != b.grid:
+        return f"different grids ({a.grid.shape} over {a.grid.fov} m against {b.grid.shape} over {b.grid.fov} m)"
+    if a.bins.shape != b.bins.shape or not np.array_equal(a.bins, b.bins):
+        return "different frequency bins (calibrated with other frequency selections)"
+    if a.num_rx_channels != b.num_rx_channels:
+        return f"{a.num_rx_channels} against {b.num_rx_channels} receive channels"
+    if a.unit != b.unit:
+        return f"units {a.unit!r} and {b.unit!r}"
+    qa, qb = a.acquisition, b.acquisition
+    if qa is None or qb is None:
+        return "one states no acquisition (scanner, sequence)"
+    if qa.num_samples != qb.num_samples or not np.isclose(qa.bandwidth, qb.bandwidth, rtol=1e-6) or \
+            not np.allclose(np.sort(qa.drive_frequencies), np.sort(qb.drive_frequencies), rtol=1e-6):
+        return "different sequences (samples, bandwidth or drive frequencies)"
+    ga, gb = np.asarray(qa.gradient, float), np.asarray(qb.gradient, float)
+    if np.all(np.isfinite(ga)) and np.all(np.isfinite(gb)) and not np.allclose(ga, gb, rtol=1e-3, atol=1e-6):
+        return "different selection-field gradients (scanners)"
+    return ""
+
+
+def _contrast_names(matrices):
+    """Each matrix's tracer state when they differ, else its tracer's name, else contrast0, contrast1…"""
+    tracers = [getattr(m.acquisition, "tracer", None) for m in matrices]
+    for key in ("state", "name"):
+        names = [getattr(t, key, None) for t in tracers]
+        if all(names) and len(set(names)) == len(names):
+            return tuple(names)
+    return tuple(f"contrast{i}" for i in range(len(matrices)))

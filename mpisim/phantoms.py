@@ -11,25 +11,50 @@ import numpy as np
 from . import constants as C
 from . import tomlio
 from .errors import MPISimError
+from .particles import STATES
 from .grid import Grid
 
 __all__ = ["Phantom", "with_fiducials", "supersampled_fill", "phantom_grid", "point", "shapes", "PHANTOMS", "get_phantom",
            "CONCENTRATION_PHANTOM_MMOL", "CUBE_SIDE", "concentration_chambers", "concentration_2d_chambers",
            "concentration", "concentration_2d", "RESOLUTION_TUBES", "RESOLUTION_SPAN", "resolution_tubes",
-           "resolution", "SHAPE_CONE", "shape_cone_volume", "shape", "graft", "tumour_series", "from_toml",
+           "resolution", "SHAPE_CONE", "shape_cone_volume", "shape", "graft", "tumour_series", "viability", "from_toml",
            "from_array"]
 
 
 @dataclass(eq=False)
 class Phantom:
-    """grid : :class:`Grid`; concentration : (nx, ny, nz) in mol Fe/L; name; meta (free-form)."""
+    """grid : :class:`Grid`; concentration : (nx, ny, nz) in mol Fe/L; name; meta (free-form);
+    states : {tracer state: (nx, ny, nz) mol Fe/L} when the iron is in several states (multi-contrast,
+    :data:`mpisim.particles.STATES`: "mobile", "immobilised"), their sum being ``concentration``; None when all
+    of it is in one state (the tracer's as given). :meth:`mixed` builds one from its states."""
 
     grid: Grid
     concentration: np.ndarray
     name: str = "custom"
     meta: dict = field(default_factory=dict)
+    states: dict | None = None
+
+    @classmethod
+    def mixed(cls, grid, states, name="mixed", meta=None):
+        """A phantom whose iron is in several tracer states: ``states`` {state: Phantom or (nx, ny, nz) mol Fe/L}."""
+        arrays = {k: np.asarray(v.concentration if isinstance(v, Phantom) else v, float) for k, v in states.items()}
+        if not arrays:
+            raise MPISimError("a mixed phantom needs at least one tracer state")
+        return cls(grid, sum(arrays.values()), name, dict(meta or {}), arrays)
 
     def __post_init__(self):
+        if self.states is not None:
+            bad = [k for k in self.states if k not in STATES]
+            if bad:
+                raise MPISimError(f"phantom {self.name!r}: unknown tracer state {bad[0]!r} (use {', '.join(STATES)})")
+            for k, v in self.states.items():
+                v = np.asarray(v, float)
+                if v.shape != self.grid.shape or not np.all(np.isfinite(v)) or np.any(v < 0):
+                    raise MPISimError(f"phantom {self.name!r}: state {k!r} must be finite, non-negative "
+                                      f"concentrations of shape {self.grid.shape}")
+            self.states = {k: np.asarray(v, float) for k, v in self.states.items()}
+            if not np.allclose(sum(self.states.values()), self.concentration, rtol=1e-9, atol=0):
+                raise MPISimError(f"phantom {self.name!r}: the states' concentrations do not add up to the total")
         c = np.asarray(self.concentration, dtype=float)
         if c.shape != self.grid.shape:
             raise MPISimError(f"phantom concentration shape {c.shape} does not match grid {self.grid.shape}")
@@ -49,12 +74,22 @@ class Phantom:
         return float(self.concentration.sum() * self.grid.voxel_volume / C.LITRE * C.FE_MOLAR_MASS)
 
     def scaled(self, factor):
-        return Phantom(self.grid, self.concentration * factor, self.name, dict(self.meta))
+        states = None if self.states is None else {k: v * factor for k, v in self.states.items()}
+        return Phantom(self.grid, self.concentration * factor, self.name, dict(self.meta), states)
+
+    def state_concentrations(self, default="mobile"):
+        """{state: (nx, ny, nz) mol Fe/L}: the states, or all the iron in ``default``."""
+        return dict(self.states) if self.states is not None else {default: self.concentration}
 
     def __add__(self, other):
         if other.grid != self.grid:
             raise MPISimError("phantoms on different grids cannot be added")
-        return Phantom(self.grid, self.concentration + other.concentration, f"{self.name}+{other.name}")
+        states = None
+        if self.states is not None or other.states is not None:
+            states = self.state_concentrations()
+            for k, v in other.state_concentrations().items():
+                states[k] = states.get(k, 0) + v
+        return Phantom(self.grid, self.concentration + other.concentration, f"{self.name}+{other.name}", {}, states)
 
 
 def with_fiducials(phantom, fiducials):
@@ -420,17 +455,22 @@ def tumour_series(scanner, days=(0, 1, 2, 4, 7), max_cells=1e5, homing_time=2.0,
 def from_toml(path_or_text, scanner, is_text=False):
     """User phantom from TOML: ``resolution`` (m, optional) and ``[[objects]]`` with ``type`` =
     sphere (center, radius), box (center, size) or cylinder (center, radius, length, axis x|y|z),
-    each with ``concentration`` (mol Fe/L) or ``cells`` and ``iron_per_cell`` (kg). Lengths in m."""
+    each with ``concentration`` (mol Fe/L) or ``cells`` and ``iron_per_cell`` (kg), and optionally its
+    tracer ``state`` ("mobile", the default, or "immobilised": bound in cells; multi-contrast). Lengths in m."""
 
     d = tomlio.loads(path_or_text, "phantom TOML") if is_text else tomlio.load(path_or_text)
     grid = phantom_grid(scanner, float(d.get("resolution", 0.25e-3)))
     objs = d.get("objects")
     if not isinstance(objs, list) or not objs:
         raise MPISimError("phantom TOML needs at least one [[objects]] table")
-    c = np.zeros(grid.shape)
+    parts = {}
     cells_total = 0.0
     for i, o in enumerate(objs):
         kind = o.get("type")
+        state = o.get("state", "mobile")
+        if state not in STATES:
+            raise MPISimError(f"phantom object {i + 1}: unknown tracer state {state!r} (use {', '.join(STATES)})")
+        c = parts.setdefault(state, np.zeros(grid.shape))
         try:
             ctr = np.array(o.get("center", [0, 0, 0]), float)
             if kind == "sphere":
@@ -464,7 +504,9 @@ def from_toml(path_or_text, scanner, is_text=False):
             if conc < 0:
                 raise MPISimError(f"phantom object {i + 1}: needs concentration (mol/L) >= 0 or cells")
             c += conc * frac
-    return Phantom(grid, c, d.get("name", "user"), {"cells": cells_total})
+    if set(parts) == {"mobile"}:
+        return Phantom(grid, parts["mobile"], d.get("name", "user"), {"cells": cells_total})
+    return Phantom.mixed(grid, parts, d.get("name", "user"), {"cells": cells_total})
 
 
 def from_array(path, fov, center=(0.0, 0.0, 0.0)):
@@ -480,5 +522,26 @@ def from_array(path, fov, center=(0.0, 0.0, 0.0)):
     return Phantom(Grid(a.shape, tuple(fov), tuple(center)), a, str(path))
 
 
+def viability(scanner, concentration=0.02, resolution=None):
+    """A graft of labelled cells (immobilised tracer) beside free tracer (mobile: released by dead cells, or
+    left in the injectate) and a region holding both (half each), for multi-contrast reconstructions: three
+    spheres of 2 mm radius (cut by the slab of a 2D scanner) at 30 % of the drive FOV, ``concentration``
+    mol Fe/L each. ``meta["objects"]``: name, centre (m), radius (m) and state of each region."""
+    grid = phantom_grid(scanner, resolution or (0.25e-3 if sum(f > 0 for f in scanner.drive_fov) < 3 else 0.5e-3))
+    fov = np.asarray(scanner.drive_fov, float)
+    r = 2e-3
+    spots = [("graft", (-0.3 * fov[0], 0.2 * fov[1], 0.0), "immobilised"),
+             ("free", (0.3 * fov[0], 0.2 * fov[1], 0.0), "mobile"),
+             ("mixed", (0.0, -0.3 * fov[1], 0.0), "both")]
+    parts = {"immobilised": np.zeros(grid.shape), "mobile": np.zeros(grid.shape)}
+    for name, ctr, state in spots:
+        fill = supersampled_fill(grid, lambda X, Y, Z, ctr=ctr: (X - ctr[0]) ** 2 + (Y - ctr[1]) ** 2
+                                 + (Z - ctr[2]) ** 2 <= r * r)
+        for k in (parts if state == "both" else [state]):
+            parts[k] += concentration * fill * (0.5 if state == "both" else 1.0)
+    objects = [{"name": n, "center": [float(v) for v in c], "radius": r, "state": st} for n, c, st in spots]
+    return Phantom.mixed(grid, parts, "viability", {"objects": objects})
+
+
 PHANTOMS.update({"concentration": concentration, "concentration-2d": concentration_2d, "resolution": resolution,
-                 "shape": shape, "graft": graft})
+                 "shape": shape, "graft": graft, "viability": viability})

@@ -224,6 +224,47 @@ class Reconstruction:
     noise: np.ndarray | None = None
     measurement: object = None
     truth: Truth | None = None
+    contrasts: tuple = ()
+    """Names of the contrasts of a multi-contrast reconstruction (one image per tracer state or tracer), else ()."""
+    joint: np.ndarray | None = None
+    """Multi-contrast: (F, K·N) the contrasts' images side by side (contrast-major); ``image`` is their sum,
+    the total iron. None otherwise."""
+    joint_noise: np.ndarray | None = None
+    """Multi-contrast: the noise realisations of ``joint`` ((R, K·N) or (F, R, K·N)); ``noise`` is their sum."""
+
+    @classmethod
+    def of_contrasts(cls, joint, grid, params, names, unit="mol/L", info=None, joint_noise=None, measurement=None,
+                     truth=None):
+        """A multi-contrast reconstruction from the joint images (F, K·N) and noise realisations (…, K·N)."""
+        K, N = len(names), grid.size
+        joint = np.asarray(joint)
+        if joint.ndim != 2 or joint.shape[1] != K * N:
+            raise MPISimError(f"a reconstruction of {K} contrasts on {N} voxels needs images of {K * N} values, "
+                              f"got {joint.shape}")
+        total = joint.reshape(joint.shape[0], K, N).sum(axis=1)
+        noise = None
+        if joint_noise is not None:
+            jn = np.asarray(joint_noise)
+            noise = jn.reshape(jn.shape[:-1] + (K, N)).sum(axis=-2)
+        return cls(total, grid, params, unit, dict(info or {}), noise, measurement, truth, tuple(names), joint,
+                   joint_noise)
+
+    def contrast(self, which):
+        """One contrast of a multi-contrast reconstruction (its name or index) as a reconstruction of its own:
+        its image, its noise realisations and, where the phantom recorded its states, the truth of that state."""
+        if not self.contrasts:
+            raise MPISimError("this reconstruction has one contrast (reconstruct with several system matrices)")
+        i = self.contrasts.index(which) if which in self.contrasts else which
+        if not isinstance(i, (int, np.integer)) or not 0 <= i < len(self.contrasts):
+            raise MPISimError(f"unknown contrast {which!r}: the reconstruction has {', '.join(self.contrasts)}")
+        N = self.grid.size
+        sl = slice(i * N, (i + 1) * N)
+        noise = None if self.joint_noise is None else self.joint_noise[..., sl]
+        truth = None
+        if self.truth is not None and self.truth.states and self.contrasts[i] in self.truth.states:
+            truth = self.truth.in_state(self.contrasts[i])
+        return Reconstruction(self.joint[:, sl], self.grid, self.params, self.unit,
+                              {**self.info, "contrast": self.contrasts[i]}, noise, self.measurement, truth)
 
     def noise_for(self, frame=0):
         """(R, N) noise realisations for ``frame``, or None."""

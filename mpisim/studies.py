@@ -16,14 +16,16 @@ import mpisim
 from .design import DesignSettings
 from .detection import data_domain_limit, expected_ratio, image_domain_limit, rows_limit
 from .errors import MPISimError, check_positive
-from .phantoms import graft
+from .particles import cell_label_tracer
+from .phantoms import Phantom, graft
 from .plot import _plt
 from .quant import Sphere, quantify
 from .reco import reconstruct
 from .reconstruction import RecoParams
 from .systemmatrix import CalibrationSettings, build_system_matrix, default_grid
 
-__all__ = ["RECO", "GRID_PLANAR", "GRID_VOLUME", "study_grid_shape", "StudySetup", "titrate", "plot_titration", "track", "TRACK_LIMITS", "plot_track"]
+__all__ = ["RECO", "GRID_PLANAR", "GRID_VOLUME", "study_grid_shape", "StudySetup", "titrate", "plot_titration", "track", "track_states", "TRACK_LIMITS", "TRACK_CONTRAST_LIMITS",
+           "plot_track"]
 
 RECO = {}
 """Reconstruction settings of the studies: mpisim's defaults (:class:`~mpisim.reconstruction.RecoParams`)."""
@@ -202,19 +204,30 @@ def plot_titration(result, path):
 
 
 def track(days, cells=3e5, iron_per_cell=10e-15, death_rate=0.02, proliferation_rate=0.0, microglia_retention=0.5,
-          seed=0, setup=None, backend="auto"):
+          seed=0, setup=None, backend="auto", multi_contrast=False, free_clearance=0.1):
     """Longitudinal follow-up of a graft.
 
     Model (per day): live cells L(t) = L0·e^{(p − d)t}; iron in live cells L0·q·e^{−dt}
     (division splits the label, so proliferation does not change it); a fraction ``retention``
     of the iron of dead cells stays in microglia at the graft, the rest is cleared. MPI sees
     iron_live + iron_microglia. Returns the per-day table.
+
+    ``multi_contrast``: the graft's iron is in two states (:func:`track_states`) — in cells (live cells and
+    microglia: immobilised) and released by dead cells, free in the tissue (mobile) until it is cleared at
+    ``free_clearance`` per day — scanned with the cell-labelling tracer (:func:`~mpisim.particles.cell_label_tracer`)
+    and reconstructed with one system matrix per state; each row adds the bound and free iron found and the
+    viable-cell estimate from the bound contrast (bound iron / iron per cell), an upper bound of the viable
+    cells (microglial iron is bound too; equal to them when ``microglia_retention`` is 0).
     """
-    for name, v in (("death rate", death_rate), ("proliferation rate", proliferation_rate)):
+    for name, v in (("death rate", death_rate), ("proliferation rate", proliferation_rate),
+                    ("free-iron clearance rate", free_clearance)):
         check_positive(name, v, allow_zero=True)
     if not 0 <= microglia_retention <= 1:
         raise MPISimError(f"microglia retention must be in 0..1, got {microglia_retention}")
     setup = setup or StudySetup()
+    if multi_contrast:
+        return _track_contrasts(days, cells, iron_per_cell, death_rate, proliferation_rate, microglia_retention,
+                                free_clearance, seed, setup, backend)
     sc, tr, S = setup.prepare(backend)
     rows = []
     for i, t in enumerate(days):
@@ -235,6 +248,66 @@ def track(days, cells=3e5, iron_per_cell=10e-15, death_rate=0.02, proliferation_
             "limits": TRACK_LIMITS}
 
 
+def track_states(t, iron0, death_rate, microglia_retention, free_clearance):
+    """Iron (kg) at the graft ``t`` days after grafting ``iron0`` kg in labelled cells, by state: (in live cells,
+    in microglia, free). Dying cells (rate d per day) release their iron; a fraction ρ = ``microglia_retention``
+    is taken up by microglia at once (bound), the rest is free and cleared at k = ``free_clearance`` per day:
+    F(t) = (1 − ρ) d I0 (e^{−dt} − e^{−kt}) / (k − d) (d I0 t e^{−dt} (1 − ρ) when k = d)."""
+    d, k, rho = death_rate, free_clearance, microglia_retention
+    live = iron0 * np.exp(-d * t)
+    microglia = rho * iron0 * (1 - np.exp(-d * t))
+    if abs(k - d) > 1e-12:
+        free = (1 - rho) * d * iron0 * (np.exp(-d * t) - np.exp(-k * t)) / (k - d)
+    else:
+        free = (1 - rho) * d * iron0 * t * np.exp(-d * t)
+    return float(live), float(microglia), float(free)
+
+
+def _track_contrasts(days, cells, ipc, death_rate, proliferation_rate, retention, clearance, seed, setup, backend):
+    """:func:`track` with two contrasts: bound (live cells, microglia) and free iron, reconstructed jointly."""
+    sc = mpisim.get_scanner(setup.scanner)
+    tr = cell_label_tracer()
+    grid = setup.grid_for(sc)
+    S = [build_system_matrix(sc, tr.in_state(st), grid, CalibrationSettings(background_frames=10), backend=backend)
+         for st in ("immobilised", "mobile")]
+    rows = []
+    for i, t in enumerate(days):
+        live_iron, mg_iron, free_iron = track_states(t, cells * ipc, death_rate, retention, clearance)
+        bound = live_iron + mg_iron
+        ph = graft(sc, cells=(bound + free_iron) / ipc, iron_per_cell=ipc, separation=1e-9,
+                   graft_radius=setup.graft_radius, unlabelled_cells=0)
+        total = bound + free_iron
+        mixed = Phantom.mixed(ph.grid, {"immobilised": ph.concentration * (bound / total if total else 0.0),
+                                        "mobile": ph.concentration * (free_iron / total if total else 0.0)}, "graft")
+        st = mpisim.SimulationSettings.realistic(sc, frames=1, background_frames=setup.background_frames,
+                                                 averages=setup.averages, seed=seed + i)
+        meas = mpisim.simulate(sc, tr, mixed, st, backend=backend)
+        reco = reconstruct(meas, S, backend=backend, **setup.reco)
+        q = quantify(reco, [Sphere((0.0, 0.0, 0.0), setup.roi_radius, "graft")], ipc, measurement=meas,
+                     system_matrix=S, backend=backend)
+        got = {r.contrast: r for r in q}
+        b, f = got["immobilised"], got["mobile"]
+        live = cells * np.exp((proliferation_rate - death_rate) * t)
+        rows.append({"day": float(t), "live_cells": live, "iron_live_ng": live_iron * 1e12,
+                     "iron_microglia_ng": mg_iron * 1e12, "iron_free_ng": free_iron * 1e12,
+                     "iron_true_ng": total * 1e12, "iron_measured_ng": (b.iron + f.iron) * 1e12,
+                     "iron_measured_95_ng": [float("nan")] * 2,
+                     "bound_true_ng": bound * 1e12, "bound_ng": b.iron * 1e12, "bound_95_ng": [b.iron_low * 1e12, b.iron_high * 1e12],
+                     "free_ng": f.iron * 1e12, "free_95_ng": [f.iron_low * 1e12, f.iron_high * 1e12],
+                     "apparent_cells": (b.iron + f.iron) / ipc, "apparent_cells_95": [float("nan")] * 2,
+                     "viable_cells": b.iron / ipc, "viable_cells_95": [b.iron_low / ipc, b.iron_high / ipc]})
+    return {"rows": rows, "cells0": cells, "iron_per_cell_pg": ipc * 1e15, "death_rate": death_rate,
+            "proliferation_rate": proliferation_rate, "microglia_retention": retention, "free_clearance": clearance,
+            "multi_contrast": True, "tracer": tr.to_dict(), "limits": TRACK_CONTRAST_LIMITS}
+
+
+TRACK_CONTRAST_LIMITS = ("Multi-contrast MPI tells iron held by cells (immobilised: Brown rotation blocked) from free "
+                         "iron (mobile), not live graft cells from microglia: iron that microglia took up from dead "
+                         "cells is bound too, so the viable-cell estimate (bound iron / iron per cell) is an upper "
+                         "bound, equal to the viable cells only when microglia keep none; division keeps the total "
+                         "label, so proliferation stays invisible.")
+
+
 TRACK_LIMITS = ("MPI measures iron, not cells: iron kept by microglia after cell death reads as cells, so "
                 "apparent cell numbers overestimate survival; label dilution by division keeps the total iron, "
                 "so proliferation is invisible; only with a known retention fraction can live cells be inferred.")
@@ -249,6 +322,11 @@ def plot_track(result, path):
     ax.plot(d, [x["iron_true_ng"] * 1e-12 / (result["iron_per_cell_pg"] * 1e-15) for x in r], "C1--",
             label="iron at graft / iron per cell (truth)")
     ax.plot(d, [x["apparent_cells"] for x in r], "C0o", label="MPI apparent cells (measured)")
+    if result.get("multi_contrast"):
+        v = np.array([x["viable_cells"] for x in r])
+        lo, hi = (np.array([x["viable_cells_95"][j] for x in r]) for j in (0, 1))
+        ax.errorbar(d, v, yerr=[v - lo, hi - v], fmt="C2s", capsize=3,
+                    label="viable-cell estimate: bound contrast (95 %)")
     ax.set_xlabel("days after grafting")
     ax.set_ylabel("cells")
     ax.set_ylim(bottom=0)

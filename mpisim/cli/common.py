@@ -4,7 +4,7 @@ from pathlib import Path
 import sys
 
 from ..errors import MPISimError
-from ..particles import Tracer, default_tracer
+from ..particles import Tracer, cell_label_tracer, default_tracer
 from ..scanner import PRESETS, get_scanner, read_scanner_toml
 from ..units import BY_UNIT, parse_diameter, parse_quantity
 
@@ -31,6 +31,32 @@ def backend_arg(p):
 
 
 def tracer_from_args(args):
+    """The tracer the command line describes: ``--tracer`` (a preset) or a magnetite tracer of
+    ``--tracer-diameter``, with the relaxation options, in ``--tracer-state``."""
+    if getattr(args, "tracer", None) == "cell-label":
+        if args.tracer_diameter != "25e-9" or getattr(args, "relaxation_time", None) is not None:
+            raise MPISimError("--tracer cell-label sets its own core diameter and relaxation: leave out "
+                              "--tracer-diameter and --relaxation-time")
+        t = cell_label_tracer()
+    else:
+        t = _magnetite(args)
+    k, dh = getattr(args, "anisotropy", None), getattr(args, "hydrodynamic_diameter", None)
+    if k is not None or dh is not None:
+        change = {}
+        if k is not None:
+            change["anisotropy"] = float_or_si(k, "--anisotropy", "J/m³")
+            if not 0 < change["anisotropy"] <= 1e6:
+                raise MPISimError(f"--anisotropy must be an anisotropy constant K of 0-1e6 J/m³, got {k!r}")
+        if dh is not None:
+            change["hydrodynamic_diameter"] = parse_diameter(dh, "--hydrodynamic-diameter")
+        if t.relaxation_time is not None:
+            raise MPISimError("--relaxation-time gives τ directly: leave out --anisotropy and --hydrodynamic-diameter")
+        t = t.with_(**change)
+    state = getattr(args, "tracer_state", None) or "mobile"
+    return t.in_state(state)
+
+
+def _magnetite(args):
     d = parse_diameter(args.tracer_diameter)
     kw = {}
     if getattr(args, "relaxation_time", None) is not None:
@@ -48,6 +74,16 @@ def add_tracer_args(p):
     p.add_argument("--relaxation-time", default=None, metavar="TAU", help="Debye relaxation time in s (default: none, equilibrium Langevin)")
     p.add_argument("--size-sigma", default=None, type=float, metavar="S",
                    help="σ of a log-normal core-size distribution (default: monodisperse)")
+    p.add_argument("--tracer", default=None, choices=["cell-label"],
+                   help="a tracer preset: cell-label (25 nm core, Néel and Brown relaxation; "
+                        "mpisim.particles.cell_label_tracer)")
+    p.add_argument("--anisotropy", default=None, metavar="K",
+                   help="effective anisotropy constant K in J/m³ (Néel relaxation τ_N = τ0 exp(K V / k_B T))")
+    p.add_argument("--hydrodynamic-diameter", default=None, metavar="D",
+                   help="hydrodynamic diameter (e.g. 30nm; Brown relaxation in water)")
+    p.add_argument("--tracer-state", default="mobile", choices=["mobile", "immobilised"],
+                   help="mobile (free, default) or immobilised (bound in cells: Brown relaxation blocked); "
+                        "a system matrix per state makes a multi-contrast reconstruction (reco --sm A --sm B)")
 
 
 def scanner_from_arg(value):

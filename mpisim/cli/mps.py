@@ -6,7 +6,6 @@ from ..errors import MPISimError
 from ..io.atomic import check_output_path
 from ..mps import MODELS, mps
 from ..plot import plot_mps, save_figure_atomic
-from ..units import parse_diameter
 from .common import add_tracer_args, float_or_si, tracer_from_args
 
 __all__ = ["add_parser", "run"]
@@ -20,13 +19,10 @@ def add_parser(sub):
                                    "the dynamic M-H loop, for one or several particle models (langevin: equilibrium; anisotropic: "
                                    "equilibrium with uniaxial anisotropy, random easy axes; "
                                    "debye: Langevin times one relaxation time; brown, neel: Fokker-Planck, with the "
-                                   "field along the easy axis for neel).")
+                                   "field along the easy axis for neel). --hydrodynamic-diameter is needed by brown, "
+                                   "--anisotropy by neel.")
     add_tracer_args(p)
-    p.add_argument("--hydrodynamic-diameter", default=None, metavar="D",
-                   help="hydrodynamic diameter for Brownian rotation, e.g. 60nm (needed by --model brown)")
     p.add_argument("--viscosity", default="0.89e-3", help="carrier viscosity in Pa·s (default water, 0.89e-3)")
-    p.add_argument("--anisotropy", default=None, metavar="K",
-                   help="uniaxial anisotropy constant K in J/m³, e.g. 5e3 (needed by --model neel)")
     p.add_argument("--tau0", default="1e-9",
                    help="Néel attempt time τ0 in s of the Néel-Arrhenius law τ_N = τ0 exp(KV/kT) that --model debye uses "
                         "(default 1e-9; the neel model computes the Néel time itself, from --damping)")
@@ -45,10 +41,6 @@ def add_parser(sub):
 def _tracer(args):
     base = tracer_from_args(args)
     kw = {"viscosity": float_or_si(args.viscosity, "--viscosity"), "tau0": float_or_si(args.tau0, "--tau0", "s")}
-    if args.hydrodynamic_diameter is not None:
-        kw["hydrodynamic_diameter"] = parse_diameter(args.hydrodynamic_diameter, "--hydrodynamic-diameter")
-    if args.anisotropy is not None:
-        kw["anisotropy"] = float_or_si(args.anisotropy, "--anisotropy")
     try:
         return base.with_(**kw)
     except TypeError as e:

@@ -39,7 +39,9 @@ def add_parser(sub):
     p.add_argument("--measurement", default=None,
                    help="the measurement the reconstruction was made from (default: the file it records, looked "
                         "up beside the reconstruction, then in the working directory)")
-    p.add_argument("--sm", default=None, help="its system matrix (default: the file the reconstruction records)")
+    p.add_argument("--sm", default=None, action="append",
+                   help="its system matrix (default: the file the reconstruction records); a multi-contrast "
+                        "reconstruction: one per contrast, in its order (repeat --sm)")
     p.add_argument("--fiducial", action="append", default=[],
                    help="NAME=SHAPE:...=AMOUNT[,sample=R]: a reference sample of known iron in the field of view, "
                         "e.g. ref1=sphere:10,0,0,3=5ug,sample=1 (an ROI of 3 mm around a reference sphere of 1 mm "
@@ -78,7 +80,19 @@ def _inputs(args, reco):
     if args.estimator == "roi-sum":
         return {}
     meas = _recorded(args.reconstruction, str(reco.info.get("measurement", "")), args.measurement, "measurement")
-    sm = _recorded(args.reconstruction, str(reco.info.get("system_matrix", "")), args.sm, "sm")
+    if reco.contrasts:                    # one matrix per contrast, in the reconstruction's order
+        given = list(args.sm or [])
+        recorded = [str(x) for x in (reco.info.get("system_matrices") or [])]
+        if given and len(given) != len(reco.contrasts):
+            raise MPISimError(f"--sm: the reconstruction has {len(reco.contrasts)} contrasts "
+                              f"({', '.join(reco.contrasts)}): give one system matrix each, in that order")
+        sm = [_recorded(args.reconstruction, r, g, "sm") for r, g in
+              zip(recorded or [""] * len(reco.contrasts), given or [None] * len(reco.contrasts))]
+        sm = None if len(sm) != len(reco.contrasts) or any(x is None for x in sm) else sm
+    else:
+        if args.sm and len(args.sm) > 1:
+            raise MPISimError("--sm was given several times, but the reconstruction has one contrast")
+        sm = _recorded(args.reconstruction, str(reco.info.get("system_matrix", "")), (args.sm or [None])[0], "sm")
     if meas is None or sm is None or reco.params is None:
         if args.estimator == "gtm":
             raise MPISimError("--estimator gtm needs the measurement and the system matrix the reconstruction was "
@@ -148,7 +162,8 @@ def _table(results):
     """The per-ROI table: iron, σ, 95 % interval, cells; concentration for chambers, truth for simulations."""
     chambers = any(r.concentration is not None for r in results)
     truth = any(r.truth is not None for r in results)
-    print(f"{'ROI':18} {'voxels':>6} {'iron / ng':>11} {'noise σ':>9}  {'95 % interval / ng':>23} {'cells':>10} "
+    contrast = any(r.contrast for r in results)
+    print((f"{'contrast':12} " if contrast else "") + f"{'ROI':18} {'voxels':>6} {'iron / ng':>11} {'noise σ':>9}  {'95 % interval / ng':>23} {'cells':>10} "
           f"{'noise σ':>9}" + (f"  {'mmol/L':>8}" if chambers else "") + (f"  {'truth / ng':>11}" if truth else ""))
     for r in results:
         ok = r.iron_low == r.iron_low
@@ -158,4 +173,4 @@ def _table(results):
         cs = f"{r.cells_sigma:9.2g}" if r.cells_sigma == r.cells_sigma else f"{'n/a':>9}"
         conc = f"  {r.concentration * 1e3:8.3g}" if r.concentration is not None else ("" if not chambers else " " * 10)
         tr = f"  {r.truth * 1e12:11.4g}" if r.truth is not None else ""
-        print(f"{r.name[:18]:18} {r.voxels:6d} {r.iron * 1e12:11.4g} {sg}  {iv:>23} {r.cells:10.4g} {cs}{conc}{tr}")
+        print((f"{r.contrast[:12]:12} " if contrast else "") + f"{r.name[:18]:18} {r.voxels:6d} {r.iron * 1e12:11.4g} {sg}  {iv:>23} {r.cells:10.4g} {cs}{conc}{tr}")

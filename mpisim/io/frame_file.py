@@ -35,11 +35,16 @@ def open_inputs(measurement, system_matrix, params=None):
     """The thin loader in front of :func:`mpisim.reconstruct`: opens what ``params`` and the arguments
     name as files and returns the keyword arguments of ``reconstruct`` — ``measurement`` (a frame source),
     ``system_matrix`` (on disk: rows read when used), ``empty`` (the empty-scanner measurement that
-    ``params.preprocessing.background`` names, or None) and ``tf`` ((C, K) complex from
+    ``params.preprocessing.background`` names, or None; a list of several matrices for a multi-contrast
+    reconstruction) and ``tf`` ((C, K) complex from
     ``params.preprocessing.transfer_function``, or None)."""
     params = params or RecoParams()
     source = open_measurement(measurement)
-    sm = system_matrix if isinstance(system_matrix, SystemMatrix) else load_system_matrix(system_matrix)
+    if isinstance(system_matrix, (list, tuple)):          # several: a multi-contrast reconstruction
+        sm = [m if isinstance(m, SystemMatrix) else load_system_matrix(m) for m in system_matrix]
+        sm = sm[0] if len(sm) == 1 else sm
+    else:
+        sm = system_matrix if isinstance(system_matrix, SystemMatrix) else load_system_matrix(system_matrix)
     pre = params.preprocessing
     tf = None
     if pre.transfer_function:

@@ -19,7 +19,7 @@ from ..backend import rfft
 from ..errors import MPISimError
 from ..measurement import Measurement
 from ..metadata import CalibrationInfo, Provenance, StoredFrames, Truth
-from ..particles import Tracer
+from ..particles import STATES, Tracer
 from ..scanner import Scanner
 from .calibration import BLOCK_BYTES, DamagedRows, read_row_runs, row_checksums
 from .h5 import open_h5, read_blocks
@@ -671,6 +671,10 @@ def read_truth(r):
             out["chambers"] = tomlio.loads(r.string(g + "chambers"), "phantom chambers").get("chamber", [])
         except MPISimError:
             pass
+    if g + "states" in r.h:
+        states = {k: np.asarray(r.array(f"{g}states/{k}", kinds="iuf"), float) for k in STATES if f"{g}states/{k}" in r.h}
+        if states and all(v.shape == out["concentration"].shape for v in states.values()):
+            out["states"] = states
     return out
 
 

@@ -157,6 +157,8 @@ def write_truth(h, truth):
         g["ironMass"] = float(truth["ironMass"])
     if truth.get("chambers"):
         write_string(g, "chambers", tomlio.dumps({"chamber": list(truth["chambers"])}))
+    for state, conc in (truth.get("states") or {}).items():
+        g[f"states/{state}"] = np.asarray(conc, float)
 
 
 def write_mdf(path, meas, overwrite=False, name="mpisim simulation", frames=None, block_frames=16):

@@ -41,7 +41,13 @@ def write_reconstruction(path, reco, overwrite=False):
                     write_tracer(h, meas.tracer, meas.tracer_concentration or 0.0)
                 write_acquisition(h, meas, meas.num_frames, meas.num_averages)
             g = reco.grid
-            h["reconstruction/data"] = reco.image.astype(np.float32)[:, :, None]
+            if reco.contrasts:          # MDF's reconstruction channels: one per contrast
+                F, K = reco.joint.shape[0], len(reco.contrasts)
+                h["reconstruction/data"] = np.ascontiguousarray(
+                    reco.joint.reshape(F, K, g.size).transpose(0, 2, 1)).astype(np.float32)
+                write_string(h, "_mpisim/contrasts", "\n".join(reco.contrasts))
+            else:
+                h["reconstruction/data"] = reco.image.astype(np.float32)[:, :, None]
             h["reconstruction/size"] = np.array(g.shape, np.int64)
             h["reconstruction/fieldOfView"] = np.array(g.fov)
             h["reconstruction/fieldOfViewCenter"] = np.array(g.center)
@@ -49,8 +55,9 @@ def write_reconstruction(path, reco, overwrite=False):
             h["reconstruction/positions"] = g.positions()
             h["reconstruction/isOverscanRegion"] = np.zeros(g.size, np.int8)
             info = {k: v for k, v in reco.info.items() if isinstance(v, (int, float, str, bool, list))}
-            if reco.noise is not None:
-                h.create_dataset("_mpisim/noiseRealisations", data=np.asarray(reco.noise, np.float32),
+            noise = reco.joint_noise if reco.contrasts else reco.noise     # contrast-major (…, K·N)
+            if noise is not None:
+                h.create_dataset("_mpisim/noiseRealisations", data=np.asarray(noise, np.float32),
                                  compression="gzip", shuffle=True)
             write_extension(h, extra={"recoParams": tomlio.dumps(reco.params.to_dict()),
                                       "recoInfo": tomlio.dumps(info), "unit": reco.unit})
@@ -104,11 +111,19 @@ def read_reconstruction(path):
                 info = {**tomlio.loads(r.string("_mpisim/recoInfo")), **info}
             except MPISimError:
                 pass
+        K = data.shape[2]
+        names = r.string("_mpisim/contrasts").split("\n") if "_mpisim/contrasts" in h else []
+        if K > 1 and len(names) != K:
+            names = [f"contrast{i}" for i in range(K)]
         noise = None
         if "_mpisim/noiseRealisations" in h:
             noise = np.asarray(r.array("_mpisim/noiseRealisations", kinds="f"), float)
-            if noise.ndim not in (2, 3) or noise.shape[-1] != data.shape[1] or not np.all(np.isfinite(noise)):
-                raise MPISimError(f"{path}: /_mpisim/noiseRealisations must be (R, {data.shape[1]}) or "
-                                  f"(F, R, {data.shape[1]}) finite values, got {noise.shape}")
+            n = K * data.shape[1]
+            if noise.ndim not in (2, 3) or noise.shape[-1] != n or not np.all(np.isfinite(noise)):
+                raise MPISimError(f"{path}: /_mpisim/noiseRealisations must be (R, {n}) or "
+                                  f"(F, R, {n}) finite values, got {noise.shape}")
         truth = Truth.from_record(read_truth(r)) if "_mpisim/phantom" in h else None
+        if K > 1:
+            joint = data.transpose(0, 2, 1).reshape(data.shape[0], -1)
+            return Reconstruction.of_contrasts(joint, grid, params, names, unit, info, noise, truth=truth)
         return Reconstruction(data[:, :, 0], grid, params, unit, info, noise, truth=truth)

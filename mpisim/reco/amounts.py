@@ -185,7 +185,10 @@ def _fista_nnls(H, g, x0, iterations):
 
 
 def grow_mask(mask, grid):
-    """The mask grown by one voxel along every axis with more than one voxel."""
+    """The mask grown by one voxel along every axis with more than one voxel (a mask over several contrasts'
+    images, K·N, is grown image by image)."""
+    if mask.size != grid.size and mask.size % grid.size == 0:
+        return np.concatenate([grow_mask(m, grid) for m in mask.reshape(-1, grid.size)])
     m = grid.unflatten(mask.astype(float)) > 0
     g = m.copy()
     for a in range(3):
@@ -280,7 +283,7 @@ def _subvoxel_content(vol, interp, iterations):
     return f
 
 
-def gtm_amounts(problem, solver, lam, sweeps, image, shape, region_sets, noise=None):
+def gtm_amounts(problem, solver, lam, sweeps, image, shape, region_sets, noise=None, region_shape=None):
     """GTM-corrected ROI amounts (module docstring), one :class:`GtmAmounts` per set of ROIs.
 
     problem : the assembled :class:`~mpisim.reco.assemble.Problem` of the reconstruction; solver : a
@@ -288,21 +291,23 @@ def gtm_amounts(problem, solver, lam, sweeps, image, shape, region_sets, noise=N
     (relative) and sweep count; image : (N,) the reconstructed frame (mol/L); shape : (N,) ≥ 0 the shape
     prior (:func:`shape_image`); region_sets : one (own, geo) pair per set of ROIs, each (k, N): the
     data-driven ownership (:func:`ownership`) and the geometric volume fractions, summing to ≤ 1 over a
-    set's ROIs (disjoint ROIs); noise : (R, N) the frame's noise realisations or None.
+    set's ROIs (disjoint ROIs); noise : (R, N) the frame's noise realisations or None; region_shape : (N,) the
+    shape the ROIs' contents take within their weights (default ``shape``; the rest always takes ``shape``).
     """
     shape = np.clip(np.asarray(shape, np.float64), 0.0, None)
+    inner = shape if region_shape is None else np.clip(np.asarray(region_shape, np.float64), 0.0, None)
     plans, cols = [], []
     for own, geo in region_sets:
         variants = []
         same = np.array_equal(own, geo)               # ROIs without an outline own their volume fractions
-        for W, s in ((own, shape), (geo, shape), (own, shape ** 2)):
+        for W, s, si in ((own, shape, inner), (geo, shape, inner), (own, shape ** 2, inner ** 2)):
             if same and len(variants) == 1:
                 variants.append(variants[0])
                 continue
             W = np.asarray(W, np.float64)
             Wall = np.vstack([W, np.clip(1.0 - W.sum(axis=0), 0.0, None)[None]])
             variants.append((Wall, sum(c.shape[1] for c in cols)))
-            cols.append(_shapes(Wall, s))
+            cols.append(_shapes(Wall, si, s))
         plans.append(variants)
     psi = np.concatenate(cols, axis=1)
     # the same reconstruction (rows, weights, λ, sweeps); single precision where the CPU kernel has it
@@ -331,11 +336,12 @@ def gtm_amounts(problem, solver, lam, sweeps, image, shape, region_sets, noise=N
     return out
 
 
-def _shapes(Wall, shape):
-    """(N, k+1) unit-total shapes: the prior within each region's weights (uniform where it is empty)."""
+def _shapes(Wall, shape, rest_shape=None):
+    """(N, k+1) unit-total shapes: the prior within each region's weights (uniform where it is empty); the last
+    region (the rest) takes ``rest_shape`` when given."""
     cols = []
-    for w in Wall:
-        s = w * shape
+    for i, w in enumerate(Wall):
+        s = w * (rest_shape if rest_shape is not None and i == len(Wall) - 1 else shape)
         if not s.sum() > 0:
             s = w.copy()
         tot = s.sum()

@@ -15,7 +15,7 @@ import numpy as np
 from .. import backend as B
 from ..errors import MPISimError
 from ..frames import as_frames
-from ..operator import SystemMatrix
+from ..operator import JointSystemMatrix, SystemMatrix
 from ..reconstruction import Reconstruction, RecoParams
 from .assemble import assemble
 from .solve import solve
@@ -34,7 +34,10 @@ def reconstruct(measurement, system_matrix, params=None, *, empty=None, tf=None,
         (:func:`mpisim.io.frame_file.open_measurement` of an MDF file: only the background frames and the
         frames reconstructed are read, a block at a time, so memory does not grow with the acquisition).
     system_matrix : :class:`~mpisim.operator.SystemMatrix` (in memory, or on disk from
-        :func:`mpisim.load_system_matrix`: only the selected rows are read).
+        :func:`mpisim.load_system_matrix`: only the selected rows are read); several — a list, a dict
+        {contrast: matrix} or a :class:`~mpisim.operator.JointSystemMatrix` — for a multi-contrast
+        reconstruction: the joint system [S₁ S₂ …] is solved for one image per contrast (``contrasts``,
+        :meth:`~mpisim.reconstruction.Reconstruction.contrast`), ``image`` being their sum.
     params : :class:`~mpisim.reconstruction.RecoParams`; keyword arguments with the flat parameter names
         (``lam=1e-3``, ``min_freq=80e3``...) override its fields.
     empty : the empty-scanner :class:`~mpisim.measurement.Measurement` when ``params`` names one as
@@ -57,7 +60,10 @@ def reconstruct(measurement, system_matrix, params=None, *, empty=None, tf=None,
     if source is None:
         raise MPISimError(f"measurement must be a Measurement or a frame source (open a file with "
                           f"mpisim.open_measurement), got {type(measurement).__name__}")
-    if not isinstance(system_matrix, SystemMatrix):
+    if isinstance(system_matrix, (list, tuple, dict)):
+        system_matrix = (JointSystemMatrix(list(system_matrix.values()), list(system_matrix)) if isinstance(
+            system_matrix, dict) else JointSystemMatrix(system_matrix))
+    if not isinstance(system_matrix, (SystemMatrix, JointSystemMatrix)):
         raise MPISimError(f"system_matrix must be a SystemMatrix (open a file with mpisim.load_system_matrix), "
                           f"got {type(system_matrix).__name__}")
     t0 = time.perf_counter()
@@ -68,6 +74,13 @@ def reconstruct(measurement, system_matrix, params=None, *, empty=None, tf=None,
     solution = solve(problem, params.solver, use, impl, progress, ride_along=draws if use == "cupy" else None)
     noise, noise_info = realisations(problem, solution, params, draws)
     t2 = time.perf_counter()
+    if isinstance(system_matrix, JointSystemMatrix):
+        info = _info(problem, solution, noise, noise_info, params, use, source, system_matrix, t1 - t0, t2 - t1)
+        return Reconstruction.of_contrasts(solution.img.T, system_matrix.grid, params, system_matrix.names,
+                                           system_matrix.unit, {**info, "contrasts": list(system_matrix.names),
+                                                                "system_matrices": [m.origin for m in
+                                                                                    system_matrix.matrices]},
+                                           noise, source.head, source.head.truth)
     return Reconstruction(solution.img.T, system_matrix.grid, params, system_matrix.unit,
                           _info(problem, solution, noise, noise_info, params, use, source, system_matrix,
                                 t1 - t0, t2 - t1),
