@@ -10,8 +10,10 @@ hydrodynamic), the time to compute one voxel's mean moment over the period with:
   fp-sphere       Brownian rotation under the 2D Lissajous field (mpisim.fokker_planck.BrownSphere,
                   Crank–Nicolson to the periodic state), at two spherical-harmonic degrees.
 A system matrix needs one voxel-period per voxel: the last column says what a 25×25 grid would cost
-on one core with no sharing between voxels (the target of issue 23 is 10 min on 2 cores; interpolation
-in offset-field space is not built yet). The script also prints the convergence of the sphere solver
+on one core with no sharing between voxels. The second table (:func:`imaging`) times the imaging forward
+model's particle models (mpisim.dynamics: the compiled Runge–Kutta Fokker–Planck kernel for brown) and
+whole bruker-2d 25×25 system matrices built with them, locally and on 2 Dask workers (the target of
+issue 23: 10 min on 2 cores), and extrapolates bruker-3d 19³ from 16 of its voxels. The script also prints the convergence of the sphere solver
 in its degree and in its time steps (Crank–Nicolson, second order). fp-axial and langevin times are
 medians of 3 repeats; the sphere times are single runs.
 """
@@ -67,5 +69,53 @@ def main():
         print(f"{name:60s} {t:18.4g} {t * 625 / 60:10.2f} min")
 
 
+def imaging(workers=2):
+    """The imaging forward model with each particle model (mpisim.dynamics): time per voxel-period of the
+    compiled kernels on this machine's cores, and whole system matrices (no cache) built locally and on
+    ``workers`` Dask workers; bruker-3d 19³ extrapolated from a sample of its voxels."""
+    import os
+    import tempfile
+
+    from mpisim.forward import field_offsets
+
+    tracers = {"langevin": mpisim.Tracer(core_diameter=25e-9),
+               "anisotropic (K 8 kJ/m³, random axes)": mpisim.Tracer(core_diameter=25e-9, anisotropy=8e3,
+                                                                     model="anisotropic"),
+               "brown (60 nm hydrodynamic, τ_B 74 µs)": mpisim.Tracer(core_diameter=25e-9, hydrodynamic_diameter=60e-9,
+                                                                    model="brown"),
+               "brown (30 nm hydrodynamic, τ_B 9.3 µs)": mpisim.Tracer(core_diameter=25e-9, hydrodynamic_diameter=30e-9,
+                                                                     model="brown")}
+    print(f"\nimaging forward model, {os.cpu_count()} cores (time per voxel-period: all cores, divided by voxels)")
+    print(f"{'model':42s} {'scanner':>10s} {'s/voxel-period':>15s} {'matrix':>10s} {'build s':>9s} "
+          f"{f'{workers} workers s':>13s}")
+    for scanner, shape, fov in (("bruker-2d", (25, 25, 1), None), ("bruker-3d", (19, 19, 19), (0.038, 0.038, 0.019))):
+        sc = mpisim.get_scanner(scanner)
+        grid = mpisim.default_grid(sc, shape, fov) if fov is None else mpisim.Grid(shape, fov)
+        pos = grid.positions()
+        for name, tr in tracers.items():
+            sample = pos[np.random.default_rng(1).choice(len(pos), 16 if scanner == "bruker-3d" else 64, replace=False)]
+            off = field_offsets(sc, sample)
+            unit_moments(sc, tr, off[:2])                           # compile, tables
+            t0 = time.perf_counter()
+            unit_moments(sc, tr, off)
+            per = (time.perf_counter() - t0) / len(off)
+            build = dask = float("nan")
+            if scanner == "bruker-2d":
+                with tempfile.TemporaryDirectory() as d:
+                    t0 = time.perf_counter()
+                    mpisim.build_system_matrix(sc, tr, grid, out=os.path.join(d, "a.mdf"), use_cache=False, load=False)
+                    build = time.perf_counter() - t0
+                    if tr.model == "brown":
+                        t0 = time.perf_counter()
+                        mpisim.build_system_matrix(sc, tr, grid, out=os.path.join(d, "b.mdf"), use_cache=False,
+                                                   load=False, workers=workers)
+                        dask = time.perf_counter() - t0
+            label = f"{per * grid.size / 60:8.1f} min" if scanner == "bruker-3d" else ""
+            print(f"{name:42s} {scanner:>10s} {per:15.4g} {grid.size:10d} {build:9.1f} {dask:13.1f}"
+                  + (f"   ({label} for the matrix, extrapolated)" if label else ""))
+    print("no interpolation in offset-field space: every voxel's own field is integrated (interpolation error 0)")
+
+
 if __name__ == "__main__":
     main()
+    imaging()

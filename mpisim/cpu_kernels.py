@@ -10,7 +10,7 @@ from numba import njit, prange
 import numpy as np
 
 __all__ = ["unit_moments", "weighted_unit_moment_sum", "assemble_columns", "fletcher64_update",
-           "fletcher64_update_serial", "abs_deviation_sum"]
+           "fletcher64_update_serial", "abs_deviation_sum", "brown_moments"]
 
 
 @njit(cache=True, inline="always")
@@ -149,3 +149,103 @@ def abs_deviation_sum(block, mean, out):
             d = block[l, k, p] - m
             s += math.sqrt(d.real * d.real + d.imag * d.imag)
         out[l, k] += s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _brown_rhs(c, xi0, xi1, xi2, lam, ptr, idx, val, rate, out):
+    """out = −rate (Λ c + Σ_k ξ_k B_k c): the Galerkin Fokker–Planck equation of Brownian rotation
+    (:class:`mpisim.fokker_planck.BrownSphere`), B_k stacked as one CSR of 3n rows."""
+    n = c.shape[0]
+    for i in range(n):
+        s0 = 0.0
+        for jj in range(ptr[i], ptr[i + 1]):
+            s0 += val[jj] * c[idx[jj]]
+        s1 = 0.0
+        for jj in range(ptr[n + i], ptr[n + i + 1]):
+            s1 += val[jj] * c[idx[jj]]
+        s2 = 0.0
+        for jj in range(ptr[2 * n + i], ptr[2 * n + i + 1]):
+            s2 += val[jj] * c[idx[jj]]
+        out[i] = -rate * (lam[i] * c[i] + xi0 * s0 + xi1 * s1 + xi2 * s2)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def brown_moments(hfine, offsets, beta, rate, lam, ptr, idx, val, mrow, substeps, preroll, max_periods, tol, rho,
+                  out, periods):
+    """Periodic mean moment of Brownian particles under the drive plus each voxel's offset field, by classical
+    Runge–Kutta steps of the Galerkin Fokker–Planck equation; the numpy twin is
+    :func:`mpisim.dynamics.brown_moments_numpy`.
+
+    hfine (3, 2·substeps·V) T/µ0: the drive at every half step of one period; offsets (P, 3) T/µ0; beta: µ0 m /
+    (k_B T) in 1/(T/µ0); rate = h / (2 τ_B), the step h = sample interval / ``substeps`` in units of 2τ_B (the
+    steps are of unit length); lam (n,) l(l+1); ptr, idx, val: CSR of [B_x; B_y; B_z] (3n rows);
+    mrow (3, n): ⟨m̂_k⟩ = mrow[k] · c; preroll: samples integrated before the recorded period; out (P, 3, V):
+    ⟨m̂⟩ at the samples; periods (P,): the periods integrated until the state's distance to the periodic one —
+    at most its change over a period over 1 − ``rho``, ``rho`` the contraction per period — is within ``tol``
+    (relative, max norm; −1: not within ``max_periods``)."""
+    P = offsets.shape[0]
+    V = out.shape[2]
+    n = lam.shape[0]
+    H = 2 * substeps
+    for p in prange(P):
+        c = np.zeros(n)
+        c[0] = 1.0 / math.sqrt(4.0 * math.pi)
+        k1 = np.empty(n)
+        k2 = np.empty(n)
+        k3 = np.empty(n)
+        k4 = np.empty(n)
+        tmp = np.empty(n)
+        start = np.empty(n)
+        ox = offsets[p, 0]
+        oy = offsets[p, 1]
+        oz = offsets[p, 2]
+        periods[p] = -1
+        total = preroll + max_periods * V
+        for step in range(total):
+            s = (step - preroll) % V                    # the sample this step starts from (the pre-roll wraps)
+            rec = step - preroll
+            if rec >= 0 and s == 0:
+                if rec > 0:
+                    d = 0.0
+                    nrm = 0.0
+                    for i in range(n):
+                        d = max(d, abs(c[i] - start[i]))
+                        nrm = max(nrm, abs(c[i]))
+                    # distance of the period's start from the periodic state: at most d / (1 − ρ)
+                    if d <= tol * nrm * (1.0 - rho):
+                        periods[p] = rec // V
+                        break
+                for i in range(n):
+                    start[i] = c[i]
+            if rec >= 0:
+                for k in range(3):
+                    acc = 0.0
+                    for i in range(n):
+                        acc += mrow[k, i] * c[i]
+                    out[p, k, s] = acc
+            for sub in range(substeps):
+                j = s * H + 2 * sub
+                dt = 1.0
+                a0 = beta * (hfine[0, j] + ox)
+                a1 = beta * (hfine[1, j] + oy)
+                a2 = beta * (hfine[2, j] + oz)
+                jm = j + 1
+                b0 = beta * (hfine[0, jm] + ox)
+                b1 = beta * (hfine[1, jm] + oy)
+                b2 = beta * (hfine[2, jm] + oz)
+                je = (j + 2) % hfine.shape[1]
+                e0 = beta * (hfine[0, je] + ox)
+                e1 = beta * (hfine[1, je] + oy)
+                e2 = beta * (hfine[2, je] + oz)
+                _brown_rhs(c, a0, a1, a2, lam, ptr, idx, val, rate, k1)
+                for i in range(n):
+                    tmp[i] = c[i] + 0.5 * dt * k1[i]
+                _brown_rhs(tmp, b0, b1, b2, lam, ptr, idx, val, rate, k2)
+                for i in range(n):
+                    tmp[i] = c[i] + 0.5 * dt * k2[i]
+                _brown_rhs(tmp, b0, b1, b2, lam, ptr, idx, val, rate, k3)
+                for i in range(n):
+                    tmp[i] = c[i] + dt * k3[i]
+                _brown_rhs(tmp, e0, e1, e2, lam, ptr, idx, val, rate, k4)
+                for i in range(n):
+                    c[i] += dt / 6.0 * (k1[i] + 2.0 * k2[i] + 2.0 * k3[i] + k4[i])

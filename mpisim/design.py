@@ -18,6 +18,7 @@ import numpy as np
 from . import constants as C
 from .errors import MPISimError, check_int, check_positive
 from .detection import ALPHA, BETA, currie, data_domain_limit
+from .dynamics import axial_moment
 from .particles import LANGEVIN_DERIVATIVE_FWHM as LANGEVIN_FWHM  # noqa: E402  Δx = 4.1610 / (β G), PHYSICS.md §5
 from .particles import Tracer
 from .scanner import AXES, get_scanner
@@ -176,8 +177,9 @@ def psf_fwhm(scanner, tracer, axis, samples=16384):
     """FWHM (m) of the x-space PSF along ``axis`` (0, 1, 2), from the simulated particle response.
 
     The channel driving ``axis`` alone sweeps the FFP over a point sample at the centre; the mean
-    moment along the axis follows the tracer's size-averaged Langevin curve, delayed by its Debye
-    relaxation (applied to the moment spectrum, as the forward model does); the x-space PSF is the
+    moment along the axis follows the tracer's particle model (:func:`mpisim.dynamics.axial_moment`: the
+    size-averaged Langevin or anisotropic equilibrium curve, delayed by its Debye relaxation applied to the
+    moment spectrum as the forward model does, or the Brownian Fokker–Planck response); the x-space PSF is the
     induced signal divided by the FFP speed, on the rising half of the cycle (PHYSICS.md §5). NaN when
     the PSF does not fall to half its maximum inside the field of view.
     """
@@ -190,9 +192,7 @@ def psf_fwhm(scanner, tracer, axis, samples=16384):
     G = scanner.gradient[axis, axis]
     t = np.arange(samples) / (samples * f)
     h = c.amplitude * np.sin(2 * np.pi * f * t + c.phase)                 # field at the sample, T/µ0
-    field = np.zeros((3, samples))
-    field[axis] = h
-    m = tracer.unit_magnetisation(field)[axis]
+    m = axial_moment(tracer, c.amplitude, 2 * np.pi * f, c.phase, t)     # the tracer's particle model
     spec = np.fft.rfft(m) * tracer.debye_factor(np.fft.rfftfreq(samples, t[1]))
     k = np.fft.rfftfreq(samples, 1.0 / samples)
     dm = np.fft.irfft(spec * 2j * np.pi * k * f, samples)                 # dm/dt (spectral derivative)

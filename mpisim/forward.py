@@ -21,6 +21,7 @@ import numpy as np
 
 from . import backend as B
 from . import constants as C
+from .dynamics import unit_moments_model
 from .errors import MPISimError, check_int, check_positive
 from .io import transfer_file
 from .io.atomic import check_free_space, check_output_path
@@ -104,6 +105,8 @@ def unit_moments(scanner, tracer, offsets, xp=np, dtype=np.float64, weights=None
     ``weights`` (P,) is given. Uses the compiled numba kernel on the CPU when available, the
     numpy/cupy twin :func:`unit_moments_xp` otherwise.
     """
+    if tracer.model != "langevin":                 # Fokker–Planck or anisotropic equilibrium (CPU)
+        return xp.asarray(unit_moments_model(scanner, tracer, B.to_numpy(offsets), dtype=dtype, weights=weights))
     hd = scanner.drive_waveform
     betas, q = tracer.betas_and_weights()
     if xp is np and B.numba_available():

@@ -16,7 +16,7 @@ import numpy as np
 from . import constants as C
 from .errors import MPISimError, check_int, check_positive
 
-__all__ = ["langevin", "langevin_over_xi", "langevin_derivative", "LANGEVIN_DERIVATIVE_FWHM", "Tracer", "STATES", "cell_label_tracer",
+__all__ = ["langevin", "langevin_over_xi", "langevin_derivative", "LANGEVIN_DERIVATIVE_FWHM", "Tracer", "MODELS", "STATES", "cell_label_tracer",
            "default_tracer"]
 
 _SMALL = 0.1  # below this |ξ| the series are used (error < 1e-16 with the terms kept)
@@ -97,6 +97,11 @@ class Tracer:
         Carrier viscosity η in Pa·s (default: water at 25 °C, 0.89e-3).
     name : str
         Label written to MDF ``/tracer/name``.
+    model : str
+        Particle model of the imaging forward model (:data:`mpisim.dynamics.MODELS`): "langevin" (equilibrium,
+        times the Debye factor of the relaxation time, if any), "brown" (Brownian rotation by Fokker–Planck, the
+        moment fixed in the core: needs ``hydrodynamic_diameter``; the relaxation is in the dynamics, no Debye
+        factor), "anisotropic" (equilibrium with uniaxial anisotropy ``anisotropy`` and random easy axes).
     state : str
         Binding state (:data:`STATES`): "mobile" (free to rotate) or "immobilised" (bound: Brown blocked);
         set by :meth:`in_state`, recorded in every output, and the contrast a system matrix of this tracer
@@ -115,8 +120,16 @@ class Tracer:
     viscosity: float = 0.89e-3
     name: str = "magnetite-25nm"
     state: str = "mobile"
+    model: str = "langevin"
 
     def __post_init__(self):
+        if self.model not in MODELS:
+            raise MPISimError(f"unknown particle model {self.model!r}: use one of {', '.join(MODELS)}")
+        if self.model == "brown" and (self.hydrodynamic_diameter is None or self.relaxation_time is not None):
+            raise MPISimError("particle model brown needs a hydrodynamic diameter (m) and no relaxation time given "
+                              "directly (the Fokker–Planck dynamics make the relaxation)")
+        if self.model == "anisotropic" and self.anisotropy is None:
+            raise MPISimError("particle model anisotropic needs the anisotropy constant K (J/m³)")
         if self.state not in STATES:
             raise MPISimError(f"unknown tracer state {self.state!r}: use one of {', '.join(STATES)}")
         check_positive("tracer core_diameter (m)", self.core_diameter)
@@ -219,8 +232,9 @@ class Tracer:
         return 0.0 if rate == 0 else 1.0 / rate
 
     def debye_factor(self, frequencies):
-        """Debye response 1/(1 + i ω τ) at ``frequencies`` in Hz (ones when τ = 0)."""
-        tau = self.effective_relaxation_time
+        """Debye response 1/(1 + i ω τ) at ``frequencies`` in Hz (ones when τ = 0, and for a model whose
+        dynamics make the relaxation: brown)."""
+        tau = self.effective_relaxation_time if self.model != "brown" else 0.0
         f = np.asarray(frequencies, dtype=float)
         return 1.0 / (1.0 + 2j * np.pi * f * tau)
 
@@ -229,7 +243,8 @@ class Tracer:
         """Plain dict (TOML/MDF friendly); ``None`` fields and the default state ("mobile") are left out (files
         and cache keys written before states existed stay valid)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) is not None and not (f.name == "state" and self.state == "mobile")}
+                if getattr(self, f.name) is not None and not (f.name == "state" and self.state == "mobile")
+                and not (f.name == "model" and self.model == "langevin")}
 
     @classmethod
     def from_dict(cls, d):
@@ -260,8 +275,13 @@ class Tracer:
             raise MPISimError(f"tracer {self.name!r}: an immobilised state needs its relaxation mechanisms — an "
                               f"anisotropy K (J/m³, Néel) and a hydrodynamic diameter (m, Brown) — not a relaxation "
                               f"time given directly")
-        return replace(self, hydrodynamic_diameter=None, name=f"{self.name}-immobilised", state="immobilised")
+        model = "langevin" if self.model == "brown" else self.model     # no rotation left to model
+        return replace(self, hydrodynamic_diameter=None, name=f"{self.name}-immobilised", state="immobilised",
+                       model=model)
 
+
+MODELS = ("langevin", "brown", "anisotropic")
+"""Particle models of the imaging forward model (the same as :data:`mpisim.dynamics.MODELS`)."""
 
 STATES = ("mobile", "immobilised")
 """Binding states of a tracer (:meth:`Tracer.in_state`): free to rotate, or held by cells (Brown blocked)."""

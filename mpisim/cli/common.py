@@ -52,6 +52,9 @@ def tracer_from_args(args):
         if t.relaxation_time is not None:
             raise MPISimError("--relaxation-time gives τ directly: leave out --anisotropy and --hydrodynamic-diameter")
         t = t.with_(**change)
+    model = getattr(args, "particle_model", None) or "langevin"
+    if model != t.model:
+        t = t.with_(model=model)
     state = getattr(args, "tracer_state", None) or "mobile"
     return t.in_state(state)
 
@@ -68,7 +71,8 @@ def _magnetite(args):
     return default_tracer(d, **kw) if not kw else Tracer(core_diameter=d, name=f"magnetite-{d * 1e9:g}nm", **kw)
 
 
-def add_tracer_args(p):
+def add_tracer_args(p, model=True):
+    """The tracer options; ``model``: also --model (the forward model's particle model; mps has its own)."""
     p.add_argument("--tracer-diameter", default="25e-9", metavar="D",
                    help="median core diameter in m (25e-9, or 25nm; default 25 nm)")
     p.add_argument("--relaxation-time", default=None, metavar="TAU", help="Debye relaxation time in s (default: none, equilibrium Langevin)")
@@ -81,6 +85,13 @@ def add_tracer_args(p):
                    help="effective anisotropy constant K in J/m³ (Néel relaxation τ_N = τ0 exp(K V / k_B T))")
     p.add_argument("--hydrodynamic-diameter", default=None, metavar="D",
                    help="hydrodynamic diameter (e.g. 30nm; Brown relaxation in water)")
+    if model:
+        p.add_argument("--model", dest="particle_model", default="langevin",
+                       choices=["langevin", "brown", "anisotropic"],
+                       help="particle model of the forward model: langevin (equilibrium, Debye factor of a "
+                            "relaxation time; default), brown (Brownian rotation by Fokker-Planck; needs "
+                            "--hydrodynamic-diameter), anisotropic (equilibrium with uniaxial anisotropy, random "
+                            "easy axes; needs --anisotropy)")
     p.add_argument("--tracer-state", default="mobile", choices=["mobile", "immobilised"],
                    help="mobile (free, default) or immobilised (bound in cells: Brown relaxation blocked); "
                         "a system matrix per state makes a multi-contrast reconstruction (reco --sm A --sm B)")

@@ -21,7 +21,7 @@ def add_parser(sub):
                                    "debye: Langevin times one relaxation time; brown, neel: Fokker-Planck, with the "
                                    "field along the easy axis for neel). --hydrodynamic-diameter is needed by brown, "
                                    "--anisotropy by neel.")
-    add_tracer_args(p)
+    add_tracer_args(p, model=False)
     p.add_argument("--viscosity", default="0.89e-3", help="carrier viscosity in Pa·s (default water, 0.89e-3)")
     p.add_argument("--tau0", default="1e-9",
                    help="Néel attempt time τ0 in s of the Néel-Arrhenius law τ_N = τ0 exp(KV/kT) that --model debye uses "
