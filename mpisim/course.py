@@ -306,6 +306,26 @@ def _apparent_day_60():
     return 3e5 * (kept + 0.5 * (1 - kept))
 
 
+@_exercise("7.1", rel=0.01, hint="ω = 2π·25 kHz, τ_B in s")
+def _omega_tau_b(tracer):
+    return 2 * math.pi * 25e3 * tracer.brown_time
+
+
+@_exercise("7.2", rel=0.01, hint="|1/(1 + i·5·ω·τ_B)| with ω = 2π·25 kHz")
+def _debye_fifth(tracer):
+    return 1 / abs(1 + 5j * 2 * math.pi * 25e3 * tracer.brown_time)
+
+
+@_exercise("7.3", options=("debye", "brown"))
+def _stronger_drive():
+    return "brown"
+
+
+@_exercise("7.4", rel=0.01, unit="s", hint="τ0 · exp(K V_c / k_B T) of the core")
+def _bound_tau(tracer):
+    return tracer.neel_time
+
+
 # --- building the notebooks --------------------------------------------------------------------------
 
 def _cells(source):

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 LABS = sorted((ROOT / "course" / "labs").glob("[0-9][0-9]_*.py"))
 
 
-def test_six_labs_and_notebooks_up_to_date():
-    assert len(LABS) == 6
+def test_seven_labs_and_notebooks_up_to_date():
+    assert len(LABS) == 7
     for src in LABS:
         for sub, student in (("student", True), ("solutions", False)):
             nb = ROOT / "course" / "notebooks" / sub / (src.stem + ".ipynb")
