@@ -25,13 +25,13 @@ amounts at least 10 × their ROI's image-domain detection limit (Currie L_D, the
 
 import argparse
 import json
+import os
 import sys
 import time
 
 import numpy as np
 
 import mpisim
-from mpisim import constants as C
 from mpisim.particles import cell_label_tracer
 from mpisim.phantoms import Phantom, phantom_grid, supersampled_fill
 
@@ -188,7 +188,8 @@ def main(argv=None):
     cases = [c for c in cases if c["scanner"] in a.scanners.split(",")]
     cases.sort(key=lambda c: (c["scanner"], tuple(sorted(c["tracer"].items()))))
     rows, t0 = [], time.time()
-    with open(a.out, "w") as fh:
+    part = a.out + ".part"                                  # the finished file appears only when complete
+    with open(part, "w") as fh:
         for n, case in enumerate(cases):
             new = run_case(case)
             for r in new:
@@ -197,6 +198,7 @@ def main(argv=None):
             rows += new
             print(f"[{n + 1}/{len(cases)}] case {case['index']} {case['scanner']}: {time.time() - t0:.0f} s",
                   file=sys.stderr, flush=True)
+    os.replace(part, a.out)
     table(rows)
 
 

@@ -181,7 +181,7 @@ def brown_moments(hfine, offsets, beta, rate, lam, ptr, idx, val, mrow, substeps
     steps are of unit length); lam (n,) l(l+1); ptr, idx, val: CSR of [B_x; B_y; B_z] (3n rows);
     mrow (3, n): ⟨m̂_k⟩ = mrow[k] · c; preroll: samples integrated before the recorded period; out (P, 3, V):
     ⟨m̂⟩ at the samples; periods (P,): the periods integrated until the state's distance to the periodic one —
-    at most its change over a period over 1 − ``rho``, ``rho`` the contraction per period — is within ``tol``
+    estimated as its change over a period over 1 − ``rho``, ``rho`` the contraction per period — is within ``tol``
     (relative, max norm; −1: not within ``max_periods``)."""
     P = offsets.shape[0]
     V = out.shape[2]
@@ -200,7 +200,7 @@ def brown_moments(hfine, offsets, beta, rate, lam, ptr, idx, val, mrow, substeps
         oy = offsets[p, 1]
         oz = offsets[p, 2]
         periods[p] = -1
-        total = preroll + max_periods * V
+        total = preroll + max_periods * V + 1           # + 1: the last period's end is checked too
         for step in range(total):
             s = (step - preroll) % V                    # the sample this step starts from (the pre-roll wraps)
             rec = step - preroll
@@ -211,7 +211,7 @@ def brown_moments(hfine, offsets, beta, rate, lam, ptr, idx, val, mrow, substeps
                     for i in range(n):
                         d = max(d, abs(c[i] - start[i]))
                         nrm = max(nrm, abs(c[i]))
-                    # distance of the period's start from the periodic state: at most d / (1 − ρ)
+                    # distance of the period's start from the periodic state: about d / (1 − ρ)
                     if d <= tol * nrm * (1.0 - rho):
                         periods[p] = rec // V
                         break

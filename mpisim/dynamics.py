@@ -14,8 +14,9 @@ under the drive field plus the voxel's offset field, for every model of :data:`M
 
 The compiled kernel (:func:`mpisim.cpu_kernels.brown_moments`) and its numpy twin
 (:func:`brown_moments_numpy`) integrate with the same classical Runge–Kutta steps: a pre-roll of several τ_B,
-then periods until the state's distance to the periodic one — at most its change over a period over 1 − ρ,
-ρ = e^{−T/τ_B} the contraction of the slowest mode over a period T — is within :data:`PERIOD_TOL`; an integration that does not get there
+then periods until the state's distance to the periodic one — estimated as its change over a period over
+1 − ρ, ρ = e^{−T/τ_B} the zero-field contraction of the slowest mode over a period T — is within
+:data:`PERIOD_TOL`; an integration that does not get there
 within :data:`MAX_PERIODS` periods stops with an error.
 """
 
@@ -28,13 +29,13 @@ from . import backend as B
 from . import constants as C
 from .errors import MPISimError
 from .fokker_planck import BrownSphere, anisotropic_equilibrium, periodic_response
+from .particles import MODELS as _MODELS
 
 __all__ = ["MODELS", "PERIOD_TOL", "MAX_PERIODS", "STABILITY", "brown_degree", "brown_plan", "unit_moments_model",
            "brown_moments_numpy", "anisotropic_table", "axial_moment"]
 
-MODELS = ("langevin", "brown", "anisotropic")
-"""Particle models of the imaging forward model (:attr:`mpisim.particles.Tracer.model`; the same tuple as
-:data:`mpisim.particles.MODELS`, which cannot import this module)."""
+MODELS = _MODELS
+"""Particle models of the imaging forward model (:attr:`mpisim.particles.Tracer.model`)."""
 PERIOD_TOL = 1e-6
 """A periodic state: the coefficients' estimated distance to it (relative, max norm) is below this."""
 MAX_PERIODS = 60
@@ -58,6 +59,7 @@ def _sphere(lmax):
     return BrownSphere(lmax)
 
 
+@lru_cache(maxsize=32)
 def brown_plan(lmax, xi_max):
     """(lam (n,), CSR (ptr, idx, val) of [B_x; B_y; B_z], mrow (3, n), largest eigenvalue magnitude of the
     operator in units of 1/(2τ_B)) for the Brownian Fokker–Planck equation up to degree ``lmax``."""
@@ -93,13 +95,29 @@ def unit_moments_model(scanner, tracer, offsets, dtype=np.float64, weights=None,
     return out.astype(dtype, copy=False)
 
 
+def _levels(xi):
+    """Half-octave level of each voxel's largest field energy ξ: the voxels of one level share a plan (degree,
+    steps, table), chosen for 2^(level/2) ≥ ξ, so that a voxel's result depends on its own field only, not on
+    which voxels it is computed with (blocks, Dask workers)."""
+    return np.ceil(2 * np.log2(np.maximum(xi, 1.0))).astype(int)
+
+
 def _brown(scanner, tracer, offsets, beta, numba=None):
-    """(P, 3, V) periodic ⟨m̂⟩ of one core size under Brownian rotation."""
+    """(P, 3, V) periodic ⟨m̂⟩ of one core size under Brownian rotation, voxels grouped by :func:`_levels`."""
+    amp = np.sqrt(np.sum(np.abs(scanner.drive_waveform) ** 2, axis=0)).max()
+    levels = _levels(beta * (amp + np.sqrt((offsets ** 2).sum(axis=1))))
+    out = np.empty((offsets.shape[0], 3, scanner.num_samples))
+    for level in np.unique(levels):
+        sel = np.flatnonzero(levels == level)
+        out[sel] = _brown_level(scanner, tracer, np.ascontiguousarray(offsets[sel]), beta, 2.0 ** (level / 2), numba)
+    return out
+
+
+def _brown_level(scanner, tracer, offsets, beta, xi_max, numba=None):
+    """:func:`_brown` for voxels whose field energy stays below ``xi_max``."""
     tau = tracer.brown_time
     V = scanner.num_samples
     dt = 1.0 / scanner.receiver.sampling_rate
-    amp = np.sqrt(np.sum(np.abs(scanner.drive_waveform) ** 2, axis=0)).max()
-    xi_max = beta * (amp + (np.sqrt((offsets ** 2).sum(axis=1)).max() if len(offsets) else 0.0))
     lam, (ptr, idx, val), mrow, worst = brown_plan(brown_degree(xi_max), xi_max)
     # step h (s): rate·|λ|max ≤ STABILITY with rate = h/(2τ_B)
     substeps = max(1, int(math.ceil(dt * worst / (2 * tau) / STABILITY)))
@@ -154,7 +172,7 @@ def brown_moments_numpy(hfine, offsets, beta, rate, lam, csr, mrow, substeps, pr
     periods[:] = -1
     start = c.copy()
     done = np.zeros(P, bool)
-    for step in range(preroll + max_periods * V):
+    for step in range(preroll + max_periods * V + 1):           # + 1: the last period's end is checked too
         s, rec = (step - preroll) % V, step - preroll
         if rec >= 0 and s == 0:
             if rec > 0:
@@ -188,12 +206,14 @@ def anisotropic_table(sigma, xi_max, points=400):
 
 
 def _anisotropic_moments(scanner, tracer, offsets, betas, q):
-    if tracer.anisotropy is None:
-        raise MPISimError("model anisotropic needs the tracer's anisotropy K (J/m³)")
     hd = scanner.drive_waveform
     h = offsets[:, :, None] + hd[None]                                   # (P, 3, V)
     hn = np.sqrt((h ** 2).sum(axis=1))
-    m = _anisotropic_moments_of(tracer, hn)                              # ⟨m̂·ĥ⟩, along the field
+    m = np.empty_like(hn)
+    levels = _levels(np.max(hn, axis=1) * float(np.max(betas)))
+    for level in np.unique(levels):                                      # one table range per voxel's level
+        sel = levels == level
+        m[sel] = _anisotropic_moments_of(tracer, hn[sel])               # ⟨m̂·ĥ⟩, along the field
     return m[:, None, :] * h / np.where(hn > 0, hn, 1.0)[:, None, :]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 from .errors import MPISimError
 from .resources import check_memory
 
-__all__ = ["SystemMatrix", "JointSystemMatrix", "dot_test"]
+__all__ = ["SystemMatrix", "JointSystemMatrix", "dot_test", "check_compatible"]
 
 
 class SystemMatrix:
@@ -243,24 +243,21 @@ class JointSystemMatrix:
 
 
 def _differs(a, b):
-    """Why two system matrices cannot form one joint operator ("" when they can)."""
+    """Why two system matrices cannot form one joint operator ("" when they can): the grid, bins and unit here,
+    the sequence and scanner by the check a measurement meets (:func:`check_compatible`, with ``b``'s acquisition
+    as the measurement)."""
     if a.grid != b.grid:
         return f"different grids ({a.grid.shape} over {a.grid.fov} m against {b.grid.shape} over {b.grid.fov} m)"
     if a.bins.shape != b.bins.shape or not np.array_equal(a.bins, b.bins):
         return "different frequency bins (calibrated with other frequency selections)"
-    if a.num_rx_channels != b.num_rx_channels:
-        return f"{a.num_rx_channels} against {b.num_rx_channels} receive channels"
     if a.unit != b.unit:
         return f"units {a.unit!r} and {b.unit!r}"
-    qa, qb = a.acquisition, b.acquisition
-    if qa is None or qb is None:
-        return "one states no acquisition (scanner, sequence)"
-    if qa.num_samples != qb.num_samples or not np.isclose(qa.bandwidth, qb.bandwidth, rtol=1e-6) or \
-            not np.allclose(np.sort(qa.drive_frequencies), np.sort(qb.drive_frequencies), rtol=1e-6):
-        return "different sequences (samples, bandwidth or drive frequencies)"
-    ga, gb = np.asarray(qa.gradient, float), np.asarray(qb.gradient, float)
-    if np.all(np.isfinite(ga)) and np.all(np.isfinite(gb)) and not np.allclose(ga, gb, rtol=1e-3, atol=1e-6):
-        return "different selection-field gradients (scanners)"
+    if b.acquisition is None:
+        return "it states no acquisition (scanner, sequence)"
+    try:
+        check_compatible(b.acquisition, a)
+    except MPISimError as e:
+        return str(e).replace("measurement", "the second matrix")
     return ""
 
 
@@ -272,3 +269,29 @@ def _contrast_names(matrices):
         if all(names) and len(set(names)) == len(names):
             return tuple(names)
     return tuple(f"contrast{i}" for i in range(len(matrices)))
+
+
+def check_compatible(meas, sm):
+    """Raise a clear error when measurement and system matrix cannot be combined."""
+    src, acq = sm.label, sm.acquisition
+    if acq is None:
+        raise MPISimError(f"{src} states no acquisition (bandwidth, samples, drive frequencies): it cannot be "
+                          f"checked against the measurement")
+    if meas.num_samples != acq.num_samples:
+        raise MPISimError(f"measurement has {meas.num_samples} samples per period, system matrix {src} has "
+                          f"{acq.num_samples}: different sequences")
+    if not np.isclose(meas.bandwidth, acq.bandwidth, rtol=1e-6):
+        raise MPISimError(f"receiver bandwidth differs: measurement {meas.bandwidth:g} Hz, system matrix "
+                          f"{acq.bandwidth:g} Hz")
+    fm, fs = np.sort(meas.drive_frequencies), np.sort(acq.drive_frequencies)
+    if fm.shape != fs.shape or not np.allclose(fm, fs, rtol=1e-6):
+        raise MPISimError(f"drive frequencies differ: measurement {np.round(fm, 1).tolist()} Hz, system matrix "
+                          f"{np.round(fs, 1).tolist()} Hz: different scanners or sequences")
+    gm, gs = np.asarray(meas.gradient, float), np.asarray(acq.gradient, float)
+    if np.all(np.isfinite(gm)) and np.all(np.isfinite(gs)) and np.any(gm) and np.any(gs) and \
+            not np.allclose(gm, gs, rtol=1e-3, atol=1e-6):
+        raise MPISimError(f"selection-field gradients differ: measurement diag {np.diag(gm).tolist()}, system "
+                          f"matrix diag {np.diag(gs).tolist()} T/m/µ0")
+    if meas.num_rx_channels != sm.num_rx_channels:
+        raise MPISimError(f"measurement has {meas.num_rx_channels} receive channels, system matrix "
+                          f"{sm.num_rx_channels}")

@@ -271,10 +271,15 @@ class Tracer:
             return self
         if self.state != "mobile":
             raise MPISimError(f"tracer {self.name!r} is {self.state}: its mobile state is not known")
-        if self.relaxation_time is not None or self.anisotropy is None or self.hydrodynamic_diameter is None:
-            raise MPISimError(f"tracer {self.name!r}: an immobilised state needs its relaxation mechanisms — an "
-                              f"anisotropy K (J/m³, Néel) and a hydrodynamic diameter (m, Brown) — not a relaxation "
-                              f"time given directly")
+        if self.relaxation_time is not None:
+            raise MPISimError(f"tracer {self.name!r}: an immobilised state needs its relaxation mechanisms, not a "
+                              f"relaxation time given directly (give K and the hydrodynamic diameter instead)")
+        if self.anisotropy is None:
+            raise MPISimError(f"tracer {self.name!r}: an immobilised state relaxes by Néel rotation only: give the "
+                              f"anisotropy K (J/m³)")
+        if self.hydrodynamic_diameter is None:
+            raise MPISimError(f"tracer {self.name!r}: an immobilised state differs from the mobile one only with "
+                              f"Brown rotation to block: give the hydrodynamic diameter (m)")
         model = "langevin" if self.model == "brown" else self.model     # no rotation left to model
         return replace(self, hydrodynamic_diameter=None, name=f"{self.name}-immobilised", state="immobilised",
                        model=model)

@@ -95,9 +95,11 @@ class Phantom:
 def with_fiducials(phantom, fiducials):
     """The phantom with reference samples of known iron added, as labs put them in the field of view:
     ``fiducials`` [(center (x, y, z) m, radius m, iron kg)], each a sphere (cut by the slab of a 2D phantom)
-    filled uniformly so that it holds exactly ``iron``. Recorded in ``meta["fiducials"]``. Refuses a sphere
+    filled uniformly so that it holds exactly ``iron``. Recorded in ``meta["fiducials"]``; in a phantom whose iron
+    is in several tracer states the fiducials' iron is mobile (free tracer in its tube). Refuses a sphere
     that holds no voxel of the phantom's grid (outside its field of view)."""
     conc = np.array(phantom.concentration, float)
+    before = conc.copy()
     grid = phantom.grid
     recorded = []
     for centre, radius, iron in fiducials:
@@ -115,7 +117,11 @@ def with_fiducials(phantom, fiducials):
         conc += frac * iron / C.FE_MOLAR_MASS / (volume / C.LITRE)
         recorded.append({"center": c, "radius": r, "iron": float(iron)})
     meta = {**phantom.meta, "fiducials": list(phantom.meta.get("fiducials", [])) + recorded}
-    return Phantom(grid, conc, phantom.name if not recorded else f"{phantom.name}+fiducials", meta)
+    states = None
+    if phantom.states is not None:                 # a multi-contrast phantom: the reference tubes hold free tracer
+        states = phantom.state_concentrations()
+        states["mobile"] = states.get("mobile", 0) + (conc - before)
+    return Phantom(grid, conc, phantom.name if not recorded else f"{phantom.name}+fiducials", meta, states)
 
 
 def supersampled_fill(grid, inside, samples=3, bbox=None):

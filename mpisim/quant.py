@@ -592,8 +592,12 @@ def quantify_sets(reco, roi_sets, iron_per_cell=10e-15, frame=0, reference=None,
     if isinstance(system_matrix, (list, tuple, dict)):
         if not reco.contrasts:
             raise MPISimError("several system matrices were given, but the reconstruction has one contrast")
-        mats = list(system_matrix.values()) if isinstance(system_matrix, dict) else list(system_matrix)
-        system_matrix = JointSystemMatrix(mats, reco.contrasts)
+        system_matrix = _joint_for(reco, system_matrix)
+    if system_matrix is not None and reco.contrasts and not isinstance(system_matrix, JointSystemMatrix):
+        raise MPISimError(f"the reconstruction has {len(reco.contrasts)} contrasts ({', '.join(reco.contrasts)}): "
+                          f"give one system matrix per contrast")
+    if isinstance(system_matrix, JointSystemMatrix) and not reco.contrasts:
+        raise MPISimError("several system matrices were given, but the reconstruction has one contrast")
     if reco.contrasts and (fiducials or reference is not None):
         raise MPISimError("fiducials and references calibrate one contrast; quantify a multi-contrast "
                           "reconstruction without them (or each contrast's own reconstruction)")
@@ -625,6 +629,26 @@ def quantify_sets(reco, roi_sets, iron_per_cell=10e-15, frame=0, reference=None,
                    backend, impl, fiducials if tracer_correction != "off" else (), tracer_correction == "on")
     return [_with_detection(_with_truth(_with_fiducials(q, fiducials, reference), reco, rois))
             for q, rois in zip(out, sets)]
+
+
+def _joint_for(reco, matrices):
+    """The joint operator of ``matrices`` (a list, or {contrast: matrix}) in the order of the reconstruction's
+    contrasts: matrices that name their contrasts (their tracers' states or names) are put in that order, and
+    refused when they name others; unnamed ones are taken in the order given."""
+    if isinstance(matrices, dict):
+        names, mats = list(matrices), list(matrices.values())
+    else:
+        mats = list(matrices)
+        names = list(JointSystemMatrix(mats).names) if len(mats) >= 2 else []
+    if len(mats) != len(reco.contrasts):
+        raise MPISimError(f"the reconstruction has {len(reco.contrasts)} contrasts ({', '.join(reco.contrasts)}): "
+                          f"give one system matrix each, got {len(mats)}")
+    if sorted(names) == sorted(reco.contrasts):
+        mats = [mats[names.index(c)] for c in reco.contrasts]
+    elif not all(n.startswith("contrast") for n in names):
+        raise MPISimError(f"the system matrices are of {', '.join(names)}, the reconstruction's contrasts "
+                          f"{', '.join(reco.contrasts)}: not the matrices it was made with")
+    return JointSystemMatrix(mats, reco.contrasts)
 
 
 def _joined(results, contrasts):
@@ -731,7 +755,7 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
                 raise
             corrected = {"tracer_correction_skipped": str(e)}
     solver = make_solver(problem, reco.params.solver, Bk.resolve(backend), impl)
-    image, noise = (reco.joint[frame], _frame_noise(reco.joint_noise, frame)) if K > 1 else \
+    image, noise = (reco.joint[frame], reco.noise_for(frame, joint=True)) if K > 1 else \
         (reco.image[frame], reco.noise_for(frame))
     if problem.b.shape[1] > 1:
         problem.b = problem.b[:, [frame]]
@@ -833,13 +857,6 @@ the iron (summed over the contrasts), the same in each; "own": each contrast's o
 of the prior between contrasts is noisier than where the iron lies). Chosen on a tuning family, not the one the
 docs report: ``benchmarks/study_multicontrast.py --cases 40 --seed 7 --scanners bruker-2d`` with this constant set
 to each gave 67 % and 66 % of the amounts within 15 %, and a 95th-percentile cross-talk of 35 % and 46 %."""
-
-
-def _frame_noise(noise, frame):
-    """(R, ·) noise realisations of one frame from (R, ·) (the same for every frame) or (F, R, ·); or None."""
-    if noise is None:
-        return None
-    return noise if noise.ndim == 2 else (noise[frame] if frame < len(noise) else None)
 
 
 def _joint_regions(per_contrast):

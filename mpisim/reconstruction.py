@@ -266,11 +266,13 @@ class Reconstruction:
         return Reconstruction(self.joint[:, sl], self.grid, self.params, self.unit,
                               {**self.info, "contrast": self.contrasts[i]}, noise, self.measurement, truth)
 
-    def noise_for(self, frame=0):
-        """(R, N) noise realisations for ``frame``, or None."""
-        if self.noise is None:
+    def noise_for(self, frame=0, joint=False):
+        """(R, N) noise realisations for ``frame``, or None; ``joint``: a multi-contrast reconstruction's
+        (R, K·N) realisations of all its contrasts."""
+        noise = self.joint_noise if joint else self.noise
+        if noise is None:
             return None
-        return self.noise if self.noise.ndim == 2 else (self.noise[frame] if frame < len(self.noise) else None)
+        return noise if noise.ndim == 2 else (noise[frame] if frame < len(noise) else None)
 
     @property
     def num_frames(self):

@@ -35,8 +35,9 @@ def test_immobilised_state_blocks_brown_relaxation():
 
 @pytest.mark.parametrize("call, needle", [
     (lambda: Tracer(state="frozen"), "unknown tracer state"),
-    (lambda: Tracer(relaxation_time=2e-6).in_state("immobilised"), "anisotropy"),
-    (lambda: Tracer(anisotropy=4e3).in_state("immobilised"), "hydrodynamic"),
+    (lambda: Tracer(relaxation_time=2e-6).in_state("immobilised"), "not a relaxation time given directly"),
+    (lambda: Tracer(hydrodynamic_diameter=40e-9).in_state("immobilised"), "Néel rotation only: give the anisotropy"),
+    (lambda: Tracer(anisotropy=4e3).in_state("immobilised"), "give the hydrodynamic diameter"),
     (lambda: cell_label_tracer().in_state("immobilised").in_state("mobile"), "mobile state is not known"),
 ])
 def test_bad_states_are_refused(call, needle):
@@ -116,6 +117,39 @@ def test_bound_and_free_iron_come_apart(bruker2d, tmp_path):
     assert np.allclose([r.iron for r in q2], [r.iron for r in q], rtol=1e-3)
     with pytest.raises(MPISimError, match="one contrast"):
         mpisim.quantify(reco.contrast("mobile"), rois, measurement=meas, system_matrix=S)
+    with pytest.raises(MPISimError, match="one system matrix per contrast"):
+        mpisim.quantify(reco, rois, measurement=meas, system_matrix=S[0])
+    # matrices given in the other order are put in the reconstruction's (they name their states)
+    swapped = mpisim.quantify(reco, rois, measurement=meas, system_matrix=S[::-1])
+    assert [r.iron for r in swapped] == [r.iron for r in q]
+
+
+def test_fiducials_in_a_mixed_phantom_are_free_tracer(bruker2d):
+    sc, grid, t, _ = bruker2d
+    ph = mpisim.get_phantom("viability", sc)
+    withf = mpisim.phantoms.with_fiducials(ph, [((0.0, 8e-3, 0.0), 1e-3, 2e-9)])
+    per = withf.grid.voxel_volume / 1e-3 * 55.845e-3
+    added = (withf.states["mobile"] - ph.states["mobile"]).sum() * per
+    assert added == pytest.approx(2e-9, rel=1e-9)
+    assert np.array_equal(withf.states["immobilised"], ph.states["immobilised"])
+
+
+def test_channels_of_another_tool_read_as_before(tmp_path):
+    """A reconstruction file with several MDF reconstruction channels but no mpisim contrast names (another
+    tool's) reads its first channel, as before multi-contrast."""
+    import h5py
+
+    sc = mpisim.get_scanner("bruker-2d")
+    grid = mpisim.default_grid(sc, (5, 5, 1))
+    reco = mpisim.Reconstruction(np.full((1, grid.size), 1e-3), grid, mpisim.RecoParams())
+    path = tmp_path / "r.mdf"
+    mpisim.write_reconstruction(path, reco)
+    with h5py.File(path, "r+") as h:
+        d = h["reconstruction/data"][()]
+        del h["reconstruction/data"]
+        h["reconstruction/data"] = np.concatenate([d, 5 * d], axis=2)
+    back = mpisim.read_reconstruction(path)
+    assert back.contrasts == () and np.allclose(back.image, 1e-3)
 
 
 def test_multicontrast_command_line(tmp_path, capsys):
@@ -147,6 +181,8 @@ def test_multicontrast_command_line(tmp_path, capsys):
         (["sysmat", "--scanner", "bruker-2d", "--grid", "9x9x1", "--anisotropy", "-3", "--out", str(d / "bad.mdf")], "anisotropy"),
         (["quantify", str(d / "r.mdf"), "--sm", str(d / "mobile.mdf"), "--roi", "g=sphere:0,0,0,3"],
          "give one system matrix each"),
+        (["quantify", str(d / "r.mdf"), "--sm", str(d / "mobile.mdf"), "--sm", str(d / "small.mdf"), "--roi",
+          "g=sphere:0,0,0,3"], "cannot be reconstructed together"),
     ]:
         assert main(args) == 2, args
         err = capsys.readouterr().err

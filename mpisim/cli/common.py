@@ -34,10 +34,13 @@ def tracer_from_args(args):
     """The tracer the command line describes: ``--tracer`` (a preset) or a magnetite tracer of
     ``--tracer-diameter``, with the relaxation options, in ``--tracer-state``."""
     if getattr(args, "tracer", None) == "cell-label":
-        if args.tracer_diameter != "25e-9" or getattr(args, "relaxation_time", None) is not None:
+        if abs(parse_diameter(args.tracer_diameter) - 25e-9) > 1e-12 or \
+                getattr(args, "relaxation_time", None) is not None:
             raise MPISimError("--tracer cell-label sets its own core diameter and relaxation: leave out "
                               "--tracer-diameter and --relaxation-time")
         t = cell_label_tracer()
+        if getattr(args, "size_sigma", None):
+            t = t.with_(size_sigma=float(args.size_sigma))
     else:
         t = _magnetite(args)
     k, dh = getattr(args, "anisotropy", None), getattr(args, "hydrodynamic_diameter", None)
@@ -49,9 +52,7 @@ def tracer_from_args(args):
                 raise MPISimError(f"--anisotropy must be an anisotropy constant K of 0-1e6 J/m³, got {k!r}")
         if dh is not None:
             change["hydrodynamic_diameter"] = parse_diameter(dh, "--hydrodynamic-diameter")
-        if t.relaxation_time is not None:
-            raise MPISimError("--relaxation-time gives τ directly: leave out --anisotropy and --hydrodynamic-diameter")
-        t = t.with_(**change)
+        t = t.with_(**change)                   # a --relaxation-time given too stays the Debye τ (as mps compares)
     model = getattr(args, "particle_model", None) or "langevin"
     if model != t.model:
         t = t.with_(model=model)

@@ -42,6 +42,8 @@ def write_reconstruction(path, reco, overwrite=False):
                 write_acquisition(h, meas, meas.num_frames, meas.num_averages)
             g = reco.grid
             if reco.contrasts:          # MDF's reconstruction channels: one per contrast
+                if not np.all(np.isfinite(reco.joint)):
+                    raise MPISimError(f"{path}: not written: a contrast's image is not finite")
                 F, K = reco.joint.shape[0], len(reco.contrasts)
                 h["reconstruction/data"] = np.ascontiguousarray(
                     reco.joint.reshape(F, K, g.size).transpose(0, 2, 1)).astype(np.float32)
@@ -111,10 +113,9 @@ def read_reconstruction(path):
                 info = {**tomlio.loads(r.string("_mpisim/recoInfo")), **info}
             except MPISimError:
                 pass
-        K = data.shape[2]
         names = r.string("_mpisim/contrasts").split("\n") if "_mpisim/contrasts" in h else []
-        if K > 1 and len(names) != K:
-            names = [f"contrast{i}" for i in range(K)]
+        K = data.shape[2] if len(names) == data.shape[2] else 1      # another tool's channels: the first, as before
+        data = data[:, :, :K]
         noise = None
         if "_mpisim/noiseRealisations" in h:
             noise = np.asarray(r.array("_mpisim/noiseRealisations", kinds="f"), float)

@@ -7,37 +7,12 @@ Every step takes the parameter group it needs (:mod:`mpisim.reconstruction`). Al
 import numpy as np
 
 from ..errors import MPISimError
+from ..operator import check_compatible
 from ..measurement import in_band
 from .noise import background_spectra, bandstop_half_width, contaminated_bins, drive_line_bins
 
 __all__ = ["check_compatible", "measurement_spectra", "selected_frames", "frame_rows", "usable_bins", "select_rows",
            "row_weights"]
-
-
-def check_compatible(meas, sm):
-    """Raise a clear error when measurement and system matrix cannot be combined."""
-    src, acq = sm.label, sm.acquisition
-    if acq is None:
-        raise MPISimError(f"{src} states no acquisition (bandwidth, samples, drive frequencies): it cannot be "
-                          f"checked against the measurement")
-    if meas.num_samples != acq.num_samples:
-        raise MPISimError(f"measurement has {meas.num_samples} samples per period, system matrix {src} has "
-                          f"{acq.num_samples}: different sequences")
-    if not np.isclose(meas.bandwidth, acq.bandwidth, rtol=1e-6):
-        raise MPISimError(f"receiver bandwidth differs: measurement {meas.bandwidth:g} Hz, system matrix "
-                          f"{acq.bandwidth:g} Hz")
-    fm, fs = np.sort(meas.drive_frequencies), np.sort(acq.drive_frequencies)
-    if fm.shape != fs.shape or not np.allclose(fm, fs, rtol=1e-6):
-        raise MPISimError(f"drive frequencies differ: measurement {np.round(fm, 1).tolist()} Hz, system matrix "
-                          f"{np.round(fs, 1).tolist()} Hz: different scanners or sequences")
-    gm, gs = np.asarray(meas.gradient, float), np.asarray(acq.gradient, float)
-    if np.all(np.isfinite(gm)) and np.all(np.isfinite(gs)) and np.any(gm) and np.any(gs) and \
-            not np.allclose(gm, gs, rtol=1e-3, atol=1e-6):
-        raise MPISimError(f"selection-field gradients differ: measurement diag {np.diag(gm).tolist()}, system "
-                          f"matrix diag {np.diag(gs).tolist()} T/m/µ0")
-    if meas.num_rx_channels != sm.num_rx_channels:
-        raise MPISimError(f"measurement has {meas.num_rx_channels} receive channels, system matrix "
-                          f"{sm.num_rx_channels}")
 
 
 def measurement_spectra(meas, transfer_function=None):
