@@ -8,9 +8,9 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     # (results do not depend on the thread count: frames and voxels are split, never a sum)
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-if not SHARED_DATA.is_dir():
-    SHARED_DATA = Path(os.environ.get("MPISIM_SHARED_DATA", "/nonexistent"))
+SHARED_DATA = Path(os.environ["MPISIM_SHARED_DATA"]) if os.environ.get("MPISIM_SHARED_DATA") else \
+    Path(__file__).resolve().parents[2] / "shared" / "data"
+"""Real files written by other MPI tools: $MPISIM_SHARED_DATA, else ../shared/data beside the checkout."""
 
 
 _WARM_UP = """
@@ -121,7 +121,8 @@ def gpu():
 @pytest.fixture
 def shared_data():
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data folder not found ({SHARED_DATA}); set MPISIM_SHARED_DATA")
+        pytest.skip(f"the shared data folder {SHARED_DATA} is not there (files written by other MPI tools; "
+                    f"point MPISIM_SHARED_DATA at a copy)")
     return SHARED_DATA
 
 

@@ -145,6 +145,12 @@ def test_the_model_round_trips_and_reaches_the_system_matrix(tmp_path, capsys):
                  "--hydrodynamic-diameter", "50nm", "--out", str(tmp_path / "sm.mdf")]) == 0
     S = mpisim.load_system_matrix(tmp_path / "sm.mdf")
     assert S.acquisition.tracer.model == "brown"
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "sm.mdf")]) == 0
+    assert "particle model brown, mobile" in capsys.readouterr().out
+    assert main(["design", "bruker-2d", "--model", "brown", "--hydrodynamic-diameter", "30nm"]) == 0
+    out = capsys.readouterr().out
+    assert "particle model brown" in out and "n/a resolution" in out
     assert main(["sysmat", "--scanner", "bruker-2d", "--grid", "5x5x1", "--model", "brown",
                  "--out", str(tmp_path / "bad.mdf")]) == 2
     assert "hydrodynamic diameter" in capsys.readouterr().err and not (tmp_path / "bad.mdf").exists()

@@ -36,7 +36,7 @@ import mpisim
 from mpisim import phantoms as P
 from stl_mesh import cavities, mesh_volume, read_stl, voxelise
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from conftest import SHARED_DATA as DATA  # $MPISIM_SHARED_DATA or ../shared/data
 FILES = {"resolution": "Phantom1_Resolution.STL", "concentration": "Phantom2_Concentration.STL",
          "shape": "Phantom3_Shape.STL"}
 if not all((DATA / f).is_file() for f in FILES.values()):

@@ -70,8 +70,9 @@ def run_design(args):
     if args.out:
         check_output_path(args.out, args.overwrite)
     scanner = scanner_from_arg(args.scanner)
-    figs = figures_of_merit(scanner, tracer_from_args(args), _settings(args))
-    doc = {"scanner": scanner.name, "figures": as_dict(figs)}
+    tracer = tracer_from_args(args)
+    figs = figures_of_merit(scanner, tracer, _settings(args))
+    doc = {"scanner": scanner.name, "tracer": tracer.to_dict(), "figures": as_dict(figs)}
     if args.out:
         with atomic_path(args.out, args.overwrite) as tmp:
             with open(tmp, "w") as fh:
@@ -79,8 +80,16 @@ def run_design(args):
     if args.json:
         print(json.dumps(doc, indent=1))
         return
-    print(f"scanner {scanner.name}: figures of merit")
+    tau = tracer.effective_relaxation_time
+    relax = (f"Brownian rotation by Fokker–Planck, τ_B {tracer.brown_time * 1e6:.3g} µs at zero field"
+             if tracer.model == "brown" else f"Debye τ {tau * 1e6:.3g} µs" if tau else "no relaxation")
+    print(f"scanner {scanner.name}: figures of merit; tracer {tracer.name} ({tracer.core_diameter * 1e9:g} nm cores, "
+          f"particle model {tracer.model}, {relax})")
     print(as_table(figs))
+    if any(f.key.startswith("resolution_") and f.value != f.value and not f.key.endswith("_langevin")
+           for f in figs.values()):
+        print("n/a resolution: the PSF does not fall to half its peak inside the field of view (strong relaxation "
+              "smears it along the path); the Langevin estimate ignores relaxation")
     if args.out:
         print(f"wrote {args.out}")
 

@@ -146,7 +146,8 @@ def run(args):
     lds = [r for r in results if r.detection_limit == r.detection_limit]
     if lds:
         print("detection (Currie, image domain, α = β = 5 %, from the noise σ): "
-              + "; ".join(f"{r.name} L_C {r.critical_level * 1e12:.3g} ng, L_D {r.detection_limit * 1e12:.3g} ng"
+              + "; ".join(f"{r.name}{f' ({r.contrast})' if r.contrast else ''} L_C {r.critical_level * 1e12:.3g} ng, "
+                          f"L_D {r.detection_limit * 1e12:.3g} ng"
                           + ("" if r.iron > r.critical_level else " — NOT DETECTED") for r in lds[:8])
               + ("; ..." if len(lds) > 8 else ""))
     if any(r.truth is not None for r in results):

@@ -199,6 +199,9 @@ def _header(r):
     if "tracer" in h:
         info["tracer"] = {"name": r.string("tracer/name"), "solute": r.string("tracer/solute"),
                           "concentration": r.number("tracer/concentration", required=False)}
+        stored = _stored_tracer(r)
+        if stored is not None:
+            info["tracer"].update(model=stored.model, state=stored.state)
     if "acquisition" in h:
         base, div, strength, phase = _drive(r)
         info["drive"] = {"base_frequency": base, "dividers": div, "frequencies": base / div,
@@ -690,7 +693,8 @@ def format_info(info):
     if "tracer" in info:
         t = info["tracer"]
         lines.append(f"tracer:      {t['name'] or '?'}, solute {t['solute'] or '?'}, "
-                     f"concentration {format(t['concentration'], '.6g') if t['concentration'] is not None else '?'} mol/L")
+                     f"concentration {format(t['concentration'], '.6g') if t['concentration'] is not None else '?'} mol/L"
+                     + (f"; particle model {t['model']}, {t['state']}" if "model" in t else ""))
     if "drive" in info:
         d = info["drive"]
         fr = ", ".join(f"{f / 1e3:.3f} kHz" for f in d["frequencies"])
