@@ -125,7 +125,8 @@ def run(args):
         print(json.dumps(summary))
         return
     extra = f", total iron {summary['iron_ug'][0]:.4g} µg (frame 0)" if "iron_ug" in summary else ""
-    print(f"wrote {args.out}: {reco.num_frames} frame(s), {info['rows']} rows × {info['voxels']} voxels, "
+    grid_text = f"{info['voxels']} voxels" + (f" × {len(reco.contrasts)} contrasts" if reco.contrasts else "")
+    print(f"wrote {args.out}: {reco.num_frames} frame(s), {info['rows']} rows × {grid_text}, "
           f"max {summary['max'] * (1e3 if reco.unit == 'mol/L' else 1):.4g} "
           f"{'mmol/L' if reco.unit == 'mol/L' else reco.unit}{extra}; solved in {summary['solve_seconds']:.3g} s")
     if "contrasts" in summary:

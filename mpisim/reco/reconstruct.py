@@ -90,7 +90,8 @@ def reconstruct(measurement, system_matrix, params=None, *, empty=None, tf=None,
 def _info(problem, solution, realisations, noise_info, params, use, source, sm, assemble_s, solve_s):
     """What the reconstruction chose and how long it took (recorded in the output file)."""
     p, img = problem, solution.img
-    return {"rows": int(p.A.shape[0]), "zero_rows_dropped": p.info["zero_rows_dropped"], "voxels": int(p.A.shape[1]),
+    return {"rows": int(p.A.shape[0]), "zero_rows_dropped": p.info["zero_rows_dropped"], "voxels": int(sm.grid.size),
+            "unknowns": int(p.A.shape[1]),
             "frames": int(img.shape[1]), "background_subtracted": bool(p.info["background_subtracted"]),
             "backend": use, "solve_seconds": solve_s, "total_seconds": assemble_s + solve_s,
             "channels": p.info["channels"], "rows_per_channel": p.info["rows_per_channel"],
