@@ -33,7 +33,7 @@ from .progress import Progress
 from .resources import check_memory
 from .scanner import get_scanner
 
-__all__ = ["DTYPES", "FrameSource", "SimulationSettings", "background_signal", "feedthrough_spectrum", "field_offsets",
+__all__ = ["DTYPES", "FrameSource", "SeriesSource", "SimulationSettings", "simulate_series", "background_signal", "feedthrough_spectrum", "field_offsets",
            "load_transfer_function", "moment_per_concentration", "receive_chain", "response", "simulate",
            "unit_moments", "unit_moments_xp"]
 
@@ -227,16 +227,28 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     settings = settings or SimulationSettings()
     if kw:
         settings = SimulationSettings(**{**settings.to_dict(), **kw})
-    if out is not None:
-        check_output_path(out, overwrite)
-        N = settings.background_frames + settings.frames
-        nbytes = (int(N) * int(scanner.num_rx_channels) * int(scanner.num_samples)
-                  * int(np.dtype(DTYPES[settings.dtype]).itemsize))
-        check_free_space([(out, nbytes)], "the simulated measurement")
-        if progress and nbytes > 2 ** 30:
-            print(f"{out}: {N} frames, {nbytes / 2**30:.1f} GiB to write", file=sys.stderr)
+    _check_out(scanner, settings, out, overwrite, progress)
     source = FrameSource(scanner, tracer, phantom, settings, backend=backend, progress=progress,
                          chunk_voxels=chunk_voxels)
+    return _deliver(source, scanner, out, overwrite, block_frames)
+
+
+def _check_out(scanner, settings, out, overwrite, progress):
+    """Before any work: the output path is writable and its disk holds the frames."""
+    if out is None:
+        return
+    check_output_path(out, overwrite)
+    N = settings.background_frames + settings.frames
+    nbytes = (int(N) * int(scanner.num_rx_channels) * int(scanner.num_samples)
+              * int(np.dtype(DTYPES[settings.dtype]).itemsize))
+    check_free_space([(out, nbytes)], "the simulated measurement")
+    if progress and nbytes > 2 ** 30:
+        print(f"{out}: {N} frames, {nbytes / 2**30:.1f} GiB to write", file=sys.stderr)
+
+
+def _deliver(source, scanner, out, overwrite, block_frames):
+    """The measurement of a frame source: written to ``out`` block by block (its metadata returned), or made
+    in memory."""
     if out is not None:
         meas = source.measurement(np.empty((source.num_frames, 1, scanner.num_rx_channels, 0), source.dtype))
         write_mdf(out, meas, overwrite=overwrite, frames=source, block_frames=block_frames)
@@ -323,6 +335,91 @@ class FrameSource:
             transfer_function=None if self.tf is None else self.tf.at(sc.frequencies, sc.num_rx_channels),
             num_averages=st.averages, scanner=sc, tracer=self.tracer,
             provenance=Provenance(is_simulation=True), phantom=self.phantom, settings=st)
+
+
+def simulate_series(scanner, tracer, dynamic, grid, settings=None, *, out=None, overwrite=False, backend="auto",
+                    progress=False, block_frames=16, chunk_voxels=256):
+    """Simulate a scan of a distribution that changes with time: ``dynamic.phantom(grid, t)`` gives the
+    :class:`~mpisim.phantoms.Phantom` at time t (s; e.g. :class:`mpisim.injection.Injection`) on ``grid``, the
+    region it can reach. Foreground frame n is taken at t = n × (drive cycle × averages) (background frames first,
+    without the sample); settings, noise and output as :func:`simulate`. ``dynamic.amounts(t)``, when it exists,
+    is recorded for every frame (``/_mpisim/series``: time and each amount, kg), beside the last frame's
+    truth. The frames share the particle response: each voxel of ``grid`` is simulated once
+    (:class:`SeriesSource`), a frame is a product of those responses with its concentrations."""
+    scanner = get_scanner(scanner)
+    settings = settings or SimulationSettings()
+    _check_out(scanner, settings, out, overwrite, progress)
+    source = SeriesSource(scanner, tracer, dynamic, grid, settings, backend=backend, progress=progress,
+                          chunk_voxels=chunk_voxels)
+    return _deliver(source, scanner, out, overwrite, block_frames)
+
+
+class SeriesSource(FrameSource):
+    """The frames of :func:`simulate_series`: the receive spectrum of every voxel of the region at 1 mol/L is
+    computed once (the forward model, voxel by voxel), a frame is their sum weighted by that frame's
+    concentrations, plus background, feed-through and its own noise draw (one seeded stream, as
+    :class:`FrameSource`)."""
+
+    def __init__(self, scanner, tracer, dynamic, grid, settings, *, backend="auto", progress=False, chunk_voxels=256):
+        xp = B.xp_of(backend)
+        self.scanner, self.tracer, self.settings, self.dynamic, self.grid = scanner, tracer, settings, dynamic, grid
+        self.backend = B.resolve(backend)
+        self.dtype = DTYPES[settings.dtype]
+        V, freqs = scanner.num_samples, scanner.frequencies
+        self.tf = load_transfer_function(settings.transfer_function)
+        chain = receive_chain(scanner, freqs, self.tf, bandstop=settings.feedthrough)
+        R = response(scanner, tracer, freqs, chain) * moment_per_concentration(tracer, grid.voxel_volume)
+        pos = grid.positions()
+        check_memory(pos.shape[0] * R.shape[0] * R.shape[2] * 8, "the region's voxel responses")
+        self.cols = np.empty((R.shape[0], R.shape[2], pos.shape[0]), np.complex64)      # (C, K, P)
+        bar = Progress(len(pos), "voxel responses", enabled=progress)
+        for a in range(0, len(pos), chunk_voxels):
+            b = min(a + chunk_voxels, len(pos))
+            um = xp.asarray(unit_moments(scanner, tracer, field_offsets(scanner, pos[a:b]), xp=xp))
+            spec = B.to_numpy(B.rfft(um, axis=-1, xp=xp))                          # (P, 3, K)
+            self.cols[:, :, a:b] = np.einsum("lck,pck->lkp", R, spec)
+            bar.update(b - a)
+        bar.close()
+        empty = np.zeros((R.shape[0], R.shape[2]), complex)
+        if settings.feedthrough:
+            empty += feedthrough_spectrum(scanner) * chain
+        self.empty = empty
+        self.u_bg = B.irfft(empty, V)
+        self.bg = background_signal(scanner, settings.background_level) if settings.background_level > 0 else 0.0
+        self.u_bg = self.u_bg + self.bg
+        self.num_background = settings.background_frames
+        self.num_frames = settings.background_frames + settings.frames
+        self.frame_time = scanner.drive_field.cycle * settings.averages
+        self.times = np.arange(settings.frames) * self.frame_time
+        self.sigma = settings.noise_density * math.sqrt(scanner.receiver.bandwidth) / math.sqrt(settings.averages)
+        self._rng = np.random.default_rng(None if settings.seed < 0 else settings.seed) if self.sigma > 0 else None
+        self._next = 0
+        self.phantom = dynamic.phantom(grid, float(self.times[-1]) if len(self.times) else 0.0)
+        self.extension = None
+        if hasattr(dynamic, "amounts"):
+            rows = [dynamic.amounts(float(t)) for t in self.times]
+            self.extension = {"series/time": self.times.astype(float),
+                              **{f"series/{k}": np.array([r[k] for r in rows], float) for k in (rows[0] if rows else {})}}
+
+    def frames(self, a, b):
+        if a != self._next:
+            raise MPISimError(f"frames must be made in order: asked for {a}, next is {self._next}")
+        E, V = self.num_background, self.scanner.num_samples
+        C = self.cols.shape[0]
+        data = np.empty((b - a, 1, C, V), self.dtype)
+        for n in range(a, b):
+            if n < E:
+                u = self.u_bg
+            else:
+                conc = self.dynamic.phantom(self.grid, float(self.times[n - E])).concentration_vector()
+                nz = np.flatnonzero(conc)
+                spec = self.cols[:, :, nz] @ conc[nz].astype(np.complex64) if nz.size else 0.0
+                u = B.irfft(spec + self.empty, V) + self.bg
+            data[n - a, 0] = u
+            if self._rng is not None:
+                data[n - a] += (self.sigma * self._rng.standard_normal(data.shape[1:])).astype(self.dtype)
+        self._next = b
+        return data
 
 
 def feedthrough_spectrum(scanner):

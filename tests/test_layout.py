@@ -27,7 +27,7 @@ FLOOR_OF = {
     "mpisim.tomlio": 0, "mpisim.cluster": 0, "mpisim.io": 0, "mpisim.io.atomic": 0, "mpisim.io.h5": 0,
     "mpisim.io.checksum": 0,
     # 1 nouns: the data, their typed metadata, the operator, the frame source, the file formats
-    "mpisim.particles": 1, "mpisim.fokker_planck": 1, "mpisim.dynamics": 1, "mpisim.scanner": 1, "mpisim.transfer": 1, "mpisim.phantoms": 1, "mpisim.metadata": 1,
+    "mpisim.particles": 1, "mpisim.fokker_planck": 1, "mpisim.dynamics": 1, "mpisim.injection": 1, "mpisim.scanner": 1, "mpisim.transfer": 1, "mpisim.phantoms": 1, "mpisim.metadata": 1,
     "mpisim.measurement": 1, "mpisim.frames": 1, "mpisim.operator": 1, "mpisim.reconstruction": 1,
     "mpisim.cache": 1, "mpisim.io.calibration": 1, "mpisim.io.mdf": 1, "mpisim.io.mdf_read": 1,
     "mpisim.io.mdf_write": 1, "mpisim.io.mdf_fields": 1, "mpisim.io.sm_file": 1, "mpisim.io.frame_file": 1,

@@ -1,7 +1,8 @@
 """``mpisim simulate``: a measurement of a phantom, written frame block by frame block."""
 
 from ..errors import MPISimError
-from ..forward import SimulationSettings, simulate
+from ..forward import SimulationSettings, simulate, simulate_series
+from ..injection import injection_preset, region_grid
 from ..io.atomic import check_output_path
 from ..phantoms import get_phantom, with_fiducials
 from ..units import parse_concentration, parse_mass
@@ -18,7 +19,9 @@ def add_parser(sub):
     s.add_argument("--scanner", default="bruker-2d", help="preset (bruker-1d, bruker-2d, bruker-3d) or a scanner .toml (default bruker-2d)")
     s.add_argument("--phantom", default="point",
                    help="point, shapes, concentration (OpenMPIData, 3D), concentration-2d (2D raster, not OpenMPIData), "
-                        "resolution, shape, graft, a phantom .toml or a .npy array (default point)")
+                        "resolution, shape, graft, viability, injection (a guided cell injection over --frames frames: "
+                        "reflux and a leak; every frame's truth recorded), a phantom .toml or a .npy array "
+                        "(default point)")
     s.add_argument("--concentration", default=None, help="phantom iron concentration with its unit, e.g. 50mmol/L or 0.05mol/L (default: the phantom's own)")
     add_tracer_args(s)
     s.add_argument("--frames", type=int, default=1, help="foreground frames (default 1)")
@@ -53,6 +56,27 @@ def _fiducial(text):
     return tuple(vals[:3]), vals[3], parse_mass(amount, f"--fiducial {text!r} iron", (1e-18, 1e-3))
 
 
+def _injection(args, scanner, tracer, settings):
+    """``--phantom injection``: the preset guided injection (:func:`mpisim.injection.injection_preset`) as a
+    series of frames from the start of the infusion, each its own distribution; the truth of every frame in
+    /_mpisim/series."""
+    if args.concentration is not None or args.fiducial:
+        raise MPISimError("--phantom injection sets its own iron (1e5 cells/µL, 10 pg each): leave out "
+                          "--concentration and --fiducial")
+    inj = injection_preset(scanner)
+    grid = region_grid(scanner, inj)
+    meas = simulate_series(scanner, tracer, inj, grid, settings, backend=args.backend, progress=True, out=args.out,
+                           overwrite=args.overwrite)
+    span = settings.frames * scanner.drive_field.cycle * settings.averages
+    a = inj.amounts(span)
+    print(f"wrote {args.out}: {meas.data.shape[0]} frame(s) ({settings.background_frames} background) of an injection "
+          f"over {span:.3g} s ({inj.duration:.3g} s infusion, reflux from {inj.reflux_onset:g} s, leak from "
+          f"{inj.leak_onset:g} s); at the last frame {a['total'] * 1e9:.3g} µg infused: target "
+          f"{a['target'] * 1e9:.3g}, track {a['track'] * 1e9:.3g}, ventricle {a['ventricle'] * 1e9:.3g} µg "
+          f"(every frame's truth in /_mpisim/series)")
+    return 0
+
+
 def run(args):
     check_output_path(args.out, args.overwrite)
     scanner = scanner_from_arg(args.scanner)
@@ -68,6 +92,8 @@ def run(args):
         settings = SimulationSettings(noise_density=nd, **kw)
     if args.transfer_function:
         settings = SimulationSettings(**{**settings.to_dict(), "transfer_function": args.transfer_function})
+    if args.phantom == "injection":
+        return _injection(args, scanner, tracer, settings)
     pkw = {}
     if args.concentration is not None:
         pkw["concentration"] = parse_concentration(args.concentration)

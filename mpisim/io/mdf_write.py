@@ -193,6 +193,8 @@ def write_mdf(path, meas, overwrite=False, name="mpisim simulation", frames=None
             write_flags(h)
             h["measurement/isBackgroundFrame"] = meas.is_background.astype(np.int8)
             write_extension(h, sc, meas.tracer, meas.settings, phantom)
+            for k, v in (getattr(frames, "extension", None) or {}).items():      # e.g. a series' truth per frame
+                h[f"_mpisim/{k}"] = v
     return path
 
 
