@@ -302,22 +302,31 @@ class FrameSource:
             bg = background_signal(scanner, settings.background_level)
             u_fg, u_bg = u_fg + bg, u_bg + bg
         self.u_fg, self.u_bg = u_fg, u_bg
+        self._stream(scanner, settings)
+
+    def _stream(self, scanner, settings):
+        """Frame counts and the seeded noise stream (one draw per frame, frame after frame)."""
         self.num_background = settings.background_frames
         self.num_frames = settings.background_frames + settings.frames
         self.sigma = settings.noise_density * math.sqrt(scanner.receiver.bandwidth) / math.sqrt(settings.averages)
         self._rng = np.random.default_rng(None if settings.seed < 0 else settings.seed) if self.sigma > 0 else None
         self._next = 0
 
-    def frames(self, a, b):
-        """Frames a..b−1 as (b − a, 1, C, V); blocks must come in order (one noise stream)."""
-        if a != self._next:
-            raise MPISimError(f"frames must be made in order: asked for {a}, next is {self._next}")
+    def _clean(self, a, b):
+        """Frames a..b−1 without noise, (b − a, 1, C, V)."""
         E = self.num_background
         C, V = self.u_fg.shape
         data = np.empty((b - a, 1, C, V), self.dtype)
         idx = np.arange(a, b)
         data[idx < E, 0] = self.u_bg
         data[idx >= E, 0] = self.u_fg
+        return data
+
+    def frames(self, a, b):
+        """Frames a..b−1 as (b − a, 1, C, V); blocks must come in order (one noise stream)."""
+        if a != self._next:
+            raise MPISimError(f"frames must be made in order: asked for {a}, next is {self._next}")
+        data = self._clean(a, b)
         if self._rng is not None:
             for n in range(b - a):
                 data[n] += (self.sigma * self._rng.standard_normal(data.shape[1:])).astype(self.dtype)
@@ -387,13 +396,9 @@ class SeriesSource(FrameSource):
         self.u_bg = B.irfft(empty, V)
         self.bg = background_signal(scanner, settings.background_level) if settings.background_level > 0 else 0.0
         self.u_bg = self.u_bg + self.bg
-        self.num_background = settings.background_frames
-        self.num_frames = settings.background_frames + settings.frames
+        self._stream(scanner, settings)
         self.frame_time = scanner.drive_field.cycle * settings.averages
         self.times = np.arange(settings.frames) * self.frame_time
-        self.sigma = settings.noise_density * math.sqrt(scanner.receiver.bandwidth) / math.sqrt(settings.averages)
-        self._rng = np.random.default_rng(None if settings.seed < 0 else settings.seed) if self.sigma > 0 else None
-        self._next = 0
         self.phantom = dynamic.phantom(grid, float(self.times[-1]) if len(self.times) else 0.0)
         self.extension = None
         if hasattr(dynamic, "amounts"):
@@ -401,24 +406,20 @@ class SeriesSource(FrameSource):
             self.extension = {"series/time": self.times.astype(float),
                               **{f"series/{k}": np.array([r[k] for r in rows], float) for k in (rows[0] if rows else {})}}
 
-    def frames(self, a, b):
-        if a != self._next:
-            raise MPISimError(f"frames must be made in order: asked for {a}, next is {self._next}")
+    def _clean(self, a, b):
         E, V = self.num_background, self.scanner.num_samples
-        C = self.cols.shape[0]
-        data = np.empty((b - a, 1, C, V), self.dtype)
+        data = np.empty((b - a, 1, self.cols.shape[0], V), self.dtype)
         for n in range(a, b):
             if n < E:
-                u = self.u_bg
-            else:
-                conc = self.dynamic.phantom(self.grid, float(self.times[n - E])).concentration_vector()
-                nz = np.flatnonzero(conc)
-                spec = self.cols[:, :, nz] @ conc[nz].astype(np.complex64) if nz.size else 0.0
-                u = B.irfft(spec + self.empty, V) + self.bg
-            data[n - a, 0] = u
-            if self._rng is not None:
-                data[n - a] += (self.sigma * self._rng.standard_normal(data.shape[1:])).astype(self.dtype)
-        self._next = b
+                data[n - a, 0] = self.u_bg
+                continue
+            conc = self.dynamic.phantom(self.grid, float(self.times[n - E])).concentration_vector()
+            nz = np.flatnonzero(conc)
+            if 4 * nz.size < conc.size:                      # a few voxels: gather their responses
+                spec = self.cols[:, :, nz] @ conc[nz].astype(np.complex64)
+            else:                                            # most of them: no gathered copy of the responses
+                spec = self.cols @ conc.astype(np.complex64)
+            data[n - a, 0] = B.irfft(spec + self.empty, V) + self.bg
         return data
 
 

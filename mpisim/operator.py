@@ -11,7 +11,7 @@ import numpy as np
 from .errors import MPISimError
 from .resources import check_memory
 
-__all__ = ["SystemMatrix", "JointSystemMatrix", "dot_test", "check_compatible"]
+__all__ = ["SystemMatrix", "JointSystemMatrix", "dot_test", "check_compatible", "contrast_names"]
 
 
 class SystemMatrix:
@@ -177,7 +177,7 @@ class JointSystemMatrix:
             if why:
                 raise MPISimError(f"{m.label} and {first.label} cannot be reconstructed together: {why}")
         self.matrices = matrices
-        self.names = tuple(names) if names is not None else _contrast_names(matrices)
+        self.names = tuple(names) if names is not None else contrast_names(matrices)
         if len(self.names) != len(matrices) or len(set(self.names)) != len(self.names):
             raise MPISimError(f"give one distinct contrast name per system matrix, got {list(self.names)}")
         self.grid = first.grid
@@ -261,7 +261,7 @@ def _differs(a, b):
     return ""
 
 
-def _contrast_names(matrices):
+def contrast_names(matrices):
     """Each matrix's tracer state when they differ, else its tracer's name, else contrast0, contrast1…"""
     tracers = [getattr(m.acquisition, "tracer", None) for m in matrices]
     for key in ("state", "name"):
