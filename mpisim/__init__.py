@@ -13,6 +13,7 @@ API = {
     "verbs": {
         "simulate": "forward", "build_system_matrix": "systemmatrix", "reconstruct": "reco.reconstruct",
         "quantify": "quant", "quantify_sets": "quant", "kaczmarz": "reco.kaczmarz", "cgnr": "reco.cgnr",
+        "simulate_series": "forward", "follow": "live",
     },
     "nouns": {
         "Scanner": "scanner", "Tracer": "particles", "Grid": "grid", "Phantom": "phantoms",
@@ -20,13 +21,13 @@ API = {
         "Truth": "metadata", "QuantResult": "quant", "RoiResult": "quant",
     },
     "ROIs (metres)": {
-        "Sphere": "quant", "Box": "quant", "Everything": "quant", "Chambers": "quant", "MaskRoi": "io.nifti",
+        "Sphere": "quant", "Box": "quant", "Cylinder": "quant", "Everything": "quant", "Chambers": "quant", "MaskRoi": "io.nifti",
         "Fiducial": "quant",
     },
     "parameters": {
         "SimulationSettings": "forward", "CalibrationSettings": "systemmatrix", "RecoParams": "reconstruction",
         "FrequencySelection": "reconstruction", "Preprocessing": "reconstruction", "SolverParams": "reconstruction",
-        "UncertaintyParams": "reconstruction",
+        "UncertaintyParams": "reconstruction", "LiveSettings": "live",
     },
     "constructors and loaders": {
         "get_scanner": "scanner", "PRESETS": "scanner", "default_tracer": "particles",

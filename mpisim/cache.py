@@ -287,6 +287,9 @@ def list_entries(override=None):
             out.append((p, target.stat().st_size, f"registered file {target}"))
         except OSError:
             out.append((p, 0, "(registered file missing)"))
+    for p in sorted(d.glob("op-*.npz")):
+        with contextlib.suppress(OSError):
+            out.append((p, p.stat().st_size, "live reconstruction operator (mpisim live; computed again when missing)"))
     for p in sorted(stale_parts(d)):
         with contextlib.suppress(OSError):
             out.append((p, p.stat().st_size, "partial file of a killed process (removed by the next build or "
@@ -302,7 +305,7 @@ def clear(override=None):
     if d.is_dir():
         for p in d.glob("sm-*.lock"):        # build locks: no content, not counted; a held one stays
             _remove_unheld_lock(p)
-        for p in list(d.glob("sm-*.mdf")) + list(d.glob("sm-*.ref")) + stale_parts(d):
+        for p in list(d.glob("sm-*.mdf")) + list(d.glob("sm-*.ref")) + list(d.glob("op-*.npz")) + stale_parts(d):
             try:
                 p.unlink()
                 n += 1

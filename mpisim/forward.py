@@ -16,16 +16,19 @@ spectrum by 1/(1 + i ω τ).
 from dataclasses import asdict, dataclass, replace
 import math
 import sys
+import time
 
 import numpy as np
 
 from . import backend as B
 from . import constants as C
+from . import interrupt
 from .dynamics import unit_moments_model
 from .errors import MPISimError, check_int, check_positive
 from .io import transfer_file
 from .io.atomic import check_free_space, check_output_path
 from .io.mdf_write import write_mdf
+from .io.stream import StreamWriter, frame_time
 from .measurement import Measurement
 from .metadata import Provenance
 from .particles import langevin_over_xi
@@ -33,7 +36,7 @@ from .progress import Progress
 from .resources import check_memory
 from .scanner import get_scanner
 
-__all__ = ["DTYPES", "FrameSource", "SeriesSource", "SimulationSettings", "simulate_series", "background_signal", "feedthrough_spectrum", "field_offsets",
+__all__ = ["DTYPES", "FrameSource", "SeriesSource", "SimulationSettings", "simulate_series", "stream_frames", "STREAM_BLOCK_SECONDS", "background_signal", "feedthrough_spectrum", "field_offsets",
            "load_transfer_function", "moment_per_concentration", "receive_chain", "response", "simulate",
            "unit_moments", "unit_moments_xp"]
 
@@ -200,7 +203,7 @@ def state_tracers(tracer, phantom):
 
 
 def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progress=False,
-             chunk_voxels=4096, out=None, overwrite=False, block_frames=16, **kw):
+             chunk_voxels=4096, out=None, overwrite=False, block_frames=16, pace=None, **kw):
     """Simulate an MPI measurement of ``phantom`` (concentrations in mol Fe/L on its grid).
 
     Parameters
@@ -216,6 +219,9 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     out : write the measurement to this MDF file instead of returning its frames: frames are
         generated and written ``block_frames`` at a time, so memory does not grow with the number
         of frames (the file is the same as ``write_mdf(out, simulate(...))``).
+    pace : with ``out``, write the file as a scanner records it (:func:`stream_frames`): frames appended in
+        place at the sequence's pace × ``pace`` (1: real time; 2: twice as fast), readable at every moment
+        (``mpisim live`` follows it). None: written whole under a temporary name, as fast as computed.
 
     Returns
     -------
@@ -230,7 +236,7 @@ def simulate(scanner, tracer, phantom, settings=None, *, backend="auto", progres
     _check_out(scanner, settings, out, overwrite, progress)
     source = FrameSource(scanner, tracer, phantom, settings, backend=backend, progress=progress,
                          chunk_voxels=chunk_voxels)
-    return _deliver(source, scanner, out, overwrite, block_frames)
+    return _deliver(source, scanner, out, overwrite, block_frames, pace)
 
 
 def _check_out(scanner, settings, out, overwrite, progress):
@@ -246,17 +252,57 @@ def _check_out(scanner, settings, out, overwrite, progress):
         print(f"{out}: {N} frames, {nbytes / 2**30:.1f} GiB to write", file=sys.stderr)
 
 
-def _deliver(source, scanner, out, overwrite, block_frames):
-    """The measurement of a frame source: written to ``out`` block by block (its metadata returned), or made
-    in memory."""
+def _deliver(source, scanner, out, overwrite, block_frames, pace=None):
+    """The measurement of a frame source: written to ``out`` block by block (its metadata returned; streamed
+    at ``pace`` when given, :func:`stream_frames`), or made in memory."""
+    if pace is not None and out is None:
+        raise MPISimError("a pace needs an output file to stream the frames to")
     if out is not None:
         meas = source.measurement(np.empty((source.num_frames, 1, scanner.num_rx_channels, 0), source.dtype))
-        write_mdf(out, meas, overwrite=overwrite, frames=source, block_frames=block_frames)
+        if pace is not None:
+            meas.provenance = replace(meas.provenance, stream=stream_frames(out, meas, source, pace, overwrite))
+        else:
+            write_mdf(out, meas, overwrite=overwrite, frames=source, block_frames=block_frames)
         meas.provenance = replace(meas.provenance, written_to=str(out))
         return meas
     check_memory(source.num_frames * scanner.num_rx_channels * scanner.num_samples * np.dtype(source.dtype).itemsize,
                  "the simulated measurement")
     return source.measurement(source.frames(0, source.num_frames))
+
+
+STREAM_BLOCK_SECONDS = 0.02
+"""Acquisition time a streamed block of frames spans at most (s): bruker-3d streams frame by frame (21.5 ms),
+bruker-2d 30 frames at a time (0.65 ms each)."""
+
+
+def stream_frames(out, meas, source, pace=1.0, overwrite=False):
+    """Write the frames of ``source`` to ``out`` as a scanner records them (:class:`mpisim.io.stream.StreamWriter`):
+    block by block of at most :data:`STREAM_BLOCK_SECONDS` of acquisition, each appended once the sequence
+    (sped up ``pace`` times) has acquired it, so that a reader sees the frames arrive in time. A source slower
+    than the sequence writes each block as soon as it is computed. Returns {"frames", "seconds", "behind_s"}:
+    how far behind the sequence's clock the last block was written (0 when it kept pace)."""
+    check_positive("pace (× real time)", pace)
+    ft = frame_time(meas)
+    per = max(1, int(STREAM_BLOCK_SECONDS / ft))
+    N = source.num_frames
+    behind = 0.0
+    with StreamWriter(out, meas, overwrite=overwrite, extension=getattr(source, "extension", None)) as w:
+        t0 = time.monotonic()
+        for a in range(0, N, per):
+            b = min(N, a + per)
+            block = source.frames(a, b)
+            due = t0 + b * ft / pace
+            now = time.monotonic()
+            if now < due:
+                time.sleep(due - now)
+            else:
+                behind = now - due
+            if interrupt.pending() is not None:        # the frames streamed so far stay: a recording stopped
+                raise interrupt.Interrupted(interrupt.pending(), f"{out} keeps the {w.num_frames} frame(s) streamed "
+                                            f"(/_mpisim/stream/complete 0)")
+            w.append(block, meas.is_background[a:b])
+        seconds = time.monotonic() - t0
+    return {"frames": N, "seconds": seconds, "behind_s": behind, "pace": pace, "frames_per_block": per}
 
 
 class FrameSource:
@@ -347,20 +393,21 @@ class FrameSource:
 
 
 def simulate_series(scanner, tracer, dynamic, grid, settings=None, *, out=None, overwrite=False, backend="auto",
-                    progress=False, block_frames=16, chunk_voxels=256):
+                    progress=False, block_frames=16, chunk_voxels=256, pace=None):
     """Simulate a scan of a distribution that changes with time: ``dynamic.phantom(grid, t)`` gives the
     :class:`~mpisim.phantoms.Phantom` at time t (s; e.g. :class:`mpisim.injection.Injection`) on ``grid``, the
     region it can reach. Foreground frame n is taken at t = n × (drive cycle × averages) (background frames first,
     without the sample); settings, noise and output as :func:`simulate`. ``dynamic.amounts(t)``, when it exists,
     is recorded for every frame (``/_mpisim/series``: time and each amount, kg), beside the last frame's
     truth. The frames share the particle response: each voxel of ``grid`` is simulated once
-    (:class:`SeriesSource`), a frame is a product of those responses with its concentrations."""
+    (:class:`SeriesSource`), a frame is a product of those responses with its concentrations. ``pace``: as
+    :func:`simulate` (a stream a live reconstruction follows)."""
     scanner = get_scanner(scanner)
     settings = settings or SimulationSettings()
     _check_out(scanner, settings, out, overwrite, progress)
     source = SeriesSource(scanner, tracer, dynamic, grid, settings, backend=backend, progress=progress,
                           chunk_voxels=chunk_voxels)
-    return _deliver(source, scanner, out, overwrite, block_frames)
+    return _deliver(source, scanner, out, overwrite, block_frames, pace)
 
 
 class SeriesSource(FrameSource):

@@ -13,7 +13,7 @@ Library code calls :func:`check` too; without the command line's handlers it nev
 import contextlib
 import signal
 
-__all__ = ["EXIT_CODES", "Interrupted", "pending", "check", "handlers"]
+__all__ = ["EXIT_CODES", "Interrupted", "pending", "consume", "check", "handlers"]
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -37,6 +37,14 @@ _pending = None
 def pending():
     """The signal number received and not yet acted on, or None."""
     return _pending
+
+
+def consume():
+    """The signal number received and not yet acted on (None: none), now acted on: for work that a signal ends
+    normally (a live session, which Ctrl-C finishes with its report)."""
+    global _pending
+    signum, _pending = _pending, None
+    return signum
 
 
 def check():

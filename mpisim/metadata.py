@@ -23,7 +23,8 @@ class Provenance:
     header : what :func:`mpisim.io.mdf.read_header` read from the file ({} in memory); scanner_info :
     the scanner's facility, manufacturer, name, operator and topology as a file states them (used when
     no :class:`~mpisim.scanner.Scanner` is known); written_to : the file a simulation was streamed into
-    ("" when none).
+    ("" when none); stream : how a simulation written at the sequence's pace kept it (frames, seconds,
+    behind_s; :func:`mpisim.forward.stream_frames`), else {}.
     """
 
     source: str = "(in memory)"
@@ -31,6 +32,7 @@ class Provenance:
     header: dict = field(default_factory=dict)
     scanner_info: dict = field(default_factory=dict)
     written_to: str = ""
+    stream: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

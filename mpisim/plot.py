@@ -8,7 +8,7 @@ from .errors import MPISimError
 from .io.atomic import atomic_path
 from .quant import cells_map
 
-__all__ = ["image_panels", "show_volume", "plot_reconstruction", "save_figure_atomic", "plot_cells",
+__all__ = ["image_panels", "show_volume", "plot_reconstruction", "save_figure_atomic", "plot_cells", "plot_live",
            "plot_measurement", "plot_system_matrix"]
 
 
@@ -201,5 +201,35 @@ def plot_mps(results, path):
     c.set_title("one drive period", fontsize=10)
     fig.suptitle(f"MPS of {r0.tracer.name}", fontsize=11)
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_live(result, path):
+    """PNG of a live session (:class:`mpisim.live.LiveResult`): its last image (slice or MIPs), each block's
+    latency against the session's time, and each ROI's iron (image sum) against time."""
+    plt = _plt()
+    grid = result.grid
+    vol = grid.unflatten(result.images[-1])
+    n = len(image_panels(grid, vol))
+    fig, axes = plt.subplots(1, n + 2, figsize=(4.2 * (n + 2) + 1, 4), squeeze=False, layout="constrained")
+    show_volume(axes[0][:n], grid, vol, 1e3, "c / mmol/L", fig=fig, title_prefix=f"block {result.blocks[-1]}: ")
+    t = result.done - result.done[0]
+    ax = axes[0][n]
+    ax.plot(t, result.latency * 1e3, ".", ms=3)
+    ax.set_xlabel("session time / s")
+    ax.set_ylabel("latency / ms (frame written → image)")
+    s = result.summary()
+    ax.set_title(f"{s['frames_per_second']:.3g} frames/s, {s['frames_dropped']} dropped", fontsize=9)
+    ax = axes[0][n + 1]
+    for name, v in result.rois.items():
+        ax.plot(t, v * 1e9, label=name)
+    ax.set_xlabel("session time / s")
+    ax.set_ylabel("iron in ROI (image sum) / µg")
+    if result.rois:
+        ax.legend(fontsize=8)
+    else:
+        ax.set_title("no ROI given (--roi)", fontsize=9)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

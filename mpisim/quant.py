@@ -24,7 +24,7 @@ from .reco.tracer_correction import estimate as estimate_tracer, known_content, 
 from .reco.solve import make_solver
 from .units import parse_mass
 
-__all__ = ["Sphere", "Box", "Everything", "Chambers", "QuantResult", "RoiResult", "quantify", "parse_roi", "roi_total",
+__all__ = ["Sphere", "Box", "Cylinder", "Everything", "Chambers", "QuantResult", "RoiResult", "quantify", "parse_roi", "roi_total",
            "sphere_mask", "chamber_rois", "iron_mass_map", "cells_map", "t_quantile", "INTERVAL_COVERS",
            "GTM_COVERS", "ESTIMATORS", "roi_weights", "roi_parts", "ROWS_FEW", "quantify_sets",
            "Fiducial", "parse_fiducial", "calibration_line"]
@@ -284,6 +284,54 @@ def roi_weights(roi, grid, truth=None):
 
 
 @dataclass(frozen=True)
+class Cylinder:
+    """Voxels within ``radius`` (m) of the axis from ``start`` to ``end`` (x, y, z in m), between the flat end
+    faces through those points: a needle track, a tube. On a 2D grid the axes it does not resolve are ignored
+    (the cylinder projected into the plane). A cylinder whose ends coincide (on the resolved axes) covers nothing."""
+
+    start: tuple
+    end: tuple
+    radius: float
+    name: str = "cylinder"
+
+    def _check(self):
+        if len(self.start) != 3 or len(self.end) != 3 or not self.radius > 0:
+            raise MPISimError(f"ROI {self.name!r}: a cylinder needs two end points (x, y, z) in m and a radius > 0 m")
+
+    def inside(self, grid):
+        """f(x, y, z) → bool (m): within ``radius`` of the segment, on the axes the grid resolves."""
+        self._check()
+        dims = [i for i in range(3) if grid.shape[i] > 1]
+        a, b, r = np.asarray(self.start, float), np.asarray(self.end, float), float(self.radius)
+        d = np.array([b[i] - a[i] if i in dims else 0.0 for i in range(3)])
+        L2 = float(d @ d)
+
+        def f(x, y, z):
+            p = [np.asarray(v, float) - a[i] if i in dims else np.zeros(np.shape(x)) for i, v in enumerate((x, y, z))]
+            t = sum(p[i] * d[i] for i in range(3)) / L2 if L2 > 0 else np.zeros(np.shape(x))
+            return (sum((p[i] - t * d[i]) ** 2 for i in dims) <= r * r) & (t >= 0) & (t <= 1)
+
+        return f
+
+    def _bounds(self, grid):
+        dims = [i for i in range(3) if grid.shape[i] > 1]
+        lo = [min(self.start[i], self.end[i]) - self.radius if i in dims else -np.inf for i in range(3)]
+        hi = [max(self.start[i], self.end[i]) + self.radius if i in dims else np.inf for i in range(3)]
+        return lo, hi
+
+    def masks(self, grid, truth=None):
+        inside = self.inside(grid)
+        pos = grid.positions()
+        return [(self.name, _nonempty(self.name, np.asarray(inside(pos[:, 0], pos[:, 1], pos[:, 2]), bool), grid),
+                 None)]
+
+    def weights(self, grid, truth=None):
+        """[(name, (N,) fraction of each voxel inside the cylinder, None)]: partial voxels weighted."""
+        lo, hi = self._bounds(grid)
+        return [(self.name, _covered(self.name, _fraction(grid, self.inside(grid), lo, hi), grid), None)]
+
+
+@dataclass(frozen=True)
 class Everything:
     """Every voxel of the image."""
 
@@ -333,9 +381,10 @@ def _nonempty(name, mask, grid):
 def parse_roi(spec):
     """An ROI object from the command line's text, lengths in mm:
 
-    ``[name=]sphere:x,y,z,r`` · ``[name=]box:x0,x1,y0,y1,z0,z1`` · ``[name=]all`` · ``chambers`` ·
+    ``[name=]sphere:x,y,z,r`` · ``[name=]box:x0,x1,y0,y1,z0,z1`` ·
+    ``[name=]cylinder:x0,y0,z0,x1,y1,z1,r`` (axis from the first point to the second) · ``[name=]all`` · ``chambers`` ·
     ``chambers:NAME``. The Python API takes the objects (:class:`Sphere`, :class:`Box`,
-    :class:`Everything`, :class:`Chambers`) in metres.
+    :class:`Cylinder`, :class:`Everything`, :class:`Chambers`) in metres.
     """
     text = str(spec).strip()
     if text.lower().startswith("chambers"):
@@ -346,8 +395,8 @@ def parse_roi(spec):
     name = name or body
     if kind == "all":
         return Everything(name)
-    if kind not in ("sphere", "box"):
-        raise MPISimError(f"ROI {spec!r}: kind must be sphere, box, all or chambers")
+    if kind not in ("sphere", "box", "cylinder"):
+        raise MPISimError(f"ROI {spec!r}: kind must be sphere, box, cylinder, all or chambers")
     try:
         vals = [float(v) * 1e-3 for v in args.split(",")]
     except ValueError:
@@ -356,6 +405,11 @@ def parse_roi(spec):
         if len(vals) != 4 or vals[3] <= 0:
             raise MPISimError(f"ROI {spec!r}: sphere needs x,y,z,r in mm with r > 0")
         return _Named(Sphere(tuple(vals[:3]), vals[3], name), spec)
+    if kind == "cylinder":
+        if len(vals) != 7 or vals[6] <= 0:
+            raise MPISimError(f"ROI {spec!r}: cylinder needs x0,y0,z0,x1,y1,z1,r in mm (its axis from the first point "
+                              f"to the second) with r > 0")
+        return _Named(Cylinder(tuple(vals[:3]), tuple(vals[3:6]), vals[6], name), spec)
     if len(vals) != 6 or any(vals[2 * i] > vals[2 * i + 1] for i in range(3)):
         raise MPISimError(f"ROI {spec!r}: box needs x0,x1,y0,y1,z0,z1 in mm with x0 <= x1 ...")
     return _Named(Box(tuple(vals[0::2]), tuple(vals[1::2]), name), spec)

@@ -31,17 +31,19 @@ FLOOR_OF = {
     "mpisim.measurement": 1, "mpisim.frames": 1, "mpisim.operator": 1, "mpisim.reconstruction": 1,
     "mpisim.cache": 1, "mpisim.io.calibration": 1, "mpisim.io.mdf": 1, "mpisim.io.mdf_read": 1,
     "mpisim.io.mdf_write": 1, "mpisim.io.mdf_fields": 1, "mpisim.io.sm_file": 1, "mpisim.io.frame_file": 1,
-    "mpisim.io.reco_mdf": 1, "mpisim.io.transfer_file": 1, "mpisim.io.nifti": 1,
+    "mpisim.io.reco_mdf": 1, "mpisim.io.transfer_file": 1, "mpisim.io.nifti": 1, "mpisim.io.stream": 1,
     # 2 verbs
     "mpisim.forward": 2, "mpisim.systemmatrix": 2, "mpisim.quant": 2, "mpisim.design": 2, "mpisim.plot": 2,
     "mpisim.io.convert": 2, "mpisim.reco": 2, "mpisim.detection": 2, "mpisim.mps": 2,
     # 3 drivers: verbs that run other verbs
-    "mpisim.sweep": 3, "mpisim.studies": 3, "mpisim.demo": 3, "mpisim.course": 3,
+    "mpisim.sweep": 3, "mpisim.studies": 3, "mpisim.demo": 3, "mpisim.course": 3, "mpisim.live": 3,
+    "mpisim.live_view": 3,
     # 4 the command line
     "mpisim.cli": 4, "mpisim.__main__": 4,
 }
 
-LAZY_OK = {"h5py", "numba", "dask", "distributed", "matplotlib", "cupy", "scipy", "ipywidgets", "IPython", "nibabel"}
+LAZY_OK = {"h5py", "numba", "dask", "distributed", "matplotlib", "cupy", "scipy", "ipywidgets", "IPython", "nibabel",
+           "bokeh", "tornado"}
 """Heavy optional libraries: imported inside the function that needs them (start-up time, optional installs)."""
 NUMBA_MODULES = {"mpisim.cpu_kernels", "mpisim.reco.kaczmarz_cpu"}
 """mpisim's compiled kernels: they import numba at their top, so they are heavy optional libraries too."""

@@ -29,8 +29,8 @@ Examples:
   mpisim info meas.mdf
 """
 
-COMMANDS = ("simulate", "info", "sysmat", "cache", "reco", "demo", "convert", "quantify", "studies", "design", "plot",
-            "mps")
+COMMANDS = ("simulate", "info", "sysmat", "cache", "reco", "live", "demo", "convert", "quantify", "studies", "design",
+            "plot", "mps")
 """Command modules, in the order ``mpisim --help`` lists them (``studies`` adds titrate and track)."""
 
 

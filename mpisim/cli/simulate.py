@@ -1,7 +1,12 @@
 """``mpisim simulate``: a measurement of a phantom, written frame block by frame block."""
 
+from dataclasses import replace
+
+import numpy as np
+
 from ..errors import MPISimError
-from ..forward import SimulationSettings, simulate, simulate_series
+from ..forward import SimulationSettings, simulate, simulate_series, stream_frames
+from ..io.stream import ReplayFrames
 from ..injection import injection_preset, region_grid
 from ..io.atomic import check_output_path
 from ..phantoms import get_phantom, with_fiducials
@@ -39,9 +44,46 @@ def add_parser(sub):
                    help="x,y,z,r=AMOUNT: a reference sample of known iron added to the phantom, a sphere at x,y,z of "
                         "radius r (mm) holding AMOUNT (with its unit, e.g. 5ug); repeatable. Quantify it back with "
                         "quantify --fiducial NAME=sphere:x,y,z,R=AMOUNT (a negative x: --fiducial=-7,7,0,1=5ug)")
+    s.add_argument("--pace", default=None,
+                   help="realtime, or a speed-up such as 2x: write the frames as a scanner records them, appended in "
+                        "place at the sequence's pace, the file readable at every moment (mpisim live follows it; "
+                        "Ctrl-C stops the stream and keeps the frames written). Default: the file written whole, as "
+                        "fast as the frames are computed")
+    s.add_argument("--replay", default=None,
+                   help="instead of simulating, play back this recorded (or simulated) MDF measurement as a scanner "
+                        "would deliver it: with --pace, its frames are streamed to --out at the pace they were "
+                        "acquired (its per-frame truth, if any, travels with it); the phantom and noise options "
+                        "do not apply")
     s.add_argument("--out", required=True, help="output MDF file")
     s.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     s.set_defaults(func=run)
+
+
+def _pace(text):
+    """``--pace``: realtime → 1.0, ``2x`` or ``0.5`` → a speed-up factor, None → None."""
+    if text is None:
+        return None
+    t = str(text).strip().lower()
+    if t in ("realtime", "real-time", "1x"):
+        return 1.0
+    try:
+        v = float(t.removesuffix("x"))
+    except ValueError:
+        v = float("nan")
+    if not 1e-3 <= v <= 1e3:
+        raise MPISimError(f"--pace is realtime or a speed-up between 0.001x and 1000x (e.g. 2x), got {text!r}")
+    return v
+
+
+def _stream_note(meas):
+    """The line saying how a streamed simulation kept the sequence's pace (empty when not streamed)."""
+    st = meas.provenance.stream
+    if not st:
+        return ""
+    kept = "kept the sequence's pace" if st["behind_s"] < 0.05 else \
+        f"fell {st['behind_s']:.3g} s behind the sequence (the simulation is slower than the scanner)"
+    return (f"\nstreamed {st['frames']} frame(s) in {st['seconds']:.3g} s at {st['pace']:g}× the sequence's pace, "
+            f"{st['frames_per_block']} per block: {kept}")
 
 
 def _fiducial(text):
@@ -66,19 +108,39 @@ def _injection(args, scanner, tracer, settings):
     inj = injection_preset(scanner)
     grid = region_grid(scanner, inj)
     meas = simulate_series(scanner, tracer, inj, grid, settings, backend=args.backend, progress=True, out=args.out,
-                           overwrite=args.overwrite)
+                           overwrite=args.overwrite, pace=_pace(args.pace))
     span = settings.frames * scanner.drive_field.cycle * settings.averages
     a = inj.amounts(span)
     print(f"wrote {args.out}: {meas.data.shape[0]} frame(s) ({settings.background_frames} background) of an injection "
           f"over {span:.3g} s ({inj.duration:.3g} s infusion, reflux from {inj.reflux_onset:g} s, leak from "
           f"{inj.leak_onset:g} s); at the last frame {a['total'] * 1e9:.3g} µg infused: target "
           f"{a['target'] * 1e9:.3g}, track {a['track'] * 1e9:.3g}, ventricle {a['ventricle'] * 1e9:.3g} µg "
-          f"(every frame's truth in /_mpisim/series)")
+          f"(every frame's truth in /_mpisim/series){_stream_note(meas)}")
+    return 0
+
+
+def _replay(args):
+    """``--replay FILE --pace P``: the recording's frames streamed to --out at P × their acquisition pace."""
+    if args.pace is None:
+        raise MPISimError("--replay plays a recording back at a pace: give --pace realtime (or a speed-up, e.g. 2x)")
+    src = ReplayFrames(args.replay)
+    try:
+        n = src.num_frames
+        head = src.measurement(np.empty((n, src.head.data.shape[1], src.head.num_rx_channels, 0), src.dtype))
+        st = stream_frames(args.out, head, src, _pace(args.pace), args.overwrite)
+    finally:
+        src.close()
+    head.provenance = replace(head.provenance, stream=st)
+    print(f"wrote {args.out}: {n} frame(s) of {args.replay} ({int(np.count_nonzero(head.is_background))} background)"
+          f"{_stream_note(head)}")
     return 0
 
 
 def run(args):
     check_output_path(args.out, args.overwrite)
+    _pace(args.pace)
+    if args.replay is not None:
+        return _replay(args)
     scanner = scanner_from_arg(args.scanner)
     tracer = tracer_from_args(args)
     kw = {"frames": args.frames, "background_frames": args.background_frames, "seed": args.seed,
@@ -101,7 +163,7 @@ def run(args):
     if args.fiducial:
         phantom = with_fiducials(phantom, [_fiducial(f) for f in args.fiducial])
     meas = simulate(scanner, tracer, phantom, settings, backend=args.backend, progress=True, out=args.out,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, pace=_pace(args.pace))
     print(f"wrote {args.out}: {meas.data.shape[0]} frame(s) ({settings.background_frames} background) × "
           f"{meas.num_rx_channels} channels × {meas.num_samples} samples; phantom {phantom.name!r} with "
-          f"{phantom.iron_mass * 1e9:.4g} µg Fe; noise {settings.noise_density:g} V/√Hz")
+          f"{phantom.iron_mass * 1e9:.4g} µg Fe; noise {settings.noise_density:g} V/√Hz{_stream_note(meas)}")

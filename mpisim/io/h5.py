@@ -262,6 +262,17 @@ def _as_selection(idx):
     return np.asarray(idx)
 
 
+def _open_read(h5py, p):
+    """h5py's read-only File; a file that a writer holds open in single-writer/multiple-reader mode (a stream
+    being recorded, :mod:`mpisim.io.stream`) is opened as one of its readers."""
+    try:
+        return h5py.File(p, "r")
+    except OSError as e:
+        if "already open for write" not in str(e):
+            raise
+        return h5py.File(p, "r", swmr=True)
+
+
 @contextlib.contextmanager
 def open_h5(path):
     """Open an HDF5 file read-only and :func:`inspect` it: missing, unreadable, non-HDF5 and hostile
@@ -270,7 +281,7 @@ def open_h5(path):
 
     p = check_input_file(path)
     try:
-        f = h5py.File(p, "r")
+        f = _open_read(h5py, p)
     except OSError as e:
         msg = str(e)
         if "signature" in msg or "file signature" in msg:

@@ -486,13 +486,15 @@ def _rows_by_frames(lay, ch, pos):
         out = np.empty((M, 0), np.complex64)
     return out
 
-def _measurement(r, info, lay, a, frames=None):
+def _measurement(r, info, lay, a, frames=None, flags=None):
     """The :class:`Measurement` of a file; ``a``: all frames (canonical), the stored ``frames`` only
-    when given, or None for metadata only (a calibration whose rows are read on demand)."""
+    when given, or None for metadata only (a calibration whose rows are read on demand). ``flags``: the
+    stored frames' background flags when the caller has read them (a growing stream, whose
+    ``lay.num_frames`` is the count it trusts; :mod:`mpisim.io.stream`)."""
     h, path = r.h, r.path
     ft, N, nchan = lay.ft, lay.num_frames, lay.num_rx_channels
     _check_data(path, lay, a, frames)
-    bg = r.array("measurement/isBackgroundFrame", required=False)
+    bg = r.array("measurement/isBackgroundFrame", required=False) if flags is None else flags[:N]
     bg = np.zeros(N, bool) if bg is None else np.asarray(bg).astype(bool).ravel()
     if bg.size != N:
         raise MPISimError(f"{path}: /measurement/isBackgroundFrame has {bg.size} entries, data has {N} frames")
@@ -503,7 +505,7 @@ def _measurement(r, info, lay, a, frames=None):
     K = V // 2 + 1
     fsel = _frequency_selection(r, info, lay)
     nf = info.get("num_frames")
-    if nf is not None and nf != N and not ("calibration" in h and nf == int((~stored_bg).sum())):
+    if flags is None and nf is not None and nf != N and not ("calibration" in h and nf == int((~stored_bg).sum())):
         raise MPISimError(f"{path}: /acquisition/numFrames is {nf} but /measurement/data holds {N} frames")
     tf = _transfer_function(r, K)
     scanner, tracer = _stored_scanner(r, info), _stored_tracer(r)

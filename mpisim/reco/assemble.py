@@ -33,7 +33,9 @@ class Problem:
     weights : (M,) row weights or None; norms2 : (M,) squared row norms of A; sigma : (M,) noise σ of
     one complex bin of b's rows, or None; noise2 : Σσ² or None; level : the
     :class:`~mpisim.reco.noise.NoiseLevel` or None; visibility : :func:`total_iron_visibility`;
-    positive : whether the solver enforces c ≥ 0; info : what was chosen (recorded in the result).
+    positive : whether the solver enforces c ≥ 0; info : what was chosen (recorded in the result);
+    background : (C, K) the spectrum subtracted from every frame, or None (a live reconstruction subtracts it
+    from the frames that arrive later, :mod:`mpisim.live`).
     """
 
     A: np.ndarray
@@ -48,6 +50,7 @@ class Problem:
     visibility: float
     positive: bool
     info: dict = field(default_factory=dict)
+    background: np.ndarray | None = None
 
 
 def assemble(source, sm, params, empty=None, tf=None):
@@ -102,7 +105,7 @@ def assemble(source, sm, params, empty=None, tf=None):
     info = {"zero_rows_dropped": zero_rows, "background_subtracted": background is not None,
             "channels": ch.tolist(), "rows_per_channel": [int((cidx == c).sum()) for c in range(sm.num_rx_channels)],
             **band_info}
-    return Problem(A, b, cidx, kidx, w, norms2, sigma, noise2, level, visibility, positive, info)
+    return Problem(A, b, cidx, kidx, w, norms2, sigma, noise2, level, visibility, positive, info, background)
 
 
 def _background(pre, spec, empty, sm, meas, tf):

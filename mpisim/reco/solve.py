@@ -89,13 +89,14 @@ class Solver:
         return self._dev
 
     def solve(self, b, lam, sweeps=None, quiet=False, watch=None, statistics=False, label="kaczmarz",
-              image_rule=True):
+              image_rule=True, residual=True):
         """b (M, F). ``sweeps`` fixes the number of sweeps (no stopping rule); ``watch``: the stopping
         rule looks at the first ``watch`` columns only (the rest ride along). ``statistics``: the
         results only feed statistics (noise realisations): single precision where the CPU kernel
         has it, and the data's residual ratio is left alone. ``label``: of the progress bar.
         ``image_rule``: the stopping rule may also stop when the image stagnates (off: the residual's own
-        convergence, which choosing λ compares)."""
+        convergence, which choosing λ compares). ``residual``: with fixed sweeps, compute the residual's ratio
+        to the noise afterwards (a pass over the rows; a live reconstruction skips it)."""
         p = self.params
         auto = sweeps is None and p.iterations == "auto"
         n = sweeps or (p.max_iterations if auto else p.iterations)
@@ -123,7 +124,7 @@ class Solver:
             if rule.ratio is not None:
                 self.last_residual_ratio = rule.ratio
             return c, rule.sweeps, rule.reason or f"max iterations ({n})"
-        if not statistics:
+        if not statistics and residual:
             self._residual(b, c)
         return c, n, "fixed iterations"
 

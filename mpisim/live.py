@@ -1,0 +1,519 @@
+"""Live reconstruction: follow a measurement while the scanner records it and reconstruct its frames as they
+arrive (:func:`follow`; ``mpisim live MEAS --sm SM``).
+
+The set-up is the offline reconstruction's own, on the first block of frames: the same frequency selection,
+background (the stream's background frames, which come first), row weights, λ and stopping rule
+(:func:`mpisim.reco.assemble.assemble`, :func:`mpisim.reco.solve.solve`). What it chose is then fixed — the
+rows, the background spectrum, λ and the number of sweeps the rule stopped at — and every later block of
+``average`` foreground frames is one right-hand side through the same configured solver, without the residual
+pass after it. A block is reconstructed as soon as its last frame is in the file.
+
+When blocks arrive faster than they are reconstructed, ``policy="latest"`` (the default: a live view wants the
+newest picture) reconstructs the newest complete block and counts the ones it skipped as dropped;
+``policy="all"`` queues every block (nothing dropped; the latency grows). The latency of a block is the time
+from its last frame written (the stream's ``/_mpisim/stream/written``; for a file that is not a stream, when
+the follower first saw it) to its image.
+"""
+
+import contextlib
+import hashlib
+import os
+import time
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from . import backend as B
+from . import cache, interrupt
+from .errors import MPISimError, check_positive
+from .io.atomic import atomic_path
+from .io.stream import StreamFrames, wait_for
+from .quant import iron_mass_map, roi_weights
+from .reco.amounts import SHAPE_BIAS_FACTOR, check_disjoint
+from .reco.assemble import assemble
+from .reco.preprocess import frame_rows
+from .reco.solve import apply, solve
+from .reco.tikhonov import FILTER_FLOOR, TikhonovOperator
+from .reconstruction import Reconstruction, RecoParams
+
+__all__ = ["LiveSettings", "LiveResult", "follow", "POLICIES", "OPERATORS"]
+
+POLICIES = ("latest", "all")
+"""What to do when blocks pile up: reconstruct the newest and drop the others, or queue them all."""
+OPERATORS = ("auto", "tikhonov", "kaczmarz")
+"""How a block becomes an image: the precomputed Tikhonov operator (:mod:`mpisim.reco.tikhonov`), the sweeps, or
+auto (the operator for a linear reconstruction, else the sweeps)."""
+
+
+@dataclass(frozen=True)
+class LiveSettings:
+    """average : foreground frames averaged into one image (a block). sweeps : Kaczmarz sweeps per block, or
+    "auto" (as many as the stopping rule chose on the first block). policy : one of :data:`POLICIES`.
+    operator : one of :data:`OPERATORS`. warn : names of followed ROIs to flag when iron appears there (needle
+    track, ventricle: :data:`WARN_SIGMA`).
+    poll : s between looks at the file when nothing is pending. idle_timeout : s without a new frame after
+    which a stream not marked complete is taken as stopped. start_timeout : s to wait for the file and its
+    first block."""
+
+    average: int = 1
+    sweeps: int | str = "auto"
+    policy: str = "latest"
+    operator: str = "auto"
+    warn: tuple = ()
+    poll: float = 0.002
+    idle_timeout: float = 10.0
+    start_timeout: float = 30.0
+
+    def __post_init__(self):
+        if not isinstance(self.average, (int, np.integer)) or self.average < 1:
+            raise MPISimError(f"frames averaged per image must be an integer ≥ 1, got {self.average!r}")
+        if self.sweeps != "auto" and (not isinstance(self.sweeps, (int, np.integer)) or self.sweeps < 1):
+            raise MPISimError(f"sweeps per image must be 'auto' or an integer ≥ 1, got {self.sweeps!r}")
+        if self.operator not in OPERATORS:
+            raise MPISimError(f"operator must be one of {', '.join(OPERATORS)}, got {self.operator!r}")
+        if self.policy not in POLICIES:
+            raise MPISimError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        for name in ("poll", "idle_timeout", "start_timeout"):
+            check_positive(name.replace("_", " ") + " (s)", getattr(self, name))
+
+
+@dataclass(eq=False)
+class LiveResult:
+    """What a live session reconstructed and how it kept up.
+
+    images : (B, N) mol Fe/L, one per reconstructed block; blocks : (B,) their block indices (block k holds
+    foreground frames k·average … (k+1)·average − 1); frames : (B,) the stored index of each block's last
+    frame; written, done : (B,) s since the epoch (frame written, image ready); seen : foreground frames seen;
+    dropped : foreground frames in blocks skipped (``policy="latest"``; ``info["frames_left"]``: those seen in
+    no block reconstructed or skipped when the session ended); ended : why the session ended;
+    rois : {name: (B,) kg} each followed ROI's iron per image (corrected for spill between ROIs, :class:`_Unmixing`)
+    and "elsewhere" (the rest of the image's total); totals : (B,) kg, each image's total iron; info : what the
+    set-up chose (rows, λ, operator, ROI noise σ, …), the warnings raised (``info["warnings"]``: ROI → the image
+    that raised it) and what :meth:`summary` gives."""
+
+    images: np.ndarray
+    blocks: np.ndarray
+    frames: np.ndarray
+    written: np.ndarray
+    done: np.ndarray
+    seen: int
+    dropped: int
+    ended: str
+    grid: object
+    params: RecoParams
+    head: object = None
+    rois: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    totals: np.ndarray | None = None
+
+    @property
+    def latency(self):
+        """(B,) s from each block's last frame written to its image."""
+        return self.done - self.written
+
+    def summary(self):
+        """The session's figures: blocks, frames seen and dropped, sustained frames/s (frames that went into
+        images, per second between the first image and the last), latency (median, 95th percentile, s) and why
+        it ended."""
+        lat = self.latency
+        span = float(self.done[-1] - self.done[0]) if len(self.done) > 1 else float("nan")
+        ips = (len(self.blocks) - 1) / span if span > 0 else float("nan")
+        return {"blocks": int(len(self.blocks)), "frames_seen": int(self.seen), "frames_dropped": int(self.dropped),
+                "frames_per_second": float(ips * self.info.get("average", 1)), "images_per_second": float(ips),
+                "latency_median_s": float(np.median(lat)) if len(lat) else float("nan"),
+                "latency_p95_s": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
+                "ended": self.ended}
+
+    def public_info(self):
+        """``info`` without the arrays kept for :meth:`on_target` (what the outputs record)."""
+        return {k: v for k, v in self.info.items() if not k.startswith("_")}
+
+    def on_target(self, target, images=None):
+        """The share of the followed iron in ROI ``target``: its amount over the sum of every followed ROI's
+        (the iron outside them is reported apart, as "elsewhere": an image's total carries the noise and the offsets
+        of every voxel), averaged over the last ``images`` images (default: those of :data:`WARN_WINDOW_S`), with a
+        95 % interval from the noise realisations of the background frames (noise only). Returns {"fraction",
+        "low", "high", "target_kg", "followed_kg", "images"}, or None without ROIs."""
+        names = [n for n in self.rois if n != "elsewhere"]
+        if target not in names or not len(self.blocks):
+            return None
+        n = int(images or self.info.get("warn_window", 1))
+        n = max(1, min(n, len(self.blocks)))
+        amounts = np.array([np.mean(self.rois[k][-n:]) for k in names])
+        j = names.index(target)
+        T = float(amounts.sum())
+        f = float(amounts[j] / T) if T > 0 else float("nan")
+        dev = self.info.get("_noise")
+        half = float("nan")
+        if dev is not None and T > 0:
+            d = dev[0] / np.sqrt(n)                                     # (k, E) realisations of the mean
+            fe = (amounts[j] + d[j]) / (T + d.sum(axis=0))
+            half = 1.959964 * float(np.std(fe, ddof=1))
+        return {"fraction": f, "low": f - half, "high": f + half, "target_kg": float(amounts[j]), "followed_kg": T,
+                "images": n}
+
+    def reconstruction(self):
+        """The images as a :class:`~mpisim.reconstruction.Reconstruction` (one frame per block), with the
+        session's figures in its info (``live_…``: :meth:`summary`, the blocks, the ROIs warned about)."""
+        return Reconstruction(np.asarray(self.images), self.grid, self.params, "mol/L",
+                              {**self.public_info(), **{f"live_{k}": v for k, v in self.summary().items()},
+                               "live_blocks": self.blocks.tolist(),
+                               "live_warnings": sorted(self.info.get("warnings", {}))},
+                              None, self.head, getattr(self.head, "truth", None))
+
+
+def follow(path, system_matrix, params=None, settings=None, *, rois=(), backend="auto", impl="auto", empty=None,
+           tf=None, on_block=None):
+    """Follow the measurement file ``path`` while it is written and reconstruct each block of frames with
+    ``system_matrix`` (module docstring) → :class:`LiveResult`.
+
+    params : :class:`~mpisim.reconstruction.RecoParams` of the set-up (the offline defaults when None; its
+    ``preprocessing.average`` and ``frames`` are the session's own); settings : :class:`LiveSettings`; rois :
+    disjoint ROI objects of :mod:`mpisim.quant` whose iron is followed (:class:`_Unmixing`); on_block :
+    f(progress) after each image, progress a dict (images, frames seen and dropped, the latest image and its ROI
+    amounts, the stream's time, the recent latency's median and 95th percentile, the recent images per second:
+    :meth:`_Collector.progress`). The session ends when the stream is marked complete and every block is
+    done, when no frame came for ``settings.idle_timeout`` s, or at Ctrl-C (with the command line's handlers),
+    each said in ``ended``.
+    """
+    params = params or RecoParams()
+    settings = settings or LiveSettings()
+    avg = int(settings.average)
+    wait_for(str(path), settings.start_timeout)
+    with StreamFrames(path) as src:
+        fg = _wait_first_block(src, avg, settings)
+        t0 = time.perf_counter()
+        ses = _Session(src, system_matrix, params, settings, backend, impl, empty, tf)
+        unmix = _Unmixing(ses, rois, settings.warn) if rois else None
+        ses.info["setup_seconds"] = time.perf_counter() - t0
+        if unmix is not None:
+            ses.info.update(unmix.info)
+        out = _Collector(unmix, ses.per, int(fg[0]), src.frame_time)
+        out.add(0, fg[avg - 1], src, ses.image0)
+        if on_block:
+            on_block(out.progress(src, 0))
+        nxt, dropped, last_new, seen = 1, 0, time.monotonic(), src.available
+        ended = None
+        while ended is None:
+            if interrupt.pending() is not None:
+                interrupt.consume()
+                ended = "Ctrl-C"
+                break
+            n = src.refresh()
+            if n > seen:
+                seen, last_new = n, time.monotonic()
+            fg = np.flatnonzero(~src.bg)
+            ready = fg.size // avg
+            if ready > nxt:
+                k = ready - 1 if settings.policy == "latest" else nxt
+                dropped += (k - nxt) * avg
+                idx = fg[k * avg:(k + 1) * avg]
+                out.add(k, idx[-1], src, ses.image(frame_rows(src, idx, ses.rows, ses.problem.background, tf, avg)[0]))
+                nxt = k + 1
+                if on_block:
+                    on_block(out.progress(src, dropped))
+                continue
+            if src.complete and src.refresh() == seen:
+                ended = "the stream is complete" if src.streaming else "the file holds no more frames"
+            elif time.monotonic() - last_new > settings.idle_timeout:
+                ended = (f"no new frame for {settings.idle_timeout:g} s and the stream was not marked complete "
+                         f"(stopped or truncated)")
+            else:
+                time.sleep(settings.poll)
+        ses.info["frames_left"] = int(np.count_nonzero(~src.bg)) - nxt * avg   # in no block done or skipped
+        return out.result(src, dropped, ended, ses)
+
+
+class _Session:
+    """The set-up of a live session (module docstring): the problem of the first block, the operator or the
+    fixed sweeps, and :meth:`image` for every later block's rows."""
+
+    def __init__(self, src, sm, params, settings, backend, impl, empty, tf):
+        avg = int(settings.average)
+        self.params = replace(params, preprocessing=replace(params.preprocessing, average=avg,
+                                                            frames=tuple(range(avg))))
+        problem = self.problem = assemble(src, sm, self.params, empty, tf)
+        use = B.resolve(backend)
+        first = problem.b[:, 0].copy()
+        solver_p = self.params.solver
+        linear = not problem.positive and solver_p.method == "kaczmarz" and solver_p.enforce_real
+        if settings.operator == "tikhonov" and not linear:
+            raise MPISimError("the Tikhonov operator needs a linear reconstruction (no positivity constraint, real "
+                              "images, Kaczmarz's λ); use --operator kaczmarz")
+        self.op, cached, sol, self.solver = None, False, None, None
+        if settings.operator in ("auto", "tikhonov") and linear and solver_p.lam != "auto":
+            self.op, cached = _tikhonov(problem, sm, float(solver_p.lam), first)
+        self.sweeps, self.lam = None, float(solver_p.lam) if self.op is not None else None
+        if self.op is None:
+            sol = solve(problem, solver_p, use, impl)
+            self.sweeps = int(sol.sweeps if settings.sweeps == "auto" else settings.sweeps)
+            self.solver, self.lam = sol.solver, sol.lam
+            if settings.operator == "auto" and linear:        # λ was chosen on the first block
+                self.op, cached = _tikhonov(replace(problem, A=self.solver.A), sm, float(self.lam), first)
+        self.rows = (problem.cidx, sm.bins[problem.kidx])
+        self.A = self.solver.A if self.solver is not None else problem.A
+        self.grid, self.src = sm.grid, src
+        self.per = float(iron_mass_map(1.0, sm.grid.voxel_volume))
+        self.info = {"rows": int(problem.A.shape[0]), "voxels": int(sm.grid.size), "lambda": float(self.lam),
+                     "sweeps": self.sweeps, "average": avg, "policy": settings.policy, "backend": use,
+                     "measurement": src.path, "system_matrix": sm.origin, "frame_time_s": src.frame_time}
+        if self.op is not None:
+            self.image0 = self.op(first)
+            op = self.op
+            self.info.update({"operator": "tikhonov", "operator_rank": op.rank, "operator_cached": cached,
+                              "operator_truncation_error": op.truncation_error, "operator_bytes_per_image": op.nbytes,
+                              "operator_why": f"the Tikhonov solution (what the sweeps converge to) through a "
+                                              f"truncated eigen-decomposition of the rows: rank {op.rank} of {op.size}, "
+                                              f"{op.nbytes / 1e6:.0f} MB read per image"
+                                              f"{' (from the cache)' if cached else ''}"})
+            if sol is not None:
+                k0 = sol.img[:, 0]
+                self.info["against_kaczmarz_first_block"] = {
+                    "correlation": float(np.corrcoef(self.image0, k0)[0, 1]) if np.std(k0) > 0 else float("nan"),
+                    "total_ratio": float(self.image0.sum() / k0.sum()) if k0.sum() != 0 else float("nan")}
+        else:
+            self.image0 = sol.img[:, 0]
+            self.info.update({"operator": "kaczmarz", "sweeps_rule": (
+                f"the stopping rule on the first block ({sol.why})" if settings.sweeps == "auto" else "fixed"),
+                "operator_why": f"{self.sweeps} Kaczmarz sweeps per image" +
+                ("" if linear else " (a nonlinear reconstruction: positivity or complex images)")})
+
+    def image(self, b):
+        """The image (N,) of one block's rows b (M,) or (M, 1), or images (N, F) of (M, F)."""
+        b = np.asarray(b)
+        if self.op is not None:
+            return self.op(b[:, 0] if b.ndim == 2 and b.shape[1] == 1 else b)
+        x = self.solver.solve(b if b.ndim == 2 else b[:, None], self.lam, sweeps=self.sweeps, quiet=True,
+                              residual=False)[0]
+        return x[:, 0] if b.ndim == 1 or b.shape[1] == 1 else x
+
+
+WARN_SIGMA = 5.0
+"""A followed ROI is flagged when its amount, averaged over the last :data:`WARN_WINDOW_S` (or the images so far),
+exceeds this many of that mean's noise σ, and its shape error: :data:`~mpisim.reco.amounts.SHAPE_BIAS_FACTOR` × the
+change of its amount between the fitted shape and a uniform one, as the offline estimator's interval takes it
+(what spill and model error leave in an empty ROI next to a full one)."""
+WARN_WINDOW_S = 0.5
+"""Acquisition time (s) over which a flagged ROI's amount is averaged (at least one image)."""
+SHAPE_REFRESH_S = 1.0
+"""Acquisition time (s) between two fits of the iron's shape within the followed ROIs (:class:`_Unmixing`)."""
+SHAPE_ITERATIONS = 200
+"""Projected-gradient iterations of that fit."""
+
+
+class _Unmixing:
+    """The iron of disjoint ROIs in every image, corrected through the reconstruction's resolution (a geometric
+    transfer matrix, as :mod:`mpisim.reco.amounts` does offline).
+
+    R is the reconstruction's resolution operator on the voxels S of the ROIs (``R_SS``: the image within S of
+    unit iron in each voxel of S; from the Tikhonov operator's eigen-decomposition, or one reconstruction per voxel
+    with the sweeps). Every :data:`SHAPE_REFRESH_S` s of acquisition the shape of the iron within the ROIs is fitted
+    to the mean of the images since the last fit (and on the first image) — ψ ≥ 0 on S minimising ‖R_SS ψ − x̄_S‖
+    (projected gradient) —
+    and G_ij = w_i · R ψ_j (ψ_j: ψ within ROI j, unit total) is formed; an image's amounts are then G⁻¹ (W x)
+    (voxel units; × iron per voxel → kg), a few dot products. Before the first fit with iron in it, ψ_j is uniform
+    within ROI j. The noise σ of an amount comes from the stream's background frames through the same steps (each
+    frame's deviation from their mean, × √(E/(E−1)) / √average). What lies outside every ROI is reported as the
+    image's total minus the ROIs' amounts ("elsewhere"); its spill into the ROIs is not corrected.
+    ``warn``: ROI names to flag (:data:`WARN_SIGMA`)."""
+
+    def __init__(self, ses, rois, warn=()):
+        truth = getattr(ses.src.head, "truth", None)
+        parts = [(n, w) for r in rois for n, w, _ in roi_weights(r, ses.grid, truth)]
+        self.names = [n for n, _ in parts]
+        W = np.array([w for _, w in parts])
+        try:
+            check_disjoint(W, self.names)
+        except MPISimError as e:
+            raise MPISimError(str(e).split(": the bias-corrected")[0] + ": the iron of followed ROIs is corrected for "
+                              "what spills between them, which needs disjoint ROIs; draw them apart") from None
+        for n in warn:
+            if n not in self.names:
+                raise MPISimError(f"--warn {n!r}: no ROI of that name (ROIs: {', '.join(self.names)})")
+        self.S = np.flatnonzero(W.sum(axis=0) > 0)
+        self.W, self.WS, self.warn, self.per = W, W[:, self.S], list(warn), ses.per
+        self.R = self._resolution(ses)                              # (|S|, |S|)
+        self.step = 1.0 / max(float(np.linalg.norm(self.R, 2)) ** 2, 1e-300)
+        self._set_shapes(self.WS.copy())                            # uniform within each ROI until iron shows
+        self.Ginv_uniform = self.Ginv
+        self.shape_sigma = np.zeros(len(parts))
+        src, pre = ses.src, ses.params.preprocessing
+        image_time = max((src.frame_time or 1.0) * pre.average, 1e-9)
+        self.window = max(1, int(round(WARN_WINDOW_S / image_time)))
+        self.refresh = max(1, int(round(SHAPE_REFRESH_S / image_time)))
+        bg = np.flatnonzero(src.bg[:src.available])
+        self.sigma = np.full(len(parts), np.nan)
+        self.dev = self.dev_total = self.devx = None
+        if bg.size >= 2:
+            dev = frame_rows(src, bg, ses.rows, ses.problem.background, None, 1)[0]     # (M, E) deviations
+            x = ses.image(dev)
+            scale = np.sqrt(bg.size / (bg.size - 1)) / np.sqrt(pre.average)
+            self.devx = x * scale                                                 # (N, E) image noise realisations
+            self.dev_total = self.devx.sum(axis=0) * self.per
+            self._noise()
+        self.pending, self.fits = [], 0
+        self.info = {"rois": self.names, "roi_voxels": int(self.S.size), "warn_window": self.window,
+                     "roi_method": f"transfer matrix through the reconstruction's resolution, the iron's shape in the "
+                                   f"ROIs fitted (ψ ≥ 0) to the mean image every {self.refresh} image(s); σ from the "
+                                   f"background frames", "warn": self.warn,
+                     "warn_rule": f"the amount averaged over {self.window} image(s) above {WARN_SIGMA:g} σ of its noise "
+                                  f"and above its shape error ({SHAPE_BIAS_FACTOR:g} × the change of the amount between "
+                                  f"the fitted and a uniform shape at the last fit)"}
+
+    def _resolution(self, ses):
+        E = np.zeros((ses.grid.size, self.S.size))
+        E[self.S, np.arange(self.S.size)] = 1.0
+        if ses.op is not None:
+            return ses.op.resolution(E, voxels=self.S)
+        return np.asarray(ses.image(apply(ses.A, E)))[self.S]
+
+    def _set_shapes(self, psi):
+        """ψ (k, |S|) ≥ 0, each row ROI j's shape (normalised here) → G and its inverse."""
+        tot = psi.sum(axis=1, keepdims=True)
+        psi = np.where(tot > 0, psi / np.where(tot > 0, tot, 1.0), self.WS / self.WS.sum(axis=1, keepdims=True))
+        self.G = self.WS @ (self.R @ psi.T)
+        self.Ginv = np.linalg.inv(self.G)
+
+    def _noise(self):
+        if self.devx is not None:
+            self.dev = self.amounts(self.devx)
+            self.sigma = self.dev.std(axis=1, ddof=1)
+
+    def amounts(self, x):
+        """(k,) or (k, F) kg of the image(s) x (N,) or (N, F)."""
+        return self.Ginv @ (self.WS @ np.asarray(x)[self.S]) * self.per
+
+    def add(self, x):
+        """An image has come: every :attr:`refresh` images the shape is fitted again to their mean."""
+        self.pending.append(np.asarray(x)[self.S])
+        if len(self.pending) >= self.refresh or self.fits == 0:
+            xbar = np.mean(self.pending, axis=0)
+            self.pending = []
+            if xbar.max() > 0:
+                psi = np.clip(xbar, 0.0, None)
+                for _ in range(SHAPE_ITERATIONS):            # projected gradient on ‖R ψ − x̄‖²
+                    psi = np.clip(psi - self.step * (self.R.T @ (self.R @ psi - xbar)), 0.0, None)
+                self._set_shapes(self.WS * psi[None, :])
+                self._noise()
+                fitted, uniform = self.Ginv @ (self.WS @ xbar), self.Ginv_uniform @ (self.WS @ xbar)
+                self.shape_sigma = SHAPE_BIAS_FACTOR * np.abs(fitted - uniform) * self.per
+                self.fits += 1
+
+    @property
+    def state(self):
+        """What the output records of the correction as it ended."""
+        return {"roi_sigma_kg": self.sigma.tolist(), "roi_shape_sigma_kg": self.shape_sigma.tolist(),
+                "roi_transfer_condition": float(np.linalg.cond(self.G)),
+                "roi_shape_fits": self.fits, "_noise": None if self.dev is None else (self.dev, self.dev_total)}
+
+
+def _tikhonov(problem, sm, lam, check):
+    """(:class:`~mpisim.reco.tikhonov.TikhonovOperator` of the problem's rows, whether it came from the cache).
+    Operators of a matrix file are cached in mpisim's cache folder (``op-KEY.npz``, :func:`mpisim.cache.cache_dir`),
+    keyed by the file (path, size, modification time), the rows, their weights and λ: the first session with a
+    matrix computes it (45 s for the README's bruker-3d 19³ rows on 2 cores), the next ones read it."""
+    key = _operator_key(problem, sm, lam)
+    path = None if key is None else cache.cache_dir() / f"op-{key}.npz"
+    if path is not None and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return TikhonovOperator.from_arrays(**{k: z[k] for k in z.files}), True
+        except (OSError, ValueError, KeyError, MPISimError):
+            pass                                   # unreadable: computed again and replaced
+    op = TikhonovOperator(problem.A, problem.weights, lam, check=check)
+    if path is not None:
+        with contextlib.suppress(OSError, MPISimError):
+            cache.ensure_dir()
+            with atomic_path(path, overwrite=True, record=False) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **op.arrays())
+    return op, False
+
+
+def _operator_key(problem, sm, lam):
+    """The cache key of a problem's Tikhonov operator, or None (a matrix in memory)."""
+    try:
+        st = os.stat(sm.origin)
+    except (OSError, TypeError, ValueError):
+        return None
+    digest = hashlib.sha256()
+    for a in (problem.cidx, problem.kidx, problem.weights if problem.weights is not None else np.zeros(0)):
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return cache.make_key({"live_operator": 1, "matrix": [os.path.realpath(sm.origin), st.st_size, st.st_mtime_ns,
+                                                           st.st_ino], "rows": digest.hexdigest(), "lambda": lam,
+                           "floor": FILTER_FLOOR, "voxels": int(sm.grid.size)})
+
+
+def _wait_first_block(src, avg, settings):
+    """The foreground frame indices once the first block is in (the background frames come first)."""
+    end = time.monotonic() + settings.start_timeout
+    while True:
+        src.refresh()
+        fg = np.flatnonzero(~src.bg)
+        if fg.size >= avg:
+            return fg
+        if src.complete:
+            raise MPISimError(f"{src.path}: the measurement holds {fg.size} foreground frame(s), fewer than the "
+                              f"{avg} averaged into one image")
+        if time.monotonic() > end:
+            raise MPISimError(f"{src.path}: no block of {avg} foreground frame(s) within {settings.start_timeout:g} s")
+        if interrupt.pending() is not None:
+            interrupt.check()
+        time.sleep(settings.poll)
+
+
+class _Collector:
+    """The images and times of a session as they come, each ROI's amount and the warnings raised."""
+
+    def __init__(self, unmix, per, first=0, frame_time=None):
+        self.unmix, self.per, self.first, self.frame_time = unmix, per, first, frame_time or float("nan")
+        self.images, self.blocks, self.frames, self.written, self.done = [], [], [], [], []
+        self.amounts, self.totals, self.warnings = [], [], {}
+
+    def add(self, block, frame, src, image):
+        now = time.time()
+        w = src.written_at(int(frame))
+        self.images.append(np.asarray(image, np.float64))
+        self.blocks.append(int(block))
+        self.frames.append(int(frame))
+        self.written.append(now if w is None else w)
+        self.done.append(now)
+        self.totals.append(float(self.images[-1].sum() * self.per))
+        u = self.unmix
+        if u is not None:
+            u.add(self.images[-1])                  # a shape fit, when one is due, comes first
+            self.amounts.append(u.amounts(self.images[-1]))
+            recent = np.array(self.amounts[-u.window:])
+            for j, n in enumerate(u.names):
+                level = max(WARN_SIGMA * u.sigma[j] / np.sqrt(len(recent)), u.shape_sigma[j])
+                if n in u.warn and n not in self.warnings and recent[:, j].mean() > level:
+                    self.warnings[n] = {"block": int(block), "frame": int(frame), "time": now,
+                                        "amount_kg": float(recent[:, j].mean())}
+
+    RECENT = 200
+    """Images the progress's latency and rate figures look back on."""
+
+    def progress(self, src, dropped):
+        """The session so far, cheaply (a look at the last :data:`RECENT` images)."""
+        lat = np.subtract(self.done[-self.RECENT:], self.written[-self.RECENT:])
+        span = self.done[-1] - self.done[-self.RECENT:][0]
+        u = self.unmix
+        return {"images": len(self.blocks), "block": self.blocks[-1], "frames_seen": int(np.count_nonzero(~src.bg)),
+                "frames_dropped": int(dropped), "latency_median_s": float(np.median(lat)),
+                "latency_p95_s": float(np.percentile(lat, 95)),
+                "images_per_second": (min(len(self.done), self.RECENT) - 1) / span if span > 0 else float("nan"),
+                "image": self.images[-1], "total_kg": self.totals[-1], "frame": self.frames[-1],
+                "stream_time": (self.frames[-1] - self.first + 1) * self.frame_time,
+                "rois": {} if u is None else dict(zip(u.names, self.amounts[-1].tolist())),
+                "roi_sigma": [] if u is None else u.sigma.tolist(), "window": 1 if u is None else u.window,
+                "warnings": dict(self.warnings), "done": self.done[-1], "written": self.written[-1]}
+
+    def result(self, src, dropped, ended, ses):
+        u = self.unmix
+        rois = {} if u is None else {n: np.array([a[j] for a in self.amounts]) for j, n in enumerate(u.names)}
+        if u is not None:
+            rois["elsewhere"] = np.array(self.totals) - sum(rois.values())
+        return LiveResult(np.array(self.images), np.array(self.blocks), np.array(self.frames),
+                          np.array(self.written), np.array(self.done), int(np.count_nonzero(~src.bg)), int(dropped),
+                          ended, ses.grid, ses.params, src.head, rois,
+                          {**ses.info, **({} if u is None else u.state), "warnings": dict(self.warnings)},
+                          np.array(self.totals))

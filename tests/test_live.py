@@ -1,0 +1,251 @@
+"""Streams and live reconstruction (issue 24): a measurement written while it is read, followed frame block by
+frame block, each image against the offline reconstruction of the same frames."""
+
+import json
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import mpisim
+from mpisim.cli import main
+from mpisim.errors import MPISimError
+from mpisim.io.stream import StreamFrames, StreamWriter
+from mpisim.live import LiveSettings, follow
+from mpisim.reco.tikhonov import TikhonovOperator
+from mpisim.systemmatrix import CalibrationSettings, build_system_matrix, default_grid
+
+
+@pytest.fixture(scope="module")
+def setup2d(tmp_path_factory):
+    """bruker-2d, a 21 × 21 matrix on disk and 250 frames (10 background, then 240) of the shapes phantom."""
+    d = tmp_path_factory.mktemp("live")
+    sc = mpisim.get_scanner("bruker-2d")
+    tr = mpisim.Tracer()
+    sm_path = d / "sm.mdf"
+    build_system_matrix(sc, tr, default_grid(sc, (21, 21, 1)), CalibrationSettings(background_frames=10), out=sm_path)
+    meas = mpisim.simulate(sc, tr, mpisim.get_phantom("shapes", sc),
+                           mpisim.SimulationSettings.realistic(sc, frames=240, background_frames=10, seed=4))
+    return d, sc, tr, mpisim.load_system_matrix(sm_path), meas
+
+
+def _write(path, meas, per=8, delay=0.0, stop_after=None, complete=True):
+    """Stream ``meas`` into ``path`` ``per`` frames at a time (optionally stopping early, unmarked)."""
+    w = StreamWriter(path, meas, overwrite=True)
+    n = meas.num_frames if stop_after is None else stop_after
+    for a in range(0, n, per):
+        b = min(n, a + per)
+        w.append(meas.data[a:b], meas.is_background[a:b])
+        time.sleep(delay)
+    w.close(complete=complete)
+
+
+def test_a_stream_is_a_valid_mdf_file_at_every_moment(setup2d, tmp_path):
+    _, sc, _, _, meas = setup2d
+    path = tmp_path / "s.mdf"
+    w = StreamWriter(path, meas, overwrite=True)
+    try:
+        w.append(meas.data[:12], meas.is_background[:12])
+        m = mpisim.read_mdf(path)                 # an ordinary reader, while the writer holds the file
+        assert m.num_frames == 12 and m.is_background.sum() == 10
+        np.testing.assert_array_equal(m.data, meas.data[:12])
+        with StreamFrames(path) as src:
+            assert src.available == 12 and src.streaming and not src.complete
+            w.append(meas.data[12:20], meas.is_background[12:20])
+            assert src.refresh() == 20
+            np.testing.assert_array_equal(src.read(np.arange(14, 18)).data, meas.data[14:18])
+            assert src.written_at(19) is not None and src.frame_time == pytest.approx(sc.drive_field.cycle)
+    finally:
+        w.close()
+    with StreamFrames(path) as src:
+        assert src.complete
+    assert mpisim.read_mdf(path).num_frames == 20
+
+
+def test_live_images_equal_the_offline_tikhonov_and_follow_kaczmarz(setup2d, tmp_path):
+    """Each live image is the Tikhonov solution of its block (the operator against a direct solve of the normal
+    equations) and correlates with the offline reconstruction (Kaczmarz, its stopping rule) of the same frames."""
+    _, sc, tr, S, meas = setup2d
+    path = tmp_path / "s.mdf"
+    th = threading.Thread(target=_write, args=(path, meas), kwargs={"delay": 0.01})
+    th.start()
+    try:
+        res = follow(path, S, settings=LiveSettings(average=10, policy="all"))
+    finally:
+        th.join()
+    assert res.ended == "the stream is complete" and res.dropped == 0 and res.info["frames_left"] == 0
+    assert len(res.blocks) == 24 and list(res.blocks) == list(range(24))
+    assert np.all(res.latency >= 0)
+    off = mpisim.reconstruct(meas, S, average=10)
+    for k in (0, 11, 23):
+        assert np.corrcoef(res.images[k], off.image[k])[0, 1] > 0.99
+        assert res.images[k].sum() == pytest.approx(off.image[k].sum(), rel=0.05)
+    # the operator against the normal equations, on this block's rows
+    from mpisim.frames import as_frames
+    from mpisim.reco.assemble import assemble
+
+    pr = assemble(as_frames(meas), S, mpisim.RecoParams(preprocessing=mpisim.Preprocessing(average=10,
+                                                                                               frames=tuple(range(10)))))
+    A = np.concatenate([pr.A.real, pr.A.imag]).astype(float)
+    lam = 1e-2 * float(np.sum(np.abs(pr.A) ** 2)) / A.shape[1]
+    b = np.concatenate([pr.b[:, 0].real, pr.b[:, 0].imag])
+    direct = np.linalg.solve(A.T @ A + lam * np.eye(A.shape[1]), A.T @ b)
+    assert np.linalg.norm(res.images[0] - direct) / np.linalg.norm(direct) < 0.01
+    assert res.info["operator_truncation_error"] < 0.01
+
+
+def test_the_operator_is_the_tikhonov_solution_and_round_trips():
+    rng = np.random.default_rng(0)
+    A = ((rng.standard_normal((60, 40)) + 1j * rng.standard_normal((60, 40))) * np.logspace(0, -2, 40)).astype(np.complex64)
+    w = rng.uniform(0.5, 2.0, 60)
+    b = rng.standard_normal(60) + 1j * rng.standard_normal(60)
+    op = TikhonovOperator(A, w, 0.05, floor=1e-9, check=b)
+    Ar = np.concatenate([A.real * w[:, None], A.imag * w[:, None]]).astype(float)
+    lam = 0.05 * float(np.sum(np.abs(A) ** 2 * (w ** 2)[:, None])) / 40
+    x = np.linalg.solve(Ar.T @ Ar + lam * np.eye(40), Ar.T @ np.concatenate([(b * w).real, (b * w).imag]))
+    np.testing.assert_allclose(op(b), x, rtol=2e-5, atol=1e-6 * np.abs(x).max())
+    again = TikhonovOperator.from_arrays(**op.arrays())
+    np.testing.assert_array_equal(again(b), op(b))
+    coarse = TikhonovOperator(A, w, 0.05, floor=0.5, check=b)
+    assert coarse.rank < op.rank and 0 < coarse.truncation_error < 1
+
+
+def test_blocks_that_pile_up_are_dropped_and_counted(setup2d, tmp_path):
+    _, _, _, S, meas = setup2d
+    path = tmp_path / "s.mdf"
+    _write(path, meas, per=250)                       # every frame there before the session starts
+    res = follow(path, S, settings=LiveSettings(average=10))
+    assert res.ended == "the file holds no more frames" or res.ended == "the stream is complete"
+    assert list(res.blocks) == [0, 23] and res.dropped == 22 * 10
+
+
+def test_a_stream_that_stops_unmarked_ends_the_session_and_says_so(setup2d, tmp_path):
+    _, _, _, S, meas = setup2d
+    path = tmp_path / "s.mdf"
+    _write(path, meas, stop_after=100, complete=False)
+    res = follow(path, S, settings=LiveSettings(average=10, idle_timeout=0.3))
+    assert "not marked complete" in res.ended and res.blocks[-1] == 8
+
+
+def test_followed_rois_track_the_iron_and_warn(setup2d, tmp_path):
+    """Two discs of iron, an ROI around each and one where there is none: the amounts (spill between the ROIs
+    corrected) against each disc's iron, their scatter from image to image within the σ the background frames
+    give, a warning for a watched ROI that holds iron and none for the empty one; the on-target fraction."""
+    _, sc, tr, S, _ = setup2d
+    grid = mpisim.phantoms.phantom_grid(sc, resolution=0.25e-3)
+    fill = lambda c, r: mpisim.phantoms.supersampled_fill(
+        grid, lambda X, Y, Z: (X - c[0]) ** 2 + (Y - c[1]) ** 2 <= r * r)
+    ph = mpisim.Phantom(grid, 0.05 * fill((3e-3, 2e-3), 1e-3) + 0.02 * fill((-4e-3, -3e-3), 1.2e-3), "discs")
+    meas = mpisim.simulate(sc, tr, ph, mpisim.SimulationSettings.realistic(sc, frames=200, background_frames=10, seed=5))
+    path = tmp_path / "s.mdf"
+    _write(path, meas, per=210)
+    rois = [mpisim.Sphere((3e-3, 2e-3, 0.0), 2.5e-3, "a"), mpisim.Sphere((-4e-3, -3e-3, 0.0), 2.5e-3, "b"),
+            mpisim.Sphere((-6e-3, 7e-3, 0.0), 2e-3, "empty")]
+    res = follow(path, S, settings=LiveSettings(average=10, policy="all", warn=("a", "empty")), rois=rois)
+    per = grid.voxel_volume / 1e-3 * 55.845e-3
+    truth = {"a": 0.05 * fill((3e-3, 2e-3), 1e-3).sum() * per, "b": 0.02 * fill((-4e-3, -3e-3), 1.2e-3).sum() * per}
+    sig = dict(zip(res.info["rois"], res.info["roi_sigma_kg"]))
+    assert all(v > 0 for v in sig.values())
+    for n in ("a", "b"):
+        assert np.median(res.rois[n]) == pytest.approx(truth[n], rel=0.10)
+        assert np.std(res.rois[n]) < 3 * sig[n]        # the background frames' σ is the images' scatter
+    assert abs(np.median(res.rois["empty"])) < 5 * sig["empty"] + 0.03 * truth["a"]
+    assert "a" in res.info["warnings"] and "empty" not in res.info["warnings"]
+    ot = res.on_target("a")
+    share = truth["a"] / (truth["a"] + truth["b"])
+    assert ot["low"] <= ot["fraction"] <= ot["high"] and ot["fraction"] == pytest.approx(share, abs=0.05)
+
+
+def test_live_command_streams_and_reports(setup2d, tmp_path, capsys):
+    d, _, _, _, meas = setup2d
+    path = tmp_path / "s.mdf"
+    _write(path, meas, per=250)
+    out, rep, png = tmp_path / "live.mdf", tmp_path / "live.json", tmp_path / "live.png"
+    assert main(["live", str(path), "--sm", str(d / "sm.mdf"), "--out", str(out), "--report", str(rep), "--png",
+                 str(png), "--average", "10", "--policy", "all", "--roi", "dot=sphere:4,5,0,3",
+                 "--roi", "ring=box:-12,-3,-6,6,-1,1", "--warn", "ring"]) == 0
+    said = capsys.readouterr()
+    assert "24 image(s) of 10 frame(s)" in said.out and "on target ('dot')" in said.out
+    doc = json.loads(rep.read_text())
+    assert doc["blocks"] == 24 and doc["frames_dropped"] == 0 and len(doc["images"]) == 24
+    assert {"dot_kg", "ring_kg", "elsewhere_kg", "latency_s"} <= set(doc["images"][0])
+    assert doc["setup"]["operator"] == "tikhonov" and 0 < doc["on_target"]["fraction"] < 1
+    r = mpisim.read_reconstruction(out)
+    assert r.num_frames == 24 and r.info["live_blocks"] == list(range(24)) and r.info["operator"] == "tikhonov"
+    assert png.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--average", "0"], "≥ 1"),
+    (["--sweeps", "x"], "--sweeps"),
+    (["--warn", "nope"], "--warn and --target name ROIs"),
+    (["--roi", "a=sphere:0,0,0,3", "--target", "b"], "--target 'b'"),
+    (["--roi", "a=sphere:0,0,0,3", "--roi", "b=sphere:1,0,0,3"], "overlap"),
+    (["--start-timeout", "0"], "start timeout"),
+])
+def test_live_bad_input(setup2d, tmp_path, capsys, args, needle):
+    d, _, _, _, meas = setup2d
+    path = tmp_path / "s.mdf"
+    _write(path, meas, per=250)
+    out = tmp_path / "o.mdf"
+    assert main(["live", str(path), "--sm", str(d / "sm.mdf"), "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert needle in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_live_refuses_a_matrix_of_another_scanner_and_a_missing_stream(setup2d, tmp_path, capsys):
+    d, _, _, _, meas = setup2d
+    path = tmp_path / "s.mdf"
+    _write(path, meas, per=250)
+    sc1 = mpisim.get_scanner("bruker-1d")
+    other = tmp_path / "sm1.mdf"
+    build_system_matrix(sc1, mpisim.Tracer(), default_grid(sc1, (15, 1, 1)), out=other)
+    assert main(["live", str(path), "--sm", str(other), "--out", str(tmp_path / "o.mdf")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert main(["live", str(tmp_path / "none.mdf"), "--sm", str(d / "sm.mdf"), "--out", str(tmp_path / "o.mdf"),
+                 "--start-timeout", "0.2"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_a_replaced_or_shrunk_file_is_refused(setup2d, tmp_path):
+    _, _, _, _, meas = setup2d
+    path = tmp_path / "s.mdf"
+    _write(path, meas, per=250)
+    with StreamFrames(path) as src:
+        os.replace(path, tmp_path / "moved.mdf")
+        _write(path, meas, per=250)
+        with pytest.raises(MPISimError, match="replaced"):
+            src.refresh()
+
+
+def test_simulate_pace_streams_in_time_and_replay_keeps_the_truth(tmp_path, capsys):
+    cycle = mpisim.get_scanner("bruker-2d").drive_field.cycle
+    out = tmp_path / "s.mdf"
+    t0 = time.monotonic()
+    assert main(["simulate", "--scanner", "bruker-2d", "--phantom", "point", "--frames", "600",
+                 "--background-frames", "4", "--pace", "realtime", "--out", str(out)]) == 0
+    assert time.monotonic() - t0 >= 604 * cycle
+    assert "streamed 604 frame(s)" in capsys.readouterr().out
+    with StreamFrames(out) as src:
+        assert src.complete and src.available == 604
+        w = np.array([src.written_at(i) for i in range(604)])
+    assert np.all(np.diff(w) >= 0) and w[-1] - w[0] >= 0.9 * 600 * cycle     # frames written over time, not at once
+    inj = tmp_path / "inj.mdf"
+    assert main(["simulate", "--scanner", "bruker-2d", "--phantom", "injection", "--frames", "300",
+                 "--background-frames", "4", "--out", str(inj)]) == 0
+    rp = tmp_path / "r.mdf"
+    assert main(["simulate", "--replay", str(inj), "--pace", "4x", "--out", str(rp)]) == 0
+    import h5py
+
+    with h5py.File(inj, "r") as a, h5py.File(rp, "r") as b:
+        np.testing.assert_array_equal(a["measurement/data"][()], b["measurement/data"][()])
+        np.testing.assert_array_equal(a["_mpisim/series/target"][()], b["_mpisim/series/target"][()])
+        assert b["_mpisim/stream/complete"][()] == 1
+    capsys.readouterr()
+    assert main(["simulate", "--replay", str(inj), "--out", str(tmp_path / "x.mdf")]) == 2
+    assert main(["simulate", "--pace", "fast", "--out", str(tmp_path / "y.mdf")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "--pace" in err[0] and "--pace" in err[1]
