@@ -10,6 +10,7 @@ leak's (27 s), each at the stream's time the page shows.
 """
 
 import argparse
+import socket
 import subprocess
 import sys
 import time
@@ -50,8 +51,14 @@ def main(argv=None):
                              str(a.port), *roi_args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
     try:
-        time.sleep(4)
-        with Browser(width=1300, height=620) as b:
+        while True:                                   # the view is up once its port answers
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", a.port)) == 0:
+                    break
+            if time.monotonic() - t0 > 60 or live.poll() is not None:
+                raise SystemExit(f"the live view did not start: {live.stderr.read() if live.poll() is not None else ''}")
+            time.sleep(0.1)
+        with Browser(width=1300, height=700) as b:
             b.open(f"http://127.0.0.1:{a.port}/live")
             for k, when in enumerate(MOMENTS, 1):
                 while True:

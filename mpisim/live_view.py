@@ -54,8 +54,11 @@ class LiveView:
 
     def __init__(self, grid, rois=(), target=None, port=5006, address="127.0.0.1", title="mpisim live"):
         check_port(port, address)
-        from bokeh.server.server import Server           # loaded when a view is asked for
-        from tornado.ioloop import IOLoop
+        try:
+            from bokeh.server.server import Server       # loaded when a view is asked for
+            from tornado.ioloop import IOLoop
+        except ImportError:
+            raise MPISimError("the live view needs Bokeh: pip install -e \".[live]\" (or pip install bokeh)") from None
 
         self.grid, self.rois, self.target, self.title = grid, list(rois), target, title
         self.port, self.address = port, address
@@ -100,7 +103,8 @@ class LiveView:
             mean = {k: float(np.mean([r[k] for r in self._recent])) for k in raw}
             row = {"t": progress["stream_time"], **{k: v * 1e9 for k, v in mean.items()}}
             row.update(self._share({**progress, "rois": {n: mean[n] for n in progress["rois"]},
-                                    "roi_sigma": np.asarray(progress.get("roi_sigma") or [np.nan] * len(self.rois))
+                                    "roi_sigma": np.asarray(progress.get("roi_sigma") if len(
+                                        progress.get("roi_sigma") or ()) else [np.nan] * len(self.rois), float)
                                     / np.sqrt(len(self._recent))}))
             self._series.append(row)
             del self._series[:-HISTORY]
@@ -113,7 +117,8 @@ class LiveView:
         if not T > 0:
             return {}
         f = p["rois"][self.target] / T
-        sig = np.asarray(p.get("roi_sigma") or [np.nan] * len(a))
+        sig = p.get("roi_sigma")
+        sig = np.full(len(a), np.nan) if sig is None or not len(sig) else np.asarray(sig, float)
         j = self.rois.index(self.target)
         # σ of a_t / Σa from the ROIs' independent noise σ (first order)
         dfa = -f / T * np.ones(len(a))

@@ -71,7 +71,7 @@ def test_the_live_view_follows_the_session(stream_inputs, tmp_path):
     d, S, meas = stream_inputs
     path = tmp_path / "s.mdf"
     port = _free_port()
-    view = LiveView(S.grid, ["dot"], "dot", port=port)
+    view = LiveView(S.grid, ["dot", "bar"], "dot", port=port)
 
     def write():
         with StreamWriter(path, meas, overwrite=True) as w:
@@ -83,7 +83,8 @@ def test_the_live_view_follows_the_session(stream_inputs, tmp_path):
     writer.start()
     result = {}
     session = threading.Thread(target=lambda: result.update(res=follow(
-        path, S, settings=LiveSettings(average=20, policy="all"), rois=[mpisim.Sphere((4e-3, 5e-3, 0.0), 3e-3, "dot")],
+        path, S, settings=LiveSettings(average=20, policy="all", warn=("bar",)),
+        rois=[mpisim.Sphere((4e-3, 5e-3, 0.0), 3e-3, "dot"), mpisim.Box((-4e-3, -8e-3, -1e-3), (8e-3, -4e-3, 1e-3), "bar")],
         on_block=view.update)))
     session.start()
     try:
