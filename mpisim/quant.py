@@ -287,7 +287,7 @@ def roi_weights(roi, grid, truth=None):
 class Cylinder:
     """Voxels within ``radius`` (m) of the axis from ``start`` to ``end`` (x, y, z in m), between the flat end
     faces through those points: a needle track, a tube. On a 2D grid the axes it does not resolve are ignored
-    (the cylinder projected into the plane). A cylinder whose ends coincide (on the resolved axes) covers nothing."""
+    (the cylinder projected into the plane); one whose end points coincide is refused."""
 
     start: tuple
     end: tuple
@@ -297,6 +297,8 @@ class Cylinder:
     def _check(self):
         if len(self.start) != 3 or len(self.end) != 3 or not self.radius > 0:
             raise MPISimError(f"ROI {self.name!r}: a cylinder needs two end points (x, y, z) in m and a radius > 0 m")
+        if np.allclose(self.start, self.end, rtol=0, atol=1e-12):
+            raise MPISimError(f"ROI {self.name!r}: a cylinder needs two different end points")
 
     def inside(self, grid):
         """f(x, y, z) → bool (m): within ``radius`` of the segment, on the axes the grid resolves."""
@@ -314,6 +316,7 @@ class Cylinder:
         return f
 
     def _bounds(self, grid):
+        self._check()
         dims = [i for i in range(3) if grid.shape[i] > 1]
         lo = [min(self.start[i], self.end[i]) - self.radius if i in dims else -np.inf for i in range(3)]
         hi = [max(self.start[i], self.end[i]) + self.radius if i in dims else np.inf for i in range(3)]

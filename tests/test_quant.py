@@ -409,3 +409,23 @@ def test_truth_of_an_roi_is_the_chambers_iron_inside_its_outline(phantom, scanne
     assert _truth_cubes(Truth.of_phantom(ph), ph.grid, 1.5 * ph.iron_mass) == []    # iron beyond the chambers
     other = mpisim.phantoms.Phantom(ph.grid, ph.concentration, "other")
     assert _truth_cubes(Truth.of_phantom(other), ph.grid, other.iron_mass) == []    # no chambers recorded
+
+
+def test_cylinder_roi_weights_and_parsing():
+    """A cylinder ROI (a needle track): its partial-voxel weights sum to its volume in voxels, flat ends, and the
+    command line's text parses to it (mm → m); a zero-length axis or radius is refused."""
+    from mpisim.grid import Grid
+    from mpisim.quant import Cylinder, parse_roi, roi_weights
+
+    g = Grid((40, 40, 40), (0.02, 0.02, 0.02))
+    cyl = Cylinder((0.0, -3e-3, 0.0), (0.0, 5e-3, 0.0), 1.5e-3, "track")
+    w = roi_weights(cyl, g)[0][1]
+    assert w.sum() * g.voxel_volume == pytest.approx(np.pi * 1.5e-3 ** 2 * 8e-3, rel=0.03)
+    inside = cyl.inside(g)
+    assert inside(0.0, 4.9e-3, 0.0) and not inside(0.0, 5.2e-3, 0.0) and not inside(1.6e-3, 0.0, 0.0)
+    r = parse_roi("track=cylinder:0,-3,0,0,5,0,1.5")
+    assert r.name == "track" and r.roi == cyl
+    with pytest.raises(MPISimError, match="cylinder needs"):
+        parse_roi("t=cylinder:0,0,0,1,1")
+    with pytest.raises(MPISimError):
+        roi_weights(Cylinder((0.0, 0.0, 0.0), (0.0, 0.0, 0.0), 1e-3, "flat"), g)

@@ -26,8 +26,9 @@ def add_parser(sub):
     p.add_argument("--iron-per-cell", default="10pg",
                    help="iron per labelled cell with its unit, e.g. 10pg (0.001 pg - 1 ng; default 10pg)")
     p.add_argument("--roi", action="append", default=[],
-                   help="[name=]sphere:x,y,z,r | [name=]box:x0,x1,y0,y1,z0,z1 | all | chambers (the file's phantom) | "
-                        "chambers:concentration (mm; repeatable; default all)")
+                   help="[name=]sphere:x,y,z,r | [name=]box:x0,x1,y0,y1,z0,z1 | [name=]cylinder:x0,y0,z0,x1,y1,z1,r "
+                        "(axis between the two points, flat ends: a needle track) | all | chambers (the file's "
+                        "phantom) | chambers:concentration (mm; repeatable; default all)")
     p.add_argument("--reference", default=None, help="ROI of a reference sample of known iron (calibration)")
     p.add_argument("--reference-iron", default=None, help="its iron mass with its unit, e.g. 5ug")
     p.add_argument("--frame", type=int, default=0, help="frame to quantify, 0-based (default 0)")
