@@ -6,7 +6,9 @@ frames) is played back at the sequence's pace (``mpisim simulate --replay … --
 (:class:`mpisim.live_view.Browser`) and captured before the reflux (10 s), after its onset (17 s) and after the
 leak's (27 s), each at the stream's time the page shows.
 
-    python benchmarks/live_view_screens.py [--work DIR] [--out docs/figures]
+    python benchmarks/live_view_screens.py [--work DIR] [--out docs/screenshots]
+
+The screenshots are kept in the repository (``docs/screenshots/``): the docs build does not run a browser.
 """
 
 import argparse
@@ -30,7 +32,7 @@ def mpisim(*args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", default="live-view-work", help="folder for the matrix, the injection and the stream")
-    ap.add_argument("--out", default=str(HERE.parent / "docs" / "figures"))
+    ap.add_argument("--out", default=str(HERE.parent / "docs" / "screenshots"))
     ap.add_argument("--port", type=int, default=5106)
     a = ap.parse_args(argv)
     d, out = Path(a.work), Path(a.out)

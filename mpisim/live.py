@@ -18,6 +18,7 @@ the follower first saw it) to its image.
 import contextlib
 import hashlib
 import os
+import signal
 import time
 from dataclasses import dataclass, field, replace
 
@@ -196,8 +197,8 @@ def follow(path, system_matrix, params=None, settings=None, *, rois=(), backend=
         ended = None
         while ended is None:
             if interrupt.pending() is not None:
-                interrupt.consume()
-                ended = "Ctrl-C"
+                signum = interrupt.consume()
+                ended = "interrupted (Ctrl-C)" if signum == signal.SIGINT else f"interrupted ({signal.Signals(signum).name})"
                 break
             n = src.refresh()
             if n > seen:

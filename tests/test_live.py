@@ -249,3 +249,46 @@ def test_simulate_pace_streams_in_time_and_replay_keeps_the_truth(tmp_path, caps
     assert main(["simulate", "--pace", "fast", "--out", str(tmp_path / "y.mdf")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "--pace" in err[0] and "--pace" in err[1]
+
+
+def test_ctrl_c_ends_a_live_session_with_its_outputs(setup2d, tmp_path):
+    """A stream that goes on; SIGINT to ``mpisim live`` after a few images: exit 0, the outputs written, the report
+    saying the session was interrupted."""
+    import signal
+    import subprocess
+    import sys
+
+    d, _, _, _, meas = setup2d
+    path = tmp_path / "s.mdf"
+    stop = threading.Event()
+
+    def write():
+        w = StreamWriter(path, meas, overwrite=True)
+        a = 0
+        while not stop.is_set():                   # the same frames again and again: a stream without end
+            k = a % 250
+            w.append(meas.data[k:k + 10] if k else meas.data[:10],
+                     meas.is_background[k:k + 10] if k else meas.is_background[:10])
+            a += 10
+            time.sleep(0.02)
+        w.close(complete=False)
+
+    th = threading.Thread(target=write)
+    th.start()
+    rep = tmp_path / "r.json"
+    try:
+        time.sleep(0.5)
+        p = subprocess.Popen([sys.executable, "-m", "mpisim", "live", str(path), "--sm", str(d / "sm.mdf"), "--out",
+                              str(tmp_path / "o.mdf"), "--report", str(rep), "--average", "10"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(6)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        stop.set()
+        th.join()
+    assert p.returncode == 0, err
+    doc = json.loads(rep.read_text())
+    assert doc["ended"] == "interrupted (Ctrl-C)" and doc["blocks"] >= 2
+    assert mpisim.read_reconstruction(tmp_path / "o.mdf").num_frames == doc["blocks"]
+    assert "Traceback" not in err
