@@ -201,6 +201,7 @@ class LiveView:
                 series.stream(new, rollover=HISTORY)
             status.text = _status_html(state)
 
+        refresh()                                   # a page opened mid-session shows the session's state at once
         doc.add_periodic_callback(refresh, REFRESH_MS)
 
 

@@ -60,9 +60,14 @@ def _status(url, wait):
 
     texts = []
     for _ in range(2):
-        with pull_session(url=url) as session:
-            time.sleep(0.5)
-            texts.append(session.document.get_model_by_name("status").text)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:           # a new page each time, showing the session's state then
+            with pull_session(url=url) as session:
+                t = session.document.get_model_by_name("status").text
+            if "frames seen" in t and (not texts or t != texts[-1]):
+                break
+            time.sleep(0.2)
+        texts.append(t)
         time.sleep(wait)
     return texts, "bokeh client"
 
