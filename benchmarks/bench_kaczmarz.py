@@ -54,6 +54,7 @@ def cpu(frames):
         print(f"{label:22} {t_blas * 1e3:12.3f} {t_sweep * 1e3:9.3f} {t_sweep / t_blas:6.2f} {t_np * 1e3:13.2f} "
               f"{t_np / t_nb:8.1f} {d:9.1e}")
     print("  (speed-up: whole kaczmarz() call, numba vs the per-row numpy loop, 1 sweep incl. set-up)")
+    single_frame()
     print("\nCPU (numba), many frames: 3 sweeps, 3D 19^3 x 400 rows (planar rows given, as reconstruct does)")
     print(f"{'frames':>6} {'time/s':>8} {'frames/s':>9} {'per frame vs single':>20}")
     A, b1 = problem(400, 19**3)
@@ -65,6 +66,36 @@ def cpu(frames):
         tF = med(lambda: kaczmarz(A, B, 3, 1e-2), 2)
         print(f"{F:6d} {tF:8.4f} {F / tF:9.1f} {tF / F / t1:20.2f}")
     layout()
+
+
+def single_frame():
+    """Issue 24's figures, 2000 × 19³ complex64 rows, one frame: a sweep against a BLAS A·x on the same rows (the
+    sweep on planar rows, and on the matrix as stored), and the fixed cost of a ``kaczmarz()`` call (no sweep: the
+    row norms; the planar copy it skips below ``PLANAR_AFTER`` sweeps), in passes of A·x."""
+    from mpisim.reco import kaczmarz_cpu as K
+    from mpisim.reco.kaczmarz import PLANAR_AFTER
+
+    M, N = 2000, 19**3
+    A, b = problem(M, N)
+    x = np.ones(N, np.complex64)
+    t_ax = med(lambda: A @ x, 15)
+    P = PlanarRows.from_complex(A).planes
+    Af = A.view(np.float32).reshape(M, 2 * N)
+    inv = 1.0 / K.row_norms2(Af)
+    br, bi = b.real.astype(float), b.imag.astype(float)
+    order = np.arange(M)
+    st = [np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)]
+    t_pl = med(lambda: K.sweep_single(P, br, bi, order, inv, 0.1, *st), 7)
+    t_il = med(lambda: K.sweep_single_interleaved(Af, br, bi, order, inv, 0.1, *st), 7)
+    t_fix = med(lambda: kaczmarz(A, b, 0, 1e-2), 9)
+    t_fix_n = med(lambda: kaczmarz(A, b, 0, 1e-2, row_norms2=inv), 9)
+    t_copy = med(lambda: PlanarRows.from_complex(A), 5)
+    print(f"\nCPU (numba), one frame, 2000 x 19^3 complex64 rows: A·x (BLAS) {t_ax * 1e3:.2f} ms")
+    print(f"  sweep on planar rows   {t_pl * 1e3:6.2f} ms = {t_pl / t_ax:.2f} × A·x")
+    print(f"  sweep as stored        {t_il * 1e3:6.2f} ms = {t_il / t_ax:.2f} × A·x (what kaczmarz() runs below "
+          f"{PLANAR_AFTER} sweeps)")
+    print(f"  kaczmarz() fixed cost  {t_fix * 1e3:6.2f} ms = {t_fix / t_ax:.2f} passes (the row norms); "
+          f"{t_fix_n / t_ax:.2f} with row_norms2 given; the planar copy it skips: {t_copy / t_ax:.1f} passes")
 
 
 def layout():

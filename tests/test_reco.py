@@ -495,3 +495,26 @@ def test_stopping_rule_stops_with_and_without_background_frames():
         assert not r.info["stopped_because"].startswith("max iterations"), r.info["stopped_because"]
         sweeps[bg] = r.info["sweeps"]
     assert sweeps[10] <= 1.5 * sweeps[0], sweeps
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_one_frame_sweeps_on_the_matrix_as_stored_equal_the_planar_and_numpy_sweeps(dtype):
+    """A single frame with few sweeps reads the complex matrix as stored (no planar copy): the same iterate as
+    the sweep on planar rows and the numpy twin, with the projections and a stopping rule."""
+    import importlib
+
+    Kz = importlib.import_module("mpisim.reco.kaczmarz")
+
+    rng = np.random.default_rng(11)
+    A = (rng.standard_normal((80, 45)) + 1j * rng.standard_normal((80, 45))).astype(dtype)
+    b = A @ (rng.random(45) + 0j)
+    tol = 1e-5 if dtype == np.complex64 else 1e-12
+    for kw in ({}, {"enforce_real": False, "enforce_positive": False}, {"order": "random", "seed": 3}):
+        fast = kaczmarz(A, b, iterations=4, lam=0.05, **kw)                      # < PLANAR_AFTER: as stored
+        planar = kaczmarz(Kz.PlanarRows.from_complex(A), b, iterations=4, lam=0.05, **kw)
+        ref = kaczmarz(A, b, iterations=4, lam=0.05, impl="numpy", **kw)
+        assert np.abs(fast - planar).max() <= tol * np.abs(ref).max()
+        assert np.abs(fast - ref).max() <= 100 * tol * np.abs(ref).max()
+    seen = []
+    kaczmarz(A, b, iterations=Kz.PLANAR_AFTER - 1, lam=0.05, stop=lambda it, c: seen.append(it) or it == 2)
+    assert seen == [0, 1, 2]

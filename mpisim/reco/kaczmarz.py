@@ -95,7 +95,16 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
         A = A * w[:, None]
         b2 = b2 * w[:, None]
     norms2 = _norms(A, row_norms2, row_weights)
-    if not use_gpu and not (impl == "numpy" or (impl == "auto" and not B.numba_available())):
+    compiled = not use_gpu and not (impl == "numpy" or (impl == "auto" and not B.numba_available()))
+    if compiled and b2.shape[1] == 1 and int(iterations) < PLANAR_AFTER and A.flags.c_contiguous:
+        # one frame, few sweeps: the sweeps read the complex matrix as stored (no planar copy, which costs more
+        # than it saves below PLANAR_AFTER sweeps)
+        lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)
+        inv_den = np.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
+        orders = row_orders(A.shape[0], int(iterations), order, seed)
+        c = run(InterleavedKaczmarz(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, stop), callback)
+        return c[:, 0] if single else c
+    if compiled:
         P = PlanarRows.from_complex(A, in_place=A is not orig)        # the weighted copy is ours to reorder
         return _kaczmarz_planar(P, b2[:, 0] if single else b2, iterations, lam, relative_lambda, enforce_real,
                                 enforce_positive, order, seed, None, groups, callback, stop, precision, norms2)
@@ -243,6 +252,44 @@ class PlanarKaczmarz(Alg):
 
     def result(self):
         return np.ascontiguousarray(self.cr.T) if self.er else (self.cr + 1j * self.ci).T
+
+
+PLANAR_AFTER = 16
+"""From this many sweeps on, one frame's compiled sweeps run on a planar copy of a complex matrix (its sweep about a
+pass of A·x faster, the copy costing about 16: 2000 × 19³ complex64 rows, ``benchmarks/bench_kaczmarz.py`` prints
+both); below it they read the matrix as stored, and a call costs one pass (the row norms) before its sweeps."""
+
+
+class InterleavedKaczmarz(Alg):
+    """Compiled Kaczmarz sweeps (numba) of one frame on a complex matrix as stored (re, im interleaved)."""
+
+    def __init__(self, A, b, orders, inv_den, lam, er, ep, stop=None):
+        from . import kaczmarz_cpu   # heavy optional libraries: loaded when a compiled sweep runs
+
+        super().__init__(len(orders), stop)
+        self.K = kaczmarz_cpu
+        M, N = A.shape
+        self.Af = A.view(np.float32 if A.dtype == np.complex64 else np.float64).reshape(M, 2 * N)
+        self.orders, self.er, self.ep = orders, er, ep
+        self.br, self.bi = np.ascontiguousarray(b[:, 0].real), np.ascontiguousarray(b[:, 0].imag)
+        self.cr, self.ci = np.zeros(N), np.zeros(N)
+        self.vr, self.vi = np.zeros(M), np.zeros(M)
+        self.sq = float(np.sqrt(lam))
+        self.inv = np.ascontiguousarray(inv_den, dtype=np.float64)
+
+    def _sweep(self, it):
+        self.K.sweep_single_interleaved(self.Af, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr,
+                                        self.ci, self.vr, self.vi)
+        if self.er:
+            self.ci[...] = 0
+        if self.ep:
+            np.maximum(self.cr, 0, out=self.cr)
+
+    def image(self):
+        return (self.cr if self.er else self.cr + 1j * self.ci)[:, None]
+
+    def result(self):
+        return self.image().copy()
 
 
 def tikhonov_direct(A, b, lam_abs):

@@ -218,6 +218,60 @@ def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
 
 
 @njit(cache=True, fastmath=True, nogil=True)
+def _dot_update_interleaved(q, pr, pi, a, cr, ci, N):
+    """:func:`_dot_update` on interleaved complex rows (re, im, re, im …: a complex matrix as stored)."""
+    sr = 0.0
+    si = 0.0
+    for j in range(N):
+        qr = q[2 * j]
+        qi = q[2 * j + 1]
+        xr = cr[j] + qr * pr + qi * pi
+        xi = ci[j] + qr * pi - qi * pr
+        cr[j] = xr
+        ci[j] = xi
+        ar = a[2 * j]
+        ai = a[2 * j + 1]
+        sr += ar * xr - ai * xi
+        si += ar * xi + ai * xr
+    return sr, si
+
+
+@njit(cache=True, fastmath=True)
+def sweep_single_interleaved(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
+    """:func:`sweep_single` on the complex matrix as stored, Af (M, 2N) its float view (re, im interleaved): no
+    planar copy, so a call on a complex matrix costs no pass over it before its sweeps."""
+    N = cr.shape[0]
+    prev = -1
+    pr = 0.0
+    pi = 0.0
+    for kk in range(order.shape[0]):
+        k = order[kk]
+        if inv_den[k] == 0.0:
+            continue
+        a = Af[k]
+        sr = 0.0
+        si = 0.0
+        if prev < 0:
+            for j in range(N):
+                ar = np.float64(a[2 * j])
+                ai = np.float64(a[2 * j + 1])
+                sr += ar * cr[j] - ai * ci[j]
+                si += ar * ci[j] + ai * cr[j]
+        else:
+            sr, si = _dot_update_interleaved(Af[prev], pr, pi, a, cr, ci, N)
+        pr = (br[k] - sr - sqrt_lam * vr[k]) * inv_den[k]
+        pi = (bi[k] - si - sqrt_lam * vi[k]) * inv_den[k]
+        vr[k] += sqrt_lam * pr
+        vi[k] += sqrt_lam * pi
+        prev = k
+    if prev >= 0:
+        q = Af[prev]
+        for j in range(N):
+            cr[j] += q[2 * j] * pr + q[2 * j + 1] * pi
+            ci[j] += q[2 * j] * pi - q[2 * j + 1] * pr
+
+
+@njit(cache=True, fastmath=True, nogil=True)
 def _alpha(br, bi, vr, vi, f, k, sr, si, inv_den, sqrt_lam, pr, pi, g):
     """Row k's step for frame f (α in float64 whatever the iterate's precision): v_k += √λ α,
     and α kept in (pr[g], pi[g]) for the fused update with the next row."""
