@@ -293,10 +293,9 @@ def stream_frames(out, meas, source, pace=1.0, overwrite=False):
             block = source.frames(a, b)
             due = t0 + b * ft / pace
             now = time.monotonic()
+            behind = max(0.0, now - due)                 # how late this block is (the last block's is reported)
             if now < due:
                 time.sleep(due - now)
-            else:
-                behind = now - due
             if interrupt.pending() is not None:        # the frames streamed so far stay: a recording stopped
                 raise interrupt.Interrupted(interrupt.pending(), f"{out} keeps the {w.num_frames} frame(s) streamed "
                                             f"(/_mpisim/stream/complete 0)")

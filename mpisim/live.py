@@ -11,8 +11,8 @@ pass after it. A block is reconstructed as soon as its last frame is in the file
 When blocks arrive faster than they are reconstructed, ``policy="latest"`` (the default: a live view wants the
 newest picture) reconstructs the newest complete block and counts the ones it skipped as dropped;
 ``policy="all"`` queues every block (nothing dropped; the latency grows). The latency of a block is the time
-from its last frame written (the stream's ``/_mpisim/stream/written``; for a file that is not a stream, when
-the follower first saw it) to its image.
+from its last frame written (the stream's ``/_mpisim/stream/written``) to its image; a file that is not a stream
+records no writing times, and its latencies read 0.
 """
 
 import contextlib
@@ -30,6 +30,7 @@ from .errors import MPISimError, check_positive
 from .io.atomic import atomic_path
 from .io.stream import StreamFrames, wait_for
 from .quant import iron_mass_map, roi_weights
+from .resources import NotEnoughMemory, check_memory
 from .reco.amounts import SHAPE_BIAS_FACTOR, check_disjoint
 from .reco.assemble import assemble
 from .reco.preprocess import frame_rows
@@ -147,7 +148,7 @@ class LiveResult:
         dev = self.info.get("_noise")
         half = float("nan")
         if dev is not None and T > 0:
-            d = dev[0] / np.sqrt(n)                                     # (k, E) realisations of the mean
+            d = dev[0] * np.sqrt(1.0 / n + self.info.get("roi_shared_noise", 0.0))   # (k, E) realisations of the mean
             fe = (amounts[j] + d[j]) / (T + d.sum(axis=0))
             half = 1.959964 * float(np.std(fe, ddof=1))
         return {"fraction": f, "low": f - half, "high": f + half, "target_kg": float(amounts[j]), "followed_kg": T,
@@ -242,18 +243,21 @@ class _Session:
             raise MPISimError("the Tikhonov operator needs a linear reconstruction (no positivity constraint, real "
                               "images, Kaczmarz's λ); use --operator kaczmarz")
         self.op, cached, sol, self.solver = None, False, None, None
+        if settings.operator == "auto" and settings.sweeps != "auto":
+            settings = replace(settings, operator="kaczmarz")     # sweeps asked for: the sweeps it is
         if settings.operator in ("auto", "tikhonov") and linear and solver_p.lam != "auto":
-            self.op, cached = _tikhonov(problem, sm, float(solver_p.lam), first)
+            self.op, cached = _tikhonov_or_sweeps(problem, sm, float(solver_p.lam), first, settings.operator)
         self.sweeps, self.lam = None, float(solver_p.lam) if self.op is not None else None
         if self.op is None:
             sol = solve(problem, solver_p, use, impl)
             self.sweeps = int(sol.sweeps if settings.sweeps == "auto" else settings.sweeps)
             self.solver, self.lam = sol.solver, sol.lam
-            if settings.operator == "auto" and linear:        # λ was chosen on the first block
-                self.op, cached = _tikhonov(replace(problem, A=self.solver.A), sm, float(self.lam), first)
+            if settings.operator in ("auto", "tikhonov") and linear:        # λ was chosen on the first block
+                self.op, cached = _tikhonov_or_sweeps(replace(problem, A=self.solver.A), sm, float(self.lam), first,
+                                                      settings.operator)
         self.rows = (problem.cidx, sm.bins[problem.kidx])
         self.A = self.solver.A if self.solver is not None else problem.A
-        self.grid, self.src = sm.grid, src
+        self.grid, self.src, self.tf = sm.grid, src, tf
         self.per = float(iron_mass_map(1.0, sm.grid.voxel_volume))
         self.info = {"rows": int(problem.A.shape[0]), "voxels": int(sm.grid.size), "lambda": float(self.lam),
                      "sweeps": self.sweeps, "average": avg, "policy": settings.policy, "backend": use,
@@ -309,12 +313,13 @@ class _Unmixing:
     R is the reconstruction's resolution operator on the voxels S of the ROIs (``R_SS``: the image within S of
     unit iron in each voxel of S; from the Tikhonov operator's eigen-decomposition, or one reconstruction per voxel
     with the sweeps). Every :data:`SHAPE_REFRESH_S` s of acquisition the shape of the iron within the ROIs is fitted
-    to the mean of the images since the last fit (and on the first image) — ψ ≥ 0 on S minimising ‖R_SS ψ − x̄_S‖
-    (projected gradient) —
+    to the mean of the images since the last fit (until the first fit, at every image), once some ROI holds iron
+    above 5 σ of that mean's noise — ψ ≥ 0 on S minimising ‖R_SS ψ − x̄_S‖ (projected gradient) —
     and G_ij = w_i · R ψ_j (ψ_j: ψ within ROI j, unit total) is formed; an image's amounts are then G⁻¹ (W x)
     (voxel units; × iron per voxel → kg), a few dot products. Before the first fit with iron in it, ψ_j is uniform
     within ROI j. The noise σ of an amount comes from the stream's background frames through the same steps (each
-    frame's deviation from their mean, × √(E/(E−1)) / √average). What lies outside every ROI is reported as the
+    frame's deviation from their mean, / √average; a mean over n images has σ √(1/n + average/E), the subtracted
+    background mean being one draw for all of them). What lies outside every ROI is reported as the
     image's total minus the ROIs' amounts ("elsewhere"); its spill into the ROIs is not corrected.
     ``warn``: ROI names to flag (:data:`WARN_SIGMA`)."""
 
@@ -345,13 +350,18 @@ class _Unmixing:
         bg = np.flatnonzero(src.bg[:src.available])
         self.sigma = np.full(len(parts), np.nan)
         self.dev = self.dev_total = self.devx = None
+        self.shared = 0.0
         if bg.size >= 2:
-            dev = frame_rows(src, bg, ses.rows, ses.problem.background, None, 1)[0]     # (M, E) deviations
-            x = ses.image(dev)
-            scale = np.sqrt(bg.size / (bg.size - 1)) / np.sqrt(pre.average)
-            self.devx = x * scale                                                 # (N, E) image noise realisations
+            dev = frame_rows(src, bg, ses.rows, ses.problem.background, ses.tf, 1)[0]   # (M, E) deviations
+            self.devx = ses.image(dev) / np.sqrt(pre.average)                     # (N, E) one image's noise
             self.dev_total = self.devx.sum(axis=0) * self.per
+            # the background mean (E frames) subtracted from every image is one draw for all of them: a mean over
+            # images keeps its variance, σ² × average / E
+            self.shared = pre.average / bg.size
             self._noise()
+        elif warn:
+            raise MPISimError(f"--warn needs the noise of the ROIs' amounts, which comes from the stream's background "
+                              f"frames: it has {bg.size} (at least 2 needed)")
         self.pending, self.fits = [], 0
         self.info = {"rois": self.names, "roi_voxels": int(self.S.size), "warn_window": self.window,
                      "roi_method": f"transfer matrix through the reconstruction's resolution, the iron's shape in the "
@@ -380,6 +390,11 @@ class _Unmixing:
             self.dev = self.amounts(self.devx)
             self.sigma = self.dev.std(axis=1, ddof=1)
 
+    def sigma_of_mean(self, n):
+        """(k,) noise σ (kg) of the ROIs' amounts averaged over n images (independent noise, and the subtracted
+        background's, shared by all)."""
+        return self.sigma * np.sqrt(1.0 / n + self.shared)
+
     def amounts(self, x):
         """(k,) or (k, F) kg of the image(s) x (N,) or (N, F)."""
         return self.Ginv @ (self.WS @ np.asarray(x)[self.S]) * self.per
@@ -389,8 +404,10 @@ class _Unmixing:
         self.pending.append(np.asarray(x)[self.S])
         if len(self.pending) >= self.refresh or self.fits == 0:
             xbar = np.mean(self.pending, axis=0)
+            n = len(self.pending)
             self.pending = []
-            if xbar.max() > 0:
+            sig = self.sigma_of_mean(n)
+            if not np.all(np.isfinite(sig)) or np.any(self.Ginv_uniform @ (self.WS @ xbar) * self.per > WARN_SIGMA * sig):
                 psi = np.clip(xbar, 0.0, None)
                 for _ in range(SHAPE_ITERATIONS):            # projected gradient on ‖R ψ − x̄‖²
                     psi = np.clip(psi - self.step * (self.R.T @ (self.R @ psi - xbar)), 0.0, None)
@@ -405,7 +422,19 @@ class _Unmixing:
         """What the output records of the correction as it ended."""
         return {"roi_sigma_kg": self.sigma.tolist(), "roi_shape_sigma_kg": self.shape_sigma.tolist(),
                 "roi_transfer_condition": float(np.linalg.cond(self.G)),
-                "roi_shape_fits": self.fits, "_noise": None if self.dev is None else (self.dev, self.dev_total)}
+                "roi_shape_fits": self.fits, "roi_shared_noise": self.shared,
+                "_noise": None if self.dev is None else (self.dev, self.dev_total)}
+
+
+def _tikhonov_or_sweeps(problem, sm, lam, check, operator):
+    """:func:`_tikhonov`, or (None, False) — the sweeps — when its memory is not there and the operator was only
+    "auto"."""
+    try:
+        return _tikhonov(problem, sm, lam, check)
+    except NotEnoughMemory:
+        if operator == "tikhonov":
+            raise
+        return None, False
 
 
 def _tikhonov(problem, sm, lam, check):
@@ -421,6 +450,10 @@ def _tikhonov(problem, sm, lam, check):
                 return TikhonovOperator.from_arrays(**{k: z[k] for k in z.files}), True
         except (OSError, ValueError, KeyError, MPISimError):
             pass                                   # unreadable: computed again and replaced
+    M, N = problem.A.shape
+    # the Gram matrix and its eigenvectors (N × N float64, and a copy in eigh), P (2M × N float32 at most), a block
+    check_memory(3 * N * N * 8 + 2 * M * N * 4 + 2 * 2048 * N * 8, f"the live Tikhonov operator of {N} voxels",
+                 hint="use --operator kaczmarz or a coarser grid")
     op = TikhonovOperator(problem.A, problem.weights, lam, check=check)
     if path is not None:
         with contextlib.suppress(OSError, MPISimError):
@@ -485,7 +518,7 @@ class _Collector:
             self.amounts.append(u.amounts(self.images[-1]))
             recent = np.array(self.amounts[-u.window:])
             for j, n in enumerate(u.names):
-                level = max(WARN_SIGMA * u.sigma[j] / np.sqrt(len(recent)), u.shape_sigma[j])
+                level = max(WARN_SIGMA * u.sigma_of_mean(len(recent))[j], u.shape_sigma[j])
                 if n in u.warn and n not in self.warnings and recent[:, j].mean() > level:
                     self.warnings[n] = {"block": int(block), "frame": int(frame), "time": now,
                                         "amount_kg": float(recent[:, j].mean())}

@@ -14,12 +14,14 @@ reconstruction.
 import asyncio
 import base64
 import json
+import os
 import re
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
+import time
 
 import numpy as np
 
@@ -232,24 +234,30 @@ class Browser:
         path = next((shutil.which(n) for n in BROWSERS if shutil.which(n)), None)
         if path is None:
             raise MPISimError("no Chromium found (Debian: apt-get install chromium)")
-        self._profile = tempfile.TemporaryDirectory(prefix="mpisim-browser-")
+        self._profile = tempfile.TemporaryDirectory(prefix="mpisim-browser-", ignore_cleanup_errors=True)
+        self._log = open(os.path.join(self._profile.name, "stderr.log"), "w+")
         self._proc = subprocess.Popen([path, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                                        "--remote-debugging-port=0", f"--user-data-dir={self._profile.name}",
                                        f"--window-size={width},{height}", "about:blank"],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        url = None
-        for line in self._proc.stderr:
-            m = re.search(r"DevTools listening on (ws://\S+)", line)
-            if m:
-                url = m.group(1)
-                break
-        if url is None:
+                                      stdout=subprocess.DEVNULL, stderr=self._log)
+        self._loop, self._ws = None, None
+        try:
+            url = None
+            end = time.monotonic() + 30
+            while url is None and time.monotonic() < end and self._proc.poll() is None:
+                with open(self._log.name) as fh:
+                    m = re.search(r"DevTools listening on (ws://\S+)", fh.read())
+                url = m.group(1) if m else None
+                if url is None:
+                    time.sleep(0.05)
+            if url is None:
+                raise MPISimError("Chromium did not start its DevTools endpoint within 30 s")
+            self._loop = asyncio.new_event_loop()
+            self._id, self._session = 0, None
+            self._ws = self._run(self._connect(url))
+        except BaseException:
             self.close()
-            raise MPISimError("Chromium did not start its DevTools endpoint")
-
-        self._loop = asyncio.new_event_loop()
-        self._id, self._session = 0, None
-        self._ws = self._run(self._connect(url))
+            raise
 
     def _run(self, coro):
         return self._loop.run_until_complete(coro)
@@ -294,17 +302,20 @@ class Browser:
         return path
 
     def close(self):
-        ws = getattr(self, "_ws", None)
-        if ws is not None:
-            ws.close()
+        if getattr(self, "_ws", None) is not None:
+            self._ws.close()
+            self._ws = None
         if getattr(self, "_loop", None) is not None:
             self._loop.close()
+            self._loop = None
         if self._proc.poll() is None:
             self._proc.terminate()
             try:
                 self._proc.wait(10)
-            except Exception:
+            except subprocess.TimeoutExpired:
                 self._proc.kill()
+                self._proc.wait(10)
+        self._log.close()
         self._profile.cleanup()
 
     def __enter__(self):

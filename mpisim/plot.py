@@ -207,7 +207,8 @@ def plot_mps(results, path):
 
 def plot_live(result, path):
     """PNG of a live session (:class:`mpisim.live.LiveResult`): its last image (slice or MIPs), each block's
-    latency against the session's time, and each ROI's iron (image sum) against time."""
+    latency against the session's time, and each followed ROI's iron (corrected for spill between the ROIs) against
+    time."""
     plt = _plt()
     grid = result.grid
     vol = grid.unflatten(result.images[-1])
@@ -225,7 +226,7 @@ def plot_live(result, path):
     for name, v in result.rois.items():
         ax.plot(t, v * 1e9, label=name)
     ax.set_xlabel("session time / s")
-    ax.set_ylabel("iron in ROI (image sum) / µg")
+    ax.set_ylabel("iron in ROI / µg")
     if result.rois:
         ax.legend(fontsize=8)
     else:

@@ -74,9 +74,10 @@ class _Status:
     """The stream's state on stderr: a line at most every ``every`` s (overwritten on a terminal)."""
 
     def __init__(self, every=1.0):
-        self.every, self.last, self.tty = every, 0.0, sys.stderr.isatty()
+        self.every, self.last, self.tty, self.latest = every, 0.0, sys.stderr.isatty(), None
 
     def __call__(self, p, final=False):
+        self.latest = p
         now = time.monotonic()
         if not final and now - self.last < self.every:
             return
@@ -107,7 +108,13 @@ def run(args):
     rois = [parse_roi(r) for r in args.roi]
     if (args.warn or args.target) and not rois:
         raise MPISimError("--warn and --target name ROIs: give them with --roi")
+    bad = [t for t, r in zip(args.roi, rois) if not hasattr(r, "name") or t.strip().lower().startswith(("all", "chambers"))]
+    if bad:
+        raise MPISimError(f"--roi {bad[0]!r}: live follows drawn ROIs (sphere, box, cylinder), not {bad[0].split(':')[0]}")
     names = [r.name for r in rois]
+    for n in args.warn:
+        if n not in names:
+            raise MPISimError(f"--warn {n!r}: no ROI of that name (ROIs: {', '.join(names)})")
     if args.target is not None and args.target not in names:
         raise MPISimError(f"--target {args.target!r}: no ROI of that name (ROIs: {', '.join(names)})")
     if args.view is not None:
@@ -130,8 +137,8 @@ def run(args):
     finally:
         if view is not None:
             view.close()
-    if status.tty:
-        print(file=sys.stderr)
+    if status.last:                       # the last state, in full
+        status(status.latest, final=True)
     for name, w in res.info.get("warnings", {}).items():
         print(f"mpisim live: warning: iron in {name!r} from image {w['block']} (frame {w['frame']}): "
               f"{w['amount_kg'] * 1e9:.3g} µg", file=sys.stderr)

@@ -9,8 +9,8 @@ written so far. The order of a write keeps a reader's view whole: the frames and
 ``/acquisition/numFrames`` (the count a reader trusts), each flushed.
 
 The stream's own bookkeeping lives in ``/_mpisim/stream``: ``written`` (s since the epoch at which each frame
-was written: what a live reconstruction's latency is measured from), ``frameTime`` (s, the sequence's frame
-duration: cycle × averages) and ``complete`` (0 while the writer runs, 1 when it closed normally; a stream
+was written: what a live reconstruction's latency is measured from), ``frameTime`` (s, the acquisition time of a
+frame: its periods × averages, at the sampling rate) and ``complete`` (0 while the writer runs, 1 when it closed normally; a stream
 stopped by Ctrl-C keeps its frames and stays 0).
 
 A stream is created under a temporary name and renamed into place once its metadata are written and SWMR is
@@ -63,8 +63,8 @@ class StreamWriter:
         self.path = str(check_output_path(path, overwrite))
         sc = meas.scanner
         self.frame_time = frame_time(meas)
-        folder, name = os.path.split(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".stream", dir=folder)
+        folder, base = os.path.split(os.path.abspath(self.path))
+        fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".stream", dir=folder)
         os.close(fd)
         os.remove(tmp)
         self.h = h = h5py.File(tmp, "x", libver="latest")

@@ -97,13 +97,8 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     norms2 = _norms(A, row_norms2, row_weights)
     compiled = not use_gpu and not (impl == "numpy" or (impl == "auto" and not B.numba_available()))
     if compiled and b2.shape[1] == 1 and int(iterations) < PLANAR_AFTER and A.flags.c_contiguous:
-        # one frame, few sweeps: the sweeps read the complex matrix as stored (no planar copy, which costs more
-        # than it saves below PLANAR_AFTER sweeps)
-        lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)
-        inv_den = np.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
-        orders = row_orders(A.shape[0], int(iterations), order, seed)
-        c = run(InterleavedKaczmarz(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, stop), callback)
-        return c[:, 0] if single else c
+        return _kaczmarz_as_stored(A, b2, norms2, iterations, lam, relative_lambda, enforce_real, enforce_positive,
+                                   order, seed, stop, callback)[:, 0 if single else slice(None)]
     if compiled:
         P = PlanarRows.from_complex(A, in_place=A is not orig)        # the weighted copy is ours to reorder
         return _kaczmarz_planar(P, b2[:, 0] if single else b2, iterations, lam, relative_lambda, enforce_real,
@@ -117,6 +112,15 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     else:
         c = run(NumpyKaczmarz(A, b2, orders, inv_den, lam_abs, enforce_real, enforce_positive, stop), callback)
     return c[:, 0] if single else c
+
+
+def _kaczmarz_as_stored(A, b2, norms2, iterations, lam, relative_lambda, er, ep, order, seed, stop, callback):
+    """One frame, few sweeps: the compiled sweeps read the complex matrix as stored (no planar copy, which costs
+    more than it saves below :data:`PLANAR_AFTER` sweeps)."""
+    lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)
+    inv_den = np.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
+    orders = row_orders(A.shape[0], int(iterations), order, seed)
+    return run(InterleavedKaczmarz(A, b2, orders, inv_den, lam_abs, er, ep, stop), callback)
 
 
 def _norms(A, row_norms2, row_weights):
