@@ -441,7 +441,8 @@ def _tikhonov(problem, sm, lam, check):
     """(:class:`~mpisim.reco.tikhonov.TikhonovOperator` of the problem's rows, whether it came from the cache).
     Operators of a matrix file are cached in mpisim's cache folder (``op-KEY.npz``, :func:`mpisim.cache.cache_dir`),
     keyed by the file (path, size, modification time), the rows, their weights and λ: the first session with a
-    matrix computes it (45 s for the README's bruker-3d 19³ rows on 2 cores), the next ones read it."""
+    matrix computes it (50 s for the README's bruker-3d 19³ rows on 2 cores: ``benchmarks/bench_live.py``), the next
+    ones read it."""
     key = _operator_key(problem, sm, lam)
     path = None if key is None else cache.cache_dir() / f"op-{key}.npz"
     if path is not None and path.is_file():

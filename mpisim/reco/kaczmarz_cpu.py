@@ -185,6 +185,16 @@ def _last_update(P, prev, pr, pi, cr, ci, N):
         ci[j] += qr * pi - qi * pr
 
 
+@njit(cache=True, fastmath=True, nogil=True)
+def _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam):
+    """Row k's step α = (b_k − a_k·c − √λ v_k) / (‖a_k‖² + λ) of a single-frame sweep; v_k += √λ α."""
+    pr = (br[k] - sr - sqrt_lam * vr[k]) * inv_den[k]
+    pi = (bi[k] - si - sqrt_lam * vi[k]) * inv_den[k]
+    vr[k] += sqrt_lam * pr
+    vi[k] += sqrt_lam * pi
+    return pr, pi
+
+
 @njit(cache=True, fastmath=True)
 def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
     """One sweep over ``order`` for a single right-hand side (c: (N,), v: (M,)); P (M, 2, N) planar."""
@@ -208,10 +218,7 @@ def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
                 si += ar * ci[j] + ai * cr[j]
         else:
             sr, si = _dot_update(P[prev, 0], P[prev, 1], pr, pi, are, aim, cr, ci, N, 0.0)
-        pr = (br[k] - sr - sqrt_lam * vr[k]) * inv_den[k]
-        pi = (bi[k] - si - sqrt_lam * vi[k]) * inv_den[k]
-        vr[k] += sqrt_lam * pr
-        vi[k] += sqrt_lam * pi
+        pr, pi = _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam)
         prev = k
     if prev >= 0:
         _last_update(P, prev, pr, pi, cr, ci, N)
@@ -259,10 +266,7 @@ def sweep_single_interleaved(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, v
                 si += ar * ci[j] + ai * cr[j]
         else:
             sr, si = _dot_update_interleaved(Af[prev], pr, pi, a, cr, ci, N)
-        pr = (br[k] - sr - sqrt_lam * vr[k]) * inv_den[k]
-        pi = (bi[k] - si - sqrt_lam * vi[k]) * inv_den[k]
-        vr[k] += sqrt_lam * pr
-        vi[k] += sqrt_lam * pi
+        pr, pi = _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam)
         prev = k
     if prev >= 0:
         q = Af[prev]

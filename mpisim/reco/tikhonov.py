@@ -10,12 +10,13 @@ real-stacked rows Ã = W [Re A; Im A] (2M × N) and the eigen-decomposition of t
 where only the r components whose filter factor s / (s + λ) exceeds :data:`FILTER_FLOOR` are kept (the others
 are damped by λ to nearly nothing; the relative change of the image this makes is computed and recorded:
 :attr:`TikhonovOperator.truncation_error`). Computing it costs a Gram matrix, an eigen-decomposition of N × N
-and one product (about 45 s for the README's 19³ bruker-3d rows on 2 cores); applying it reads P_r (2M × r) and
+and one product (50 s for the README's 19³ bruker-3d rows on 2 cores: ``benchmarks/bench_live.py`` prints it); applying it reads P_r (2M × r) and
 V_r (N × r) once, against the 2M × N rows a single Kaczmarz sweep reads — what lets a live reconstruction keep a
 scanner's frame rate (:mod:`mpisim.live`). A linear reconstruction only: no positivity constraint.
 
 The default reconstruction (a stopping rule on the sweeps) stops before convergence; the two differ little
-(measured: correlation 0.9999 and ROI sums within 1.5 % on the README's bruker-3d measurement).
+(``benchmarks/bench_live.py`` prints the correlation of each live image with the offline one and the ratio of their
+target iron: ≥ 0.995 and within 0.5 % on bruker-3d).
 """
 
 import numpy as np
@@ -27,7 +28,8 @@ __all__ = ["FILTER_FLOOR", "TikhonovOperator"]
 
 FILTER_FLOOR = 1e-2
 """Smallest filter factor s / (s + λ) kept. On the README's bruker-3d rows (12504 × 19³, λ = 1e-2 relative)
-1e-2 keeps 2120 of 6859 components and changes the image by 0.22 % (1e-3: 2659 and 0.03 %)."""
+1e-2 keeps 2120 of 6859 components and changes the image by 0.22 % (``mpisim live`` records both in its report:
+``operator_rank``, ``operator_truncation_error``)."""
 
 _BLOCK = 2048
 """Rows per block when the Gram matrix and P are formed (memory: a block in float64)."""
@@ -67,6 +69,7 @@ class TikhonovOperator:
         self.P = P
         self.Vr = Vr.astype(dtype)
         self.s = s[keep]
+        self._inv = (1.0 / (self.s + self.lam_abs)).astype(dtype)
         self.weights = rows.w
         self.truncation_error = None
         if g is not None:
@@ -80,6 +83,7 @@ class TikhonovOperator:
         op.P, op.Vr, op.s = np.asarray(P), np.asarray(Vr), np.asarray(s, np.float64)
         op.weights = None if weights is None or np.size(weights) == 0 else np.asarray(weights, np.float64)
         op.lam_abs, op.size, op.rank = float(lam_abs), int(op.Vr.shape[0]), int(op.P.shape[1])
+        op._inv = (1.0 / (op.s + op.lam_abs)).astype(op.P.dtype)
         op.truncation_error = None if truncation_error is None or not np.isfinite(truncation_error) \
             else float(truncation_error)
         if op.Vr.shape[1] != op.rank or op.s.shape != (op.rank,):
@@ -101,7 +105,7 @@ class TikhonovOperator:
         if self.weights is not None:
             b2 = b2 * self.weights[:, None]
         bt = np.concatenate([b2.real, b2.imag]).astype(self.P.dtype)
-        y = (self.P.T @ bt) / (self.s + self.lam_abs).astype(self.P.dtype)[:, None]
+        y = (self.P.T @ bt) * self._inv[:, None]
         x = self.Vr @ y
         return x[:, 0].astype(np.float64) if one else x.astype(np.float64)
 
