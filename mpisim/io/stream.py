@@ -209,7 +209,9 @@ class StreamFrames(MeasurementFrames):
         if n < self.available:
             raise MPISimError(f"{self.path}: the file shrank from {self.available} to {n} frames while it was followed")
         if n > self.available:
-            flags = np.asarray(self._flags[:n]).astype(bool) if self._flags is not None else np.zeros(n, bool)
+            new = np.asarray(self._flags[self.available:n]).astype(bool) if self._flags is not None else \
+                np.zeros(n - self.available, bool)
+            flags = np.concatenate([self.bg[:self.available], new])          # only the new frames' flags are read
             self.bg = flags
             self.available = n
             self.head = _measurement(self.r, self.info, _Counted(self.lay, n), None, flags=flags)
