@@ -220,11 +220,13 @@ def run_case(case):
         fid = [mpisim.Fiducial(mpisim.Sphere(tuple(o["centre"]), f * o["radius"], f"fiducial{j}"), o["iron"],
                                mpisim.Sphere(tuple(o["centre"]), o["radius"], f"sample{j}"))
                for j, o in enumerate(objs) if o.get("fiducial")]
+        t0 = time.perf_counter()
         try:
             cal = mpisim.quant.quantify_sets(reco, sets[:1], measurement=meas, system_matrix=S, fiducials=fid,
                                              tracer_correction=TRACER_CORRECTION)
         except mpisim.MPISimError as e:          # e.g. fiducials that read no iron: counted as failures
             cal = [str(e)]
+        t_cal = time.perf_counter() - t0
     rows = []
     for rois, role, g, p, c in zip(sets, roles, gtm, plain, cal):
         for k, (roi, rg, rp) in enumerate(zip(rois, g.rois, p.rois)):
@@ -248,7 +250,7 @@ def run_case(case):
             elif c is not None:
                 rc = c.rois[k]
                 row.update({"cal": rc.iron, "cal_low": rc.iron_low, "cal_high": rc.iron_high,
-                            "cal_slope": c.info["calibration"]["slope"],
+                            "cal_slope": c.info["calibration"]["slope"], "t_cal": t_cal,
                             "tracer_correction": c.info.get("tracer_correction"),
                             "tracer_correction_skipped": c.info.get("tracer_correction_skipped")})
             rows.append(row)
@@ -349,14 +351,24 @@ def table(rows, out=None):
             line(f"tracer correction: Debye τ of the {len(rel)} relaxing samples found within {np.median(e):.1%} "
                  f"(median; 90th percentile {_pct(e, 90):.1%})"
                  + (f"; the {len(flat)} others {_pct(flat[:, 1], 90):.3f} µs or less (90th percentile)" if len(flat) else ""))
+    cores = {r["case"]: (r["sample_core_nm"], r["core_nm"], (r["tracer_correction"].get("core") or 0) * 1e9)
+             for r in rows if r.get("tracer_correction")}
+    if cores:
+        v = np.array(list(cores.values()))
+        fitted = v[:, 2] > 0
+        e = np.abs(v[fitted, 2] - v[fitted, 0])
+        line(f"tracer correction: the sample's core fitted in {fitted.sum()} of {len(v)} cases (a mismatch of "
+             f"{_pct(np.abs(v[:, 0] - v[:, 1]), 0):.1f}–{_pct(np.abs(v[:, 0] - v[:, 1]), 100):.1f} nm), within "
+             f"{np.median(e) if len(e) else float('nan'):.2f} nm (median; 90th percentile {_pct(e, 90):.2f} nm)")
     t = {}
     for r in rows:
-        t.setdefault(r["case"], (r["t_reco"], r["t_quant"], r["scanner"]))
+        t.setdefault(r["case"], (r["t_reco"], r["t_quant"], r["scanner"], r.get("t_cal")))
     for n in SCANNERS:
         v = [x for x in t.values() if x[2] == n]
         if v:
+            cal = [x[3] for x in v if x[3] is not None]
             line(f"time {n}: reco median {np.median([x[0] for x in v]):.2f} s, quantify (all ROI sets of a case) "
-                 f"{np.median([x[1] for x in v]):.2f} s")
+                 f"{np.median([x[1] for x in v]):.2f} s" + (f", with fiducials {np.median(cal):.2f} s" if cal else ""))
 
 
 def plot(rows, path):

@@ -20,7 +20,8 @@ from .operator import JointSystemMatrix, contrast_names
 from .reco.amounts import check_disjoint, gtm_amounts, ownership, shape_image, subvoxel_content
 from .reco.assemble import assemble
 from .reco.reconstruct import reconstruct
-from .reco.tracer_correction import estimate as estimate_tracer, known_content, transfer_function
+from .reco.tracer_correction import (estimate as estimate_tracer, fit_core, known_content, model_matrix,
+                                     transfer_function)
 from .reco.solve import make_solver
 from .units import parse_mass
 
@@ -898,8 +899,12 @@ def _corrected_note(corrected):
         return []
     if "tracer_correction_skipped" in corrected:
         return [f"no tracer correction: {corrected['tracer_correction_skipped']}"]
-    return [f"tracer correction (fitted to the data, anchored by the fiducials): {corrected['tracer_correction_summary']}; "
-            f"the frame was reconstructed again with it divided out"]
+    out = [f"tracer correction (fitted to the data, anchored by the fiducials): {corrected['tracer_correction_summary']}; "
+           f"the frame was reconstructed again with it divided out"]
+    if "tracer_core_skipped" in corrected:
+        out.append(f"the sample's core size was not fitted: {corrected['tracer_core_skipped']}; a different core is "
+                   f"left to the calibration line")
+    return out
 
 
 def _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matrix, empty, tf, backend, impl):
@@ -914,8 +919,18 @@ def _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matri
     known, near = known_content(grid, [(roi_weights(f.sample, grid, reco.truth)[0][1], f.iron) for f in fiducials], per)
     single = problem if problem.b.shape[1] == 1 else replace(problem, b=problem.b[:, [frame]])
     freqs = np.asarray(system_matrix.frequencies)
-    corr, info = estimate_tracer(single, freqs[problem.kidx], grid, known, near, reco.image[frame],
-                                 reco.noise_for(frame))
+    args = (freqs[problem.kidx], grid, known, near, reco.image[frame], reco.noise_for(frame))
+    try:                                       # the sample's core too, where the matrix is the forward model's
+        corr, info, tracer = fit_core(single, system_matrix, *args)
+    except MPISimError as e:
+        corr, info, tracer = None, {"tracer_core_skipped": str(e)}, None
+    if tracer is None:
+        corr, fitted = estimate_tracer(single, *args)
+        info = {**info, **fitted}
+        if "tracer_core_scan_nm" in info:       # scanned, and the matrix's own core was as good
+            corr = replace(corr, matrix_core=float(system_matrix.acquisition.tracer.core_diameter))
+    else:
+        system_matrix = model_matrix(system_matrix, tracer)
     frames = as_frames(measurement)
     head = frames.head
     base = tf if tf is not None else head.transfer_function

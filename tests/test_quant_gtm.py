@@ -203,11 +203,17 @@ def test_fiducials_calibrate_a_different_tracer(bruker2d):
     assert cal[0].iron_low <= 3e-9 <= cal[0].iron_high
     assert cal.info["calibration"]["slope"] > 1.2 and len(cal.info["calibration"]["points"]) == 2
     assert "tracer_correction" not in cal.info
-    # with the tracer correction (the default): no relaxation is found, the fitted scale takes the line's place
+    # with the tracer correction (the default): the matrix is the forward model's, so the sample's core is fitted
+    # (29 nm within 1 nm), no relaxation is found and the signal per iron is the matrix tracer's; the frame is
+    # reconstructed with the model's rows for that core, and the output says so
     cal = quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=fid)
     tc = cal.info["tracer_correction"]
-    assert tc["tau"] < 0.1e-6 and tc["scale"] > 1.2, tc
+    assert tc["core"] == pytest.approx(29e-9, abs=1e-9) and tc["matrix_core"] == 25e-9, tc
+    assert tc["tau"] < 0.1e-6 and tc["scale"] == pytest.approx(1.0, abs=0.1), tc
+    assert cal.info["tracer_core_gain"] > 100
+    assert any("core fitted to" in w for w in cal.warnings), cal.warnings
     assert cal[0].iron == pytest.approx(3e-9, rel=0.10) and cal[0].iron_low <= 3e-9 <= cal[0].iron_high
+    assert cal.info["calibration"]["slope"] == pytest.approx(1.0, abs=0.1)     # nothing left for the line
     with pytest.raises(MPISimError, match="at least two fiducials"):
         quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=fid[:1])
     with pytest.raises(MPISimError, match="must be > 0 kg"):
@@ -309,3 +315,39 @@ def test_tracer_correction_factor_is_debye():
     assert np.allclose(tc.factor(f), 2.0 * mpisim.Tracer(relaxation_time=1.5e-6).debye_factor(f), rtol=1e-12)
     tf = transfer_function(tc, f[10:20], np.arange(10, 20), None, 3, 101)
     assert tf.shape == (3, 101) and np.all(tf[:, :10] == 1) and np.allclose(tf[1, 10:20], tc.factor(f[10:20]))
+
+
+def test_model_rows_reproduce_the_matrix_and_a_measured_matrix_keeps_its_core(bruker2d):
+    """The forward model's rows for the matrix's own tracer, scaled row by row, are the stored rows (a matrix
+    mpisim made: 1e-6); a larger core gives other rows (the point-spread function narrows). A matrix that does
+    not record its scanner and tracer (a measured one) gets the spectral correction without a core fit, and the
+    output says why in one line."""
+    from copy import copy
+
+    from mpisim.operator import SystemMatrix
+    from mpisim.reco.tracer_correction import model_matrix
+
+    sc, tr, S = bruker2d
+    rng = np.random.default_rng(0)
+    c, k = rng.integers(0, S.num_rx_channels, 40), rng.integers(1, S.bins.size, 40)
+    stored = S.rows(c, k)
+    same = model_matrix(S, S.acquisition.tracer).rows(c, k)
+    assert np.linalg.norm(same - stored) <= 1e-5 * np.linalg.norm(stored)
+    other = model_matrix(S, mpisim.Tracer(core_diameter=29e-9)).rows(c, k)
+    assert np.linalg.norm(other - stored) > 0.1 * np.linalg.norm(stored)
+    acq = copy(S.acquisition)
+    acq.scanner = None
+    measured = SystemMatrix(None, S.bins, S.frequencies, S.grid, S.snr, None, acq, S.unit, origin="measured.mdf",
+                            row_source=S.row_source)
+    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
+    _, meas = _discs(sc, discs, 2, tracer=mpisim.Tracer(core_diameter=25e-9, relaxation_time=2e-6))
+    reco = mpisim.reconstruct(meas, measured)
+    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
+           for i, (x, y, r, iron) in enumerate(discs[1:])]
+    cal = quantify(reco, [mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft")], measurement=meas,
+                   system_matrix=measured, fiducials=fid)
+    assert cal.info["tracer_correction"]["core"] is None
+    assert "measured?" in cal.info["tracer_core_skipped"]
+    assert sum("core size was not fitted" in w for w in cal.warnings) == 1, cal.warnings
+    assert cal.info["tracer_correction"]["tau"] == pytest.approx(2e-6, rel=0.02)
+    assert cal[0].iron == pytest.approx(3e-9, rel=0.10)

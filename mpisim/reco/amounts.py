@@ -42,7 +42,7 @@ from .solve import apply
 
 __all__ = ["REST", "SHAPE_LAMBDA", "SHAPE_ITERATIONS", "SUPPORT_SIGMA", "ARTEFACT_PERCENTILE", "SUBVOXELS", "SHARPEN_ITERATIONS", "SHAPE_BIAS_FACTOR",
            "EXACT_MAX",
-           "GtmAmounts", "gtm_amounts", "shape_image", "ownership", "check_disjoint", "grow_mask", "subvoxel_content"]
+           "GtmAmounts", "gtm_amounts", "shape_image", "shape_support", "ownership", "check_disjoint", "grow_mask", "subvoxel_content"]
 
 SHAPE_LAMBDA = 1e-5
 """Relative λ (× ‖A‖_F²/N, as Kaczmarz's) of the non-negative solve that gives the content's shape (1e-4 spread
@@ -109,19 +109,13 @@ def shape_image(problem, image, noise=None, grid=None, lam=None, iterations=None
     min ‖W(A c − b)‖² + λ‖c‖² over c ≥ 0 (W: the problem's row weights; λ relative as Kaczmarz's), solved
     exactly (Lawson–Hanson) or by FISTA warm-started at the linear image, with unknowns only on the
     support: voxels where ``image`` (N,) exceeds :data:`SUPPORT_SIGMA` × the noise σ of each voxel (from the
-    realisations ``noise`` (R, N); without them 5 % of the image's maximum), grown by one voxel on ``grid``.
+    realisations ``noise`` (R, N); without them the artefact level and 0.1 % of the image's maximum), grown by one
+    voxel on ``grid`` (:func:`shape_support`).
     """
     lam = SHAPE_LAMBDA if lam is None else lam
     iterations = SHAPE_ITERATIONS if iterations is None else iterations
     x = np.asarray(image, np.float64)
-    floor = max(-float(np.percentile(x, ARTEFACT_PERCENTILE)), 0.0)     # the depth of the ringing's negative lobes
-    sig = np.asarray(noise, np.float64).std(axis=0, ddof=1) if noise is not None and len(noise) >= 2 else None
-    support = x > SUPPORT_SIGMA * sig if sig is not None else x > max(floor, 1e-3 * max(float(x.max()), 0.0))
-    grow = grow_mask if grid is not None else (lambda m, g: m)
-    if grow(support, grid).sum() > EXACT_MAX:     # artefacts above the noise (model error): above them, too
-        support &= x > floor
-    support = grow(support, grid)
-    cols = np.nonzero(support)[0]
+    cols = np.nonzero(shape_support(x, noise, grid))[0]
     out = np.zeros_like(x)
     info = {"shape_support_voxels": int(cols.size), "shape_iterations": int(iterations), "shape_lambda": lam}
     if cols.size == 0:
@@ -150,6 +144,21 @@ def shape_image(problem, image, noise=None, grid=None, lam=None, iterations=None
         out[cols] = _fista_nnls(H, g, np.maximum(x[cols], 0.0), iterations)
         info["shape_solver"] = f"FISTA, {iterations} iterations"
     return out, info
+
+
+def shape_support(image, noise=None, grid=None):
+    """(N,) bool the unknowns of :func:`shape_image`: voxels where ``image`` exceeds :data:`SUPPORT_SIGMA` × the
+    noise σ of each voxel (from the realisations ``noise`` (R, N); without them the artefact level and 0.1 % of the
+    image's maximum; where the noise rule leaves more than :data:`EXACT_MAX`, also the artefact level), grown by one
+    voxel on ``grid``."""
+    x = np.asarray(image, np.float64)
+    floor = max(-float(np.percentile(x, ARTEFACT_PERCENTILE)), 0.0)     # the depth of the ringing's negative lobes
+    sig = np.asarray(noise, np.float64).std(axis=0, ddof=1) if noise is not None and len(noise) >= 2 else None
+    support = x > SUPPORT_SIGMA * sig if sig is not None else x > max(floor, 1e-3 * max(float(x.max()), 0.0))
+    grow = grow_mask if grid is not None else (lambda m, g: m)
+    if grow(support, grid).sum() > EXACT_MAX:     # artefacts above the noise (model error): above them, too
+        support &= x > floor
+    return grow(support, grid)
 
 
 EXACT_MAX = 3000

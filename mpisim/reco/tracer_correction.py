@@ -15,24 +15,36 @@ least-squares fit of (s, τ). The fiducials anchor it: their content is known, s
 the amounts.
 
 Dividing the data by h (a transfer function, :func:`transfer_function`) and reconstructing again gives an
-image as if the sample's particles relaxed as the matrix's do. A different core size is *not* a factor per
-frequency: it changes the width of the point-spread function, so each harmonic's spatial pattern, too (a
-per-frequency tilt fitted to it explained the data better and made the amounts worse, and was dropped during
-development: with it ``examples/12_quantitation_rois.py``'s graft, a 29 nm sample on a 25 nm matrix, read 0.84 ×
-with its interval missing the truth; without it, as now, 0.95 ×, covered). The model
-leaves it to the fiducials' calibration line (``mpisim.quant``), whose scatter stays in the intervals.
+image as if the sample's particles relaxed as the matrix's do.
+
+A different core size is *not* a factor per frequency: it changes the width of the point-spread function, so
+each harmonic's spatial pattern, too (a per-frequency tilt fitted to it explained the data better and made the
+amounts worse, and was dropped during development). Where the system matrix is the forward model's (made by
+mpisim: it records its scanner and tracer, and the model reproduces its rows), :func:`fit_core` fits the
+sample's core diameter as well: for each candidate core the rows the reconstruction uses are computed by the
+same forward model (:class:`ModelRows`: the model's row for that core, times the complex factor that maps the
+model's row for the matrix's own core onto the stored row — the receive chain, the delta sample), (s, τ) are
+fitted as above, and the core whose data misfit is least wins where it beats the matrix's own core by more than
+chance (a likelihood-ratio test). The frame is then reconstructed and quantified with those rows. A measured
+matrix (no forward model) keeps (s, τ); the fiducials' calibration line (``mpisim.quant``) takes what is left,
+its scatter in the intervals.
 """
 
 from copy import copy
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from ..errors import MPISimError
-from .amounts import grow_mask, shape_image
+from ..forward import moment_per_concentration, response
+from ..operator import SystemMatrix
+from ..resources import check_memory
+from ..systemmatrix import compute_columns
+from .amounts import grow_mask, shape_image, shape_support
 from .solve import apply
 
-__all__ = ["ITERATIONS", "TracerCorrection", "estimate", "transfer_function", "known_content"]
+__all__ = ["ITERATIONS", "CORE_SPAN", "CORE_STEP", "MODEL_MISFIT_MAX", "TracerCorrection", "ModelRows", "estimate",
+           "fit_core", "model_matrix", "model_rows", "transfer_function", "known_content"]
 
 ITERATIONS = 12
 """Alternations of the content solve and the spectral fit (they stop earlier when h changes by < 0.1 %)."""
@@ -43,11 +55,15 @@ class TracerCorrection:
     """h(f) = scale / (1 + i 2π f tau).
 
     scale : the sample's signal per iron over the matrix tracer's (1); tau : the Debye relaxation time in s
-    that the sample has beyond the matrix's tracer.
+    that the sample has beyond the matrix's tracer; core : the sample's core diameter in m where it was fitted
+    (:func:`fit_core`; the rows are then the forward model's for it), None where the matrix's tracer's is kept;
+    matrix_core : the matrix tracer's core diameter in m (None: not known).
     """
 
     scale: float = 1.0
     tau: float = 0.0
+    core: float | None = None
+    matrix_core: float | None = None
 
     def factor(self, frequencies):
         """The complex factor h at ``frequencies`` (Hz)."""
@@ -56,8 +72,14 @@ class TracerCorrection:
 
     def summary(self):
         """One line for the output: what the sample's spectrum differs by."""
-        return (f"the sample's signal is ×{self.scale:.3g} the matrix tracer's, with a Debye relaxation time of "
+        line = (f"the sample's signal is ×{self.scale:.3g} the matrix tracer's, with a Debye relaxation time of "
                 f"{self.tau * 1e6:.2f} µs beyond it")
+        if self.core is not None:
+            line = (f"the sample's core fitted to {self.core * 1e9:.1f} nm (the matrix's tracer "
+                    f"{self.matrix_core * 1e9:.1f} nm; rows of the forward model for it); " + line[4:])
+        elif self.matrix_core is not None:
+            line += f"; the matrix tracer's {self.matrix_core * 1e9:.1f} nm core explains the data best"
+        return line
 
     def to_dict(self):
         return asdict(self)
@@ -79,13 +101,14 @@ def known_content(grid, fiducials, iron_per_voxel):
     return content, near
 
 
-def estimate(problem, frequencies, grid, known, near, image, noise=None, iterations=None):
+def estimate(problem, frequencies, grid, known, near, image, noise=None, iterations=None, start=None):
     """Fit h (:class:`TracerCorrection`) to the data of ``problem`` (one frame).
 
     problem : the assembled :class:`~mpisim.reco.assemble.Problem`; frequencies : (M,) Hz of its rows;
     known : (N,) the fiducials' content (mol/L, :func:`known_content`), near : (N,) bool where the rest is
     not solved for; image : (N,) the linear reconstruction (the rest's support, as the shape's);
-    noise : (R, N) its noise realisations or None. Returns the correction and a dict of what was done.
+    noise : (R, N) its noise realisations or None; start : the :class:`TracerCorrection` the alternation starts
+    from (default: none, s = 1, τ = 0). Returns the correction and a dict of what was done.
     """
     from scipy.optimize import least_squares
 
@@ -102,7 +125,8 @@ def estimate(problem, frequencies, grid, known, near, image, noise=None, iterati
         raise MPISimError("the fiducials' signal is below the noise: they cannot anchor a tracer correction "
                           "(more iron in the reference samples, or --tracer-correction off)")
     support = np.where(near, 0.0, np.asarray(image, np.float64))
-    p = np.array([0.0, 0.0])                                     # log s, τ (µs)
+    p = np.array([0.0, 0.0]) if start is None else \
+        np.clip([np.log(start.scale), start.tau * 1e6], LOWER, UPPER)    # log s, τ (µs)
     h_old = _correction(p).factor(f)
     done = 0
     for done in range(1, int(iterations) + 1):
@@ -110,18 +134,22 @@ def estimate(problem, frequencies, grid, known, near, image, noise=None, iterati
         sub.b = (b / h_old - signal_known)[:, None]
         rest, _ = shape_image(sub, support, noise, grid)
         rest[near] = 0.0
-        m = signal_known + _apply(A, rest)
+        signal_rest = _apply(A, rest)
 
-        def resid(q, m=m):
-            r = (b - _correction(q).factor(f) * m) / sigma
+        def resid(q, sr=signal_rest):
+            r = (b - _correction(q).factor(f) * (signal_known + np.exp(q[2]) * sr)) / sigma
             return np.concatenate([r.real, r.imag])
 
-        starts = [p, _log_scale(b, m, sigma)] + [np.array([p[0], t]) for t in TAU_STARTS]
-        p = np.clip(min(starts, key=lambda q: float(np.sum(resid(q) ** 2))), LOWER, UPPER)
+        q0 = np.append(p, 0.0)                   # the rest's scale β (log) is fitted with s and τ, then kept in it
+        ls = _log_scale(b, signal_known + signal_rest, sigma)
+        starts = [q0, np.append(ls, 0.0)] + [np.array([p[0], t, 0.0]) for t in TAU_STARTS]
+        q = np.clip(min(starts, key=lambda x: float(np.sum(resid(x) ** 2))), LOWER3, UPPER3)
         try:
-            p = least_squares(resid, p, bounds=(LOWER, UPPER), method="dogbox").x
+            q = least_squares(resid, q, bounds=(LOWER3, UPPER3), method="dogbox").x
         except ValueError as e:                  # non-finite residuals: nothing to fit
             raise MPISimError(f"the tracer correction's fit failed ({e})") from None
+        p = q[:2]
+        m = signal_known + np.exp(q[2]) * signal_rest
         h = _correction(p).factor(f)
         change = float(np.max(np.abs(h / h_old - 1)))
         h_old = h
@@ -142,8 +170,13 @@ def _log_scale(b, m, sigma):
     return np.array([float(np.sum(w * np.log(np.abs(b[good] / m[good]))) / np.sum(w)), 0.0])
 
 
-LOWER = np.array([-np.inf, 0.0])
-UPPER = np.array([np.inf, 100.0])
+LOWER = np.array([np.log(1e-4), 0.0])
+UPPER = np.array([np.log(1e4), 100.0])
+"""Bounds of (log s, τ in µs): a sample whose signal per iron is 10⁴ times off the matrix's is not this one's."""
+LOWER3, UPPER3 = np.append(LOWER, np.log(1e-4)), np.append(UPPER, np.log(1e4))
+"""The same with the rest's scale β (log), fitted beside s and τ in each alternation: s and the rest's content
+trade against each other (the rest solved on b / h scales with 1 / s) and only the fiducials pull s to its value,
+so without β the alternation crept towards it over many steps."""
 TAU_STARTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 """Debye τ (µs) the fit may start from (the best of them and the last estimate): the data's misfit is not
 convex in τ."""
@@ -164,3 +197,200 @@ def transfer_function(correction, frequencies, bins, base, channels, num_bins):
     tf = np.ones((channels, num_bins), np.complex128) if base is None else np.array(base, np.complex128)
     tf[:, np.asarray(bins)] *= correction.factor(np.asarray(frequencies))[None, :]
     return tf
+
+
+CORE_SPAN = 10e-9
+"""The core search of :func:`fit_core`: the matrix tracer's core diameter ± this (m), never below
+:data:`CORE_MIN` (the issue's mismatches are ± 3–5 nm; a different tracer altogether is outside what fiducials
+should be asked to fix)."""
+CORE_STEP = 2e-9
+"""The search walks downhill from the matrix's core in steps of this (m), both ways (then :data:`CORE_REFINE`)."""
+CORE_MIN = 5e-9
+MODEL_MISFIT_MAX = 0.05
+"""The forward model must reproduce the stored rows (one complex factor per row) to this relative Frobenius
+misfit before its rows stand in for them (a simulated matrix: 1e-7 without noise; a measured one: far above)."""
+CORE_REFINE = 1e-9
+"""The best step of the search is refined by full fits of :func:`estimate` at it and ± this (m): the vertex of the
+parabola through their χ², within ± this."""
+SEARCH_ITERATIONS = 4
+"""Alternations of :func:`estimate` that score each candidate core of the search, started from the full fit with
+the matrix's core (its τ is found there already). A profile objective without alternation (s and the rest in one
+non-negative solve, noise-weighted) was tried and dropped during development: it kept falling towards ever larger
+cores (the voxel-centred model explains a continuous object better with a sharper point-spread function)."""
+CHI2_SIGNIFICANT = 9.0
+"""The fitted core replaces the matrix's where it lowers −2 log L (= 2 Σ|r/σ|², complex Gaussian noise) by
+more than this (3 σ for one parameter); otherwise the matrix's own core explains the data as well."""
+
+
+def model_rows(scanner, tracer, grid, cidx, bins, columns=None, block=512):
+    """(M, P) complex rows of the forward model (:func:`mpisim.systemmatrix.compute_columns`: voxel centres, the
+    tracer's moment per mol Fe/L, no receive chain) for (channel ``cidx[i]``, rfft bin ``bins[i]``), at the voxels
+    ``columns`` of ``grid`` (default: all), computed a block of voxels at a time."""
+    cols = np.arange(grid.size) if columns is None else np.asarray(columns, np.int64)
+    ub, inv = np.unique(np.asarray(bins), return_inverse=True)
+    check_memory(16 * len(cidx) * (cols.size + 2 * min(block, cols.size)), f"the forward model's {len(cidx)} rows")
+    R = response(scanner, tracer, scanner.frequencies[ub])
+    scale = moment_per_concentration(tracer, grid.voxel_volume)
+    pos = grid.positions()[cols]
+    out = np.empty((len(cidx), cols.size), np.complex128)
+    for a in range(0, cols.size, block):
+        c = compute_columns(scanner, tracer, pos[a:a + block], ub, R, scale)
+        out[:, a:a + block] = c[np.asarray(cidx), inv]
+    return out
+
+
+def _row_factors(stored, model):
+    """(M,) the complex factor per row that maps ``model`` onto ``stored`` (least squares), and the relative
+    Frobenius misfit left."""
+    stored = np.asarray(stored, np.complex128)
+    den = np.einsum("ij,ij->i", model, model.conj()).real
+    alpha = np.einsum("ij,ij->i", stored, model.conj()) / np.where(den > 0, den, 1.0)
+    alpha[den <= 0] = 0.0
+    norm = float(np.linalg.norm(stored))
+    misfit = float(np.linalg.norm(stored - alpha[:, None] * model)) / norm if norm > 0 else 0.0
+    return alpha, misfit
+
+
+def _model_of(sm):
+    """(scanner, tracer) of the forward model behind ``sm``, or a reason why it has none."""
+    acq = sm.acquisition
+    scanner, tracer = getattr(acq, "scanner", None), getattr(acq, "tracer", None)
+    if scanner is None or tracer is None:
+        return None, "the system matrix does not record the scanner and tracer it was made with (measured?)"
+    return (scanner, tracer), ""
+
+
+class ModelRows:
+    """The row source of :func:`model_matrix`: the forward model's rows for ``tracer``, each times the complex
+    factor that maps the model's row for the matrix's own tracer onto the stored row; background rows are the
+    stored matrix's."""
+
+    itemsize = 16
+
+    def __init__(self, sm, tracer):
+        model, why = _model_of(sm)
+        if model is None:
+            raise MPISimError(why)
+        self.sm, self.tracer = sm, tracer
+        self.scanner, self.base = model
+
+    @property
+    def num_rx_channels(self):
+        return self.sm.num_rx_channels
+
+    @property
+    def num_background(self):
+        return self.sm.num_background_frames
+
+    def read(self, cidx, kidx, bins, background=False):
+        stored, bg = self.sm.rows(cidx, kidx, background=True)
+        b = np.asarray(bins)[np.asarray(kidx)]
+        alpha, misfit = _row_factors(stored, model_rows(self.scanner, self.base, self.sm.grid, cidx, b))
+        if misfit > MODEL_MISFIT_MAX:
+            raise MPISimError(f"{self.sm.label}: the forward model does not reproduce the matrix's rows (misfit "
+                              f"{misfit:.1%} > {MODEL_MISFIT_MAX:.0%}); its tracer cannot be changed")
+        dtype = np.result_type(stored.dtype, np.complex64)
+        A = (alpha[:, None] * model_rows(self.scanner, self.tracer, self.sm.grid, cidx, b)).astype(dtype)
+        return A, (bg if background else None)
+
+
+def model_matrix(sm, tracer):
+    """A :class:`~mpisim.operator.SystemMatrix` like ``sm`` (grid, bins, SNR, acquisition) whose rows are the
+    forward model's for ``tracer`` (:class:`ModelRows`), computed when a reconstruction reads them."""
+    acq = copy(sm.acquisition)
+    acq.tracer = tracer
+    return SystemMatrix(None, sm.bins, sm.frequencies, sm.grid, sm.snr, None, acq, sm.unit,
+                        origin=f"{sm.label} (forward-model rows, core {tracer.core_diameter * 1e9:.2f} nm)",
+                        row_source=ModelRows(sm, tracer))
+
+
+def fit_core(problem, sm, frequencies, grid, known, near, image, noise=None):
+    """Fit the sample's core diameter with (s, τ) where ``sm`` is the forward model's (:func:`_model_of`).
+
+    The problem's rows are replaced by the model's for a candidate core (:class:`ModelRows`' factors, on the voxels
+    the fit reads: the fiducials, their neighbourhood and the support of the rest's shape). The search walks
+    downhill from the matrix's core (:data:`CORE_STEP`, within ± :data:`CORE_SPAN`), each candidate scored by
+    :data:`SEARCH_ITERATIONS` alternations of :func:`estimate` started from its full fit with the matrix's core;
+    full fits at the best step and ± :data:`CORE_REFINE` refine it (a parabola's vertex), and the refined core is
+    fitted in full and compared with the matrix's own. Returns (correction, info, tracer), or (None, info, None)
+    where the matrix's own core explains the data as well (:data:`CHI2_SIGNIFICANT`: then :func:`estimate` on the
+    stored rows gives the correction).
+    """
+    model, why = _model_of(sm)
+    if model is None:
+        raise MPISimError(why)
+    scanner, base = model
+    d0 = float(base.core_diameter)
+    if not isinstance(problem.A, np.ndarray):
+        raise MPISimError("the problem's rows are not an array (the CPU kernel's planar layout): the core is not fitted")
+    support = shape_support(np.where(near, 0.0, np.asarray(image, np.float64)), noise, grid) & ~near
+    cols = np.flatnonzero(support | near | (np.asarray(known) > 0))
+    bins = np.asarray(sm.bins)[problem.kidx]
+    alpha, misfit = _row_factors(problem.A[:, cols], model_rows(scanner, base, grid, problem.cidx, bins, cols))
+    if misfit > MODEL_MISFIT_MAX:
+        raise MPISimError(f"the forward model does not reproduce the matrix's rows (misfit {misfit:.1%}): the "
+                          f"sample's core is not fitted")
+    work = np.zeros(problem.A.shape, np.result_type(problem.A.dtype, np.complex64))
+    full, own = _full_fit(problem, work, cols, alpha, scanner, base, bins, grid, frequencies, known, near, image, noise)
+    profiled = {}
+
+    def misfit_of(d):
+        """χ² of core d after :data:`SEARCH_ITERATIONS` alternations of :func:`estimate` from the matrix's core's
+        fit (its τ found already; the rest's scale β fitted beside s)."""
+        key = round(float(d) * 1e12)                             # pm
+        if key not in profiled:
+            work[:, cols] = alpha[:, None] * model_rows(scanner, replace(base, core_diameter=float(d)), grid,
+                                                        problem.cidx, bins, cols)
+            profiled[key] = estimate(replace(problem, A=work), frequencies, grid, known, near, image, noise,
+                                     iterations=SEARCH_ITERATIONS, start=own)[1]["tracer_correction_chi2"]
+        return profiled[key]
+
+    lo, hi = max(CORE_MIN, d0 - CORE_SPAN), d0 + CORE_SPAN
+    search = {0: misfit_of(d0)}                               # steps from the matrix's core → χ²
+    for sign in (-1, 1):                                      # downhill, both ways
+        k = sign
+        while lo - 1e-12 <= d0 + k * CORE_STEP <= hi + 1e-12:
+            search[k] = misfit_of(d0 + k * CORE_STEP)
+            if search[k] >= search[k - sign]:
+                break
+            k += sign
+    steps = sorted(search)
+    scan = d0 + np.array(steps, float) * CORE_STEP
+    chi = np.array([search[k] for k in steps])
+    best = float(scan[int(np.argmin(chi))])
+    h = CORE_REFINE                                           # refined by full fits: a parabola through three
+    near3 = [max(best - h, lo), best, min(best + h, hi)]
+    y = np.array([full(d)[0] for d in near3])
+    den = y[0] - 2 * y[1] + y[2]
+    if near3[0] < best < near3[2] and den > 0:
+        best = float(np.clip(best + h * (y[0] - y[2]) / (2 * den), best - h, best + h))
+    elif y.argmin() != 1:
+        best = near3[int(y.argmin())]
+    chi_own = full(d0)[0]
+    chi_best, corr, info = full(best)
+    gain = 2.0 * problem.A.shape[0] * (chi_own - chi_best)
+    scanned = {"tracer_core_scan_nm": [round(float(d) * 1e9, 2) for d in scan],
+               "tracer_core_scan_chi2": [float(c) for c in chi], "tracer_core_gain": float(gain),
+               "tracer_core_evaluations": len(profiled)}
+    if not gain > CHI2_SIGNIFICANT:
+        return None, scanned, None
+    corr = replace(corr, core=float(best), matrix_core=d0)
+    return corr, {**info, **scanned, "tracer_correction": corr.to_dict()}, replace(base, core_diameter=float(best))
+
+
+def _full_fit(problem, work, cols, alpha, scanner, base, bins, grid, frequencies, known, near, image, noise):
+    """(fit, own): fit(d) → (χ², correction, info) of :func:`estimate` in full with the model's rows for core d
+    (filled into ``work`` at ``cols``, the only columns it reads), and the correction for the matrix's own core."""
+    done = {}
+
+    def fit(d):
+        key = round(float(d) * 1e12)
+        if key not in done:
+            work[:, cols] = alpha[:, None] * model_rows(scanner, replace(base, core_diameter=float(d)), grid,
+                                                        problem.cidx, bins, cols)
+            corr, info = estimate(replace(problem, A=work), frequencies, grid, known, near, image, noise)
+            done[key] = (info["tracer_correction_chi2"], corr, info)
+        return done[key]
+
+    return fit, fit(base.core_diameter)[1]
+
