@@ -615,9 +615,11 @@ def quantify(reco, rois=None, iron_per_cell=10e-15, frame=0, reference=None, ref
     samples of known iron in the field of view (≥ 2): their measured amounts make a calibration line that
     every amount is put through, its uncertainty propagated into the intervals (``info["calibration"]``);
     it absorbs a tracer or scanner that differs from the system matrix's by a factor. Before it, with the gtm
-    estimator, ``tracer_correction="auto"`` fits the sample's spectrum (signal scale, Debye relaxation) anchored by
-    the fiducials' known iron and outline (:attr:`Fiducial.sample`) and reconstructs the frame again with it
-    divided out (:mod:`mpisim.reco.tracer_correction`; ``info["tracer_correction"]``); "off" skips it.
+    estimator, ``tracer_correction="auto"`` fits the sample's spectrum (signal scale, Debye relaxation and, where the
+    matrix is the forward model's, the core diameter) anchored by the fiducials' known iron and outline
+    (:attr:`Fiducial.sample`) and reconstructs the frame again with it divided out and, for a fitted core, with the
+    forward model's rows for that core (:mod:`mpisim.reco.tracer_correction`; ``info["tracer_correction"]``);
+    "off" skips it.
     Returns a :class:`QuantResult`.
     """
     return quantify_sets(reco, [rois], iron_per_cell, frame, reference, reference_iron, measurement=measurement,
@@ -901,6 +903,9 @@ def _corrected_note(corrected):
         return [f"no tracer correction: {corrected['tracer_correction_skipped']}"]
     out = [f"tracer correction (fitted to the data, anchored by the fiducials): {corrected['tracer_correction_summary']}; "
            f"the frame was reconstructed again with it divided out"]
+    if corrected.get("tracer_core_at_bound"):
+        out.append("the sample's fitted core lies at the bound of the search (the matrix tracer's ± 10 nm): its tracer "
+                   "may differ more than a core size can say; make the system matrix with the tracer you inject")
     if "tracer_core_skipped" in corrected:
         out.append(f"the sample's core size was not fitted: {corrected['tracer_core_skipped']}; a different core is "
                    f"left to the calibration line")
@@ -924,12 +929,10 @@ def _tracer_corrected(reco, problem, fiducials, frame, measurement, system_matri
         corr, info, tracer = fit_core(single, system_matrix, *args)
     except MPISimError as e:
         corr, info, tracer = None, {"tracer_core_skipped": str(e)}, None
-    if tracer is None:
+    if corr is None:                           # no core fit: the spectral correction on the stored rows
         corr, fitted = estimate_tracer(single, *args)
         info = {**info, **fitted}
-        if "tracer_core_scan_nm" in info:       # scanned, and the matrix's own core was as good
-            corr = replace(corr, matrix_core=float(system_matrix.acquisition.tracer.core_diameter))
-    else:
+    if tracer is not None:
         system_matrix = model_matrix(system_matrix, tracer)
     frames = as_frames(measurement)
     head = frames.head

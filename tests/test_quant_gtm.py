@@ -271,6 +271,10 @@ def test_tracer_correction_recovers_relaxation(bruker2d):
     assert cal.info["tracer_correction"]["tau"] == pytest.approx(2e-6, rel=0.02)
     assert cal[0].iron == pytest.approx(3e-9, rel=0.10)
     assert cal[0].iron_low <= 3e-9 <= cal[0].iron_high
+    # the sample's core is the matrix's: the core search runs and keeps it (the likelihood-ratio test)
+    assert cal.info["tracer_correction"]["core"] is None and cal.info["tracer_correction"]["matrix_core"] == 25e-9
+    assert cal.info["tracer_core_gain"] < 9 and not cal.info["tracer_core_at_bound"]
+    assert any("25.0 nm core explains the data best" in w for w in cal.warnings), cal.warnings
     assert any("tracer correction" in w and f"{cal.info['tracer_correction']['tau'] * 1e6:.2f} µs" in w
                for w in cal.warnings), cal.warnings
     plain_line = quantify(reco, [roi], measurement=meas, system_matrix=S,

@@ -218,8 +218,9 @@ the matrix's core (its τ is found there already). A profile objective without a
 non-negative solve, noise-weighted) was tried and dropped during development: it kept falling towards ever larger
 cores (the voxel-centred model explains a continuous object better with a sharper point-spread function)."""
 CHI2_SIGNIFICANT = 9.0
-"""The fitted core replaces the matrix's where it lowers −2 log L (= 2 Σ|r/σ|², complex Gaussian noise) by
-more than this (3 σ for one parameter); otherwise the matrix's own core explains the data as well."""
+"""The fitted core replaces the matrix's where it lowers −2 log L (= 2 Σ|r/σ|², complex Gaussian noise; divided by
+the best fit's χ² per row where that exceeds 1, so that model error is not taken for evidence) by more than this
+(3 σ for one parameter); otherwise the matrix's own core explains the data as well."""
 
 
 def model_rows(scanner, tracer, grid, cidx, bins, columns=None, block=512):
@@ -273,6 +274,7 @@ class ModelRows:
             raise MPISimError(why)
         self.sm, self.tracer = sm, tracer
         self.scanner, self.base = model
+        self._last = None              # (key, rows, background): a reconstruction and its problem read the same rows
 
     @property
     def num_rx_channels(self):
@@ -283,6 +285,11 @@ class ModelRows:
         return self.sm.num_background_frames
 
     def read(self, cidx, kidx, bins, background=False):
+        key = (np.asarray(cidx).tobytes(), np.asarray(kidx).tobytes(), np.asarray(bins).tobytes())
+        if self._last is not None and self._last[0] == key:          # a copy: the reader may edit its rows in place
+            return self._last[1].copy(), (self._last[2] if background else None)
+        check_memory(6 * 16 * len(cidx) * self.sm.grid.size, f"the forward model's {len(cidx)} rows beside the stored "
+                     f"ones (both cores' and the factors' temporaries)")
         stored, bg = self.sm.rows(cidx, kidx, background=True)
         b = np.asarray(bins)[np.asarray(kidx)]
         alpha, misfit = _row_factors(stored, model_rows(self.scanner, self.base, self.sm.grid, cidx, b))
@@ -291,6 +298,7 @@ class ModelRows:
                               f"{misfit:.1%} > {MODEL_MISFIT_MAX:.0%}); its tracer cannot be changed")
         dtype = np.result_type(stored.dtype, np.complex64)
         A = (alpha[:, None] * model_rows(self.scanner, self.tracer, self.sm.grid, cidx, b)).astype(dtype)
+        self._last = (key, A.copy(), bg)
         return A, (bg if background else None)
 
 
@@ -312,9 +320,8 @@ def fit_core(problem, sm, frequencies, grid, known, near, image, noise=None):
     downhill from the matrix's core (:data:`CORE_STEP`, within ± :data:`CORE_SPAN`), each candidate scored by
     :data:`SEARCH_ITERATIONS` alternations of :func:`estimate` started from its full fit with the matrix's core;
     full fits at the best step and ± :data:`CORE_REFINE` refine it (a parabola's vertex), and the refined core is
-    fitted in full and compared with the matrix's own. Returns (correction, info, tracer), or (None, info, None)
-    where the matrix's own core explains the data as well (:data:`CHI2_SIGNIFICANT`: then :func:`estimate` on the
-    stored rows gives the correction).
+    fitted in full and compared with the matrix's own. Returns (correction, info, tracer), or (correction, info,
+    None) with the matrix's own core's fit where that core explains the data as well (:data:`CHI2_SIGNIFICANT`).
     """
     model, why = _model_of(sm)
     if model is None:
@@ -346,6 +353,8 @@ def fit_core(problem, sm, frequencies, grid, known, near, image, noise=None):
         return profiled[key]
 
     lo, hi = max(CORE_MIN, d0 - CORE_SPAN), d0 + CORE_SPAN
+    if getattr(base, "hydrodynamic_diameter", None):         # a core no larger than the particle
+        hi = min(hi, float(base.hydrodynamic_diameter))
     search = {0: misfit_of(d0)}                               # steps from the matrix's core → χ²
     for sign in (-1, 1):                                      # downhill, both ways
         k = sign
@@ -363,17 +372,20 @@ def fit_core(problem, sm, frequencies, grid, known, near, image, noise=None):
     y = np.array([full(d)[0] for d in near3])
     den = y[0] - 2 * y[1] + y[2]
     if near3[0] < best < near3[2] and den > 0:
-        best = float(np.clip(best + h * (y[0] - y[2]) / (2 * den), best - h, best + h))
-    elif y.argmin() != 1:
-        best = near3[int(y.argmin())]
-    chi_own = full(d0)[0]
+        best = float(np.clip(best + h * (y[0] - y[2]) / (2 * den), max(best - h, lo), min(best + h, hi)))
+    best = min(near3 + [best], key=lambda d: full(d)[0])       # the vertex only where its full fit is the best
+    chi_own, own_corr, own_info = full(d0)
     chi_best, corr, info = full(best)
-    gain = 2.0 * problem.A.shape[0] * (chi_own - chi_best)
+    # −2 log L falls by 2 M Δχ² (χ²: mean |r/σ|² per row); divided by the best χ², the misfit the model leaves
+    # beyond the noise (model error: the voxel-centred model of continuous objects) does not count as evidence
+    gain = 2.0 * problem.A.shape[0] * (chi_own - chi_best) / max(chi_best, 1.0)
+    at_bound = bool(best <= lo + 1e-12 or best >= hi - 1e-12)
     scanned = {"tracer_core_scan_nm": [round(float(d) * 1e9, 2) for d in scan],
                "tracer_core_scan_chi2": [float(c) for c in chi], "tracer_core_gain": float(gain),
-               "tracer_core_evaluations": len(profiled)}
+               "tracer_core_evaluations": len(profiled), "tracer_core_at_bound": at_bound}
     if not gain > CHI2_SIGNIFICANT:
-        return None, scanned, None
+        own_corr = replace(own_corr, matrix_core=d0)
+        return own_corr, {**own_info, **scanned, "tracer_correction": own_corr.to_dict()}, None
     corr = replace(corr, core=float(best), matrix_core=d0)
     return corr, {**info, **scanned, "tracer_correction": corr.to_dict()}, replace(base, core_diameter=float(best))
 
