@@ -208,15 +208,15 @@ CORE_STEP = 2e-9
 CORE_MIN = 5e-9
 MODEL_MISFIT_MAX = 0.05
 """The forward model must reproduce the stored rows (one complex factor per row) to this relative Frobenius
-misfit before its rows stand in for them (a simulated matrix: 1e-7 without noise; a measured one: far above)."""
+misfit before its rows stand in for them (mpisim's own matrix: within 1e-5, ``tests/test_quant_gtm.py``)."""
 CORE_REFINE = 1e-9
 """The best step of the search is refined by full fits of :func:`estimate` at it and ± this (m): the vertex of the
 parabola through their χ², within ± this."""
 SEARCH_ITERATIONS = 4
 """Alternations of :func:`estimate` that score each candidate core of the search, started from the full fit with
 the matrix's core (its τ is found there already). A profile objective without alternation (s and the rest in one
-non-negative solve, noise-weighted) was tried and dropped during development: it kept falling towards ever larger
-cores (the voxel-centred model explains a continuous object better with a sharper point-spread function)."""
+non-negative solve, noise-weighted) was tried and dropped during development (on ``examples/12``'s graft it
+preferred ever larger cores); its code is not kept."""
 CHI2_SIGNIFICANT = 9.0
 """The fitted core replaces the matrix's where it lowers −2 log L (= 2 Σ|r/σ|², complex Gaussian noise; divided by
 the best fit's χ² per row where that exceeds 1, so that model error is not taken for evidence) by more than this
@@ -240,16 +240,19 @@ def model_rows(scanner, tracer, grid, cidx, bins, columns=None, block=512):
     return out
 
 
-def _row_factors(stored, model):
-    """(M,) the complex factor per row that maps ``model`` onto ``stored`` (least squares), and the relative
-    Frobenius misfit left."""
+def _row_factors(stored, model, what):
+    """(M,) the complex factor per row that maps ``model`` onto ``stored`` (least squares); refused with ``what``
+    (what it means) where the relative Frobenius misfit left exceeds :data:`MODEL_MISFIT_MAX`."""
     stored = np.asarray(stored, np.complex128)
     den = np.einsum("ij,ij->i", model, model.conj()).real
     alpha = np.einsum("ij,ij->i", stored, model.conj()) / np.where(den > 0, den, 1.0)
     alpha[den <= 0] = 0.0
     norm = float(np.linalg.norm(stored))
     misfit = float(np.linalg.norm(stored - alpha[:, None] * model)) / norm if norm > 0 else 0.0
-    return alpha, misfit
+    if misfit > MODEL_MISFIT_MAX:
+        raise MPISimError(f"the forward model does not reproduce the system matrix's rows (misfit {misfit:.1%} > "
+                          f"{MODEL_MISFIT_MAX:.0%}): {what}")
+    return alpha
 
 
 def _model_of(sm):
@@ -292,10 +295,8 @@ class ModelRows:
                      f"ones (both cores' and the factors' temporaries)")
         stored, bg = self.sm.rows(cidx, kidx, background=True)
         b = np.asarray(bins)[np.asarray(kidx)]
-        alpha, misfit = _row_factors(stored, model_rows(self.scanner, self.base, self.sm.grid, cidx, b))
-        if misfit > MODEL_MISFIT_MAX:
-            raise MPISimError(f"{self.sm.label}: the forward model does not reproduce the matrix's rows (misfit "
-                              f"{misfit:.1%} > {MODEL_MISFIT_MAX:.0%}); its tracer cannot be changed")
+        alpha = _row_factors(stored, model_rows(self.scanner, self.base, self.sm.grid, cidx, b),
+                             f"{self.sm.label}'s tracer cannot be changed")
         dtype = np.result_type(stored.dtype, np.complex64)
         A = (alpha[:, None] * model_rows(self.scanner, self.tracer, self.sm.grid, cidx, b)).astype(dtype)
         self._last = (key, A.copy(), bg)
@@ -333,33 +334,35 @@ def fit_core(problem, sm, frequencies, grid, known, near, image, noise=None):
     support = shape_support(np.where(near, 0.0, np.asarray(image, np.float64)), noise, grid) & ~near
     cols = np.flatnonzero(support | near | (np.asarray(known) > 0))
     bins = np.asarray(sm.bins)[problem.kidx]
-    alpha, misfit = _row_factors(problem.A[:, cols], model_rows(scanner, base, grid, problem.cidx, bins, cols))
-    if misfit > MODEL_MISFIT_MAX:
-        raise MPISimError(f"the forward model does not reproduce the matrix's rows (misfit {misfit:.1%}): the "
-                          f"sample's core is not fitted")
+    own_rows = model_rows(scanner, base, grid, problem.cidx, bins, cols)
+    alpha = _row_factors(problem.A[:, cols], own_rows, "the sample's core is not fitted")
     work = np.zeros(problem.A.shape, np.result_type(problem.A.dtype, np.complex64))
-    full, own = _full_fit(problem, work, cols, alpha, scanner, base, bins, grid, frequencies, known, near, image, noise)
-    profiled = {}
+    fits = {}
 
-    def misfit_of(d):
-        """χ² of core d after :data:`SEARCH_ITERATIONS` alternations of :func:`estimate` from the matrix's core's
-        fit (its τ found already; the rest's scale β fitted beside s)."""
-        key = round(float(d) * 1e12)                             # pm
-        if key not in profiled:
-            work[:, cols] = alpha[:, None] * model_rows(scanner, replace(base, core_diameter=float(d)), grid,
-                                                        problem.cidx, bins, cols)
-            profiled[key] = estimate(replace(problem, A=work), frequencies, grid, known, near, image, noise,
-                                     iterations=SEARCH_ITERATIONS, start=own)[1]["tracer_correction_chi2"]
-        return profiled[key]
+    def fit(d, full=True):
+        """(χ², correction, info) of :func:`estimate` with the model's rows for core d (filled into ``work`` at
+        ``cols``, the only columns it reads): in full from s = 1, τ = 0, or (``full=False``, the search's score)
+        :data:`SEARCH_ITERATIONS` alternations from the full fit with the matrix's core."""
+        key = (round(float(d) * 1e12), full)                     # pm
+        if key not in fits:
+            rows = own_rows if key[0] == round(d0 * 1e12) else \
+                model_rows(scanner, replace(base, core_diameter=float(d)), grid, problem.cidx, bins, cols)
+            work[:, cols] = alpha[:, None] * rows
+            corr, info = estimate(replace(problem, A=work), frequencies, grid, known, near, image, noise,
+                                  iterations=None if full else SEARCH_ITERATIONS, start=None if full else own)
+            fits[key] = (info["tracer_correction_chi2"], corr, info)
+        return fits[key]
+
+    own = fit(d0)[1]
 
     lo, hi = max(CORE_MIN, d0 - CORE_SPAN), d0 + CORE_SPAN
     if getattr(base, "hydrodynamic_diameter", None):         # a core no larger than the particle
         hi = min(hi, float(base.hydrodynamic_diameter))
-    search = {0: misfit_of(d0)}                               # steps from the matrix's core → χ²
+    search = {0: fit(d0, False)[0]}                             # steps from the matrix's core → χ²
     for sign in (-1, 1):                                      # downhill, both ways
         k = sign
         while lo - 1e-12 <= d0 + k * CORE_STEP <= hi + 1e-12:
-            search[k] = misfit_of(d0 + k * CORE_STEP)
+            search[k] = fit(d0 + k * CORE_STEP, False)[0]
             if search[k] >= search[k - sign]:
                 break
             k += sign
@@ -369,40 +372,23 @@ def fit_core(problem, sm, frequencies, grid, known, near, image, noise=None):
     best = float(scan[int(np.argmin(chi))])
     h = CORE_REFINE                                           # refined by full fits: a parabola through three
     near3 = [max(best - h, lo), best, min(best + h, hi)]
-    y = np.array([full(d)[0] for d in near3])
+    y = np.array([fit(d)[0] for d in near3])
     den = y[0] - 2 * y[1] + y[2]
     if near3[0] < best < near3[2] and den > 0:
         best = float(np.clip(best + h * (y[0] - y[2]) / (2 * den), max(best - h, lo), min(best + h, hi)))
-    best = min(near3 + [best], key=lambda d: full(d)[0])       # the vertex only where its full fit is the best
-    chi_own, own_corr, own_info = full(d0)
-    chi_best, corr, info = full(best)
+    best = min(near3 + [best], key=lambda d: fit(d)[0])       # the vertex only where its full fit is the best
+    chi_own, own_corr, own_info = fit(d0)
+    chi_best, corr, info = fit(best)
     # −2 log L falls by 2 M Δχ² (χ²: mean |r/σ|² per row); divided by the best χ², the misfit the model leaves
     # beyond the noise (model error: the voxel-centred model of continuous objects) does not count as evidence
     gain = 2.0 * problem.A.shape[0] * (chi_own - chi_best) / max(chi_best, 1.0)
     at_bound = bool(best <= lo + 1e-12 or best >= hi - 1e-12)
     scanned = {"tracer_core_scan_nm": [round(float(d) * 1e9, 2) for d in scan],
                "tracer_core_scan_chi2": [float(c) for c in chi], "tracer_core_gain": float(gain),
-               "tracer_core_evaluations": len(profiled), "tracer_core_at_bound": at_bound}
+               "tracer_core_evaluations": len(fits), "tracer_core_at_bound": at_bound}
     if not gain > CHI2_SIGNIFICANT:
         own_corr = replace(own_corr, matrix_core=d0)
         return own_corr, {**own_info, **scanned, "tracer_correction": own_corr.to_dict()}, None
     corr = replace(corr, core=float(best), matrix_core=d0)
     return corr, {**info, **scanned, "tracer_correction": corr.to_dict()}, replace(base, core_diameter=float(best))
-
-
-def _full_fit(problem, work, cols, alpha, scanner, base, bins, grid, frequencies, known, near, image, noise):
-    """(fit, own): fit(d) → (χ², correction, info) of :func:`estimate` in full with the model's rows for core d
-    (filled into ``work`` at ``cols``, the only columns it reads), and the correction for the matrix's own core."""
-    done = {}
-
-    def fit(d):
-        key = round(float(d) * 1e12)
-        if key not in done:
-            work[:, cols] = alpha[:, None] * model_rows(scanner, replace(base, core_diameter=float(d)), grid,
-                                                        problem.cidx, bins, cols)
-            corr, info = estimate(replace(problem, A=work), frequencies, grid, known, near, image, noise)
-            done[key] = (info["tracer_correction_chi2"], corr, info)
-        return done[key]
-
-    return fit, fit(base.core_diameter)[1]
 
