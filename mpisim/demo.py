@@ -80,7 +80,8 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
             f"[{r.iron_low * 1e9:.2f} .. {r.iron_high * 1e9:.2f}] ({100 * (r.iron / r.truth - 1):+.1f} %); "
             f"cells true {r.truth / DEMO_CELLS_IRON:.3g}, read {r.cells:.3g}")
     say("      the intervals cover the noise and the reconstruction's resolution and regularisation bias; not a "
-        "tracer or scanner unlike the system matrix's (see quantify --fiducial) nor the iron per cell")
+        "sample tracer or scanner that differs from the system matrix's (see quantify --fiducial), nor the "
+        "iron per cell")
     _figure(paths["figure"], ph, reco, overwrite)
     say(f"wrote {', '.join(str(p) for p in paths.values())}")
     say(f"time: simulate {t1 - t0:.1f} s, system matrix {t2 - t1:.1f} s, reconstruct {t3 - t2:.1f} s, "

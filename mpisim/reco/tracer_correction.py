@@ -76,7 +76,8 @@ class TracerCorrection:
                 f"{self.tau * 1e6:.2f} µs beyond it")
         if self.core is not None:
             line = (f"the sample's core fitted to {self.core * 1e9:.1f} nm (the matrix's tracer "
-                    f"{self.matrix_core * 1e9:.1f} nm; rows of the forward model for it); " + line[4:])
+                    f"{self.matrix_core * 1e9:.1f} nm; rows of the forward model for it); its"
+                    + line[len("the sample's"):])
         elif self.matrix_core is not None:
             line += f"; the matrix tracer's {self.matrix_core * 1e9:.1f} nm core explains the data best"
         return line
