@@ -293,17 +293,23 @@ def test_tracer_correction_recovers_relaxation(bruker2d):
         quantify(reco, [roi], measurement=meas, system_matrix=S, tracer_correction="yes")
 
 
+def _graft_with_fiducials(sc, S, seed, tracer, frames=1):
+    """A graft disc (3 µg at (2, −2) mm) and two fiducial discs of known iron, measured with ``tracer`` and
+    reconstructed with S → (reco, measurement, the graft's ROI, the fiducials)."""
+    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
+    _, meas = _discs(sc, discs, seed, tracer=tracer, frames=frames)
+    reco = mpisim.reconstruct(meas, S)
+    assert reco.num_frames == frames
+    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
+           for i, (x, y, r, iron) in enumerate(discs[1:])]
+    return reco, meas, mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft"), fid
+
+
 def test_tracer_correction_on_one_frame_of_several(bruker2d):
     """Three frames of a relaxing sample: quantifying the last one fits and corrects that frame alone (the
     reconstruction it uses has one frame) and finds the same τ and amount as a single-frame acquisition."""
     sc, tr, S = bruker2d
-    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
-    _, meas = _discs(sc, discs, 4, tracer=mpisim.Tracer(core_diameter=25e-9, relaxation_time=2e-6), frames=3)
-    reco = mpisim.reconstruct(meas, S)
-    assert reco.num_frames == 3
-    roi = mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft")
-    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
-           for i, (x, y, r, iron) in enumerate(discs[1:])]
+    reco, meas, roi, fid = _graft_with_fiducials(sc, S, 4, mpisim.Tracer(core_diameter=25e-9, relaxation_time=2e-6), 3)
     cal = quantify(reco, [roi], 10e-15, 2, measurement=meas, system_matrix=S, fiducials=fid)
     assert cal.info["tracer_correction"]["tau"] == pytest.approx(2e-6, rel=0.02)
     assert cal[0].iron == pytest.approx(3e-9, rel=0.10) and cal[0].iron_low <= 3e-9 <= cal[0].iron_high
@@ -315,13 +321,7 @@ def test_core_beyond_the_search_is_said_on_a_later_frame(bruker2d):
     one line that the tracer may differ more than a core size can say; the fitted core still beats the matrix's own
     (the likelihood-ratio gain) and the calibration line takes the rest, its interval covering the truth."""
     sc, tr, S = bruker2d
-    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
-    _, meas = _discs(sc, discs, 6, tracer=mpisim.Tracer(core_diameter=38e-9), frames=2)
-    reco = mpisim.reconstruct(meas, S)
-    assert reco.num_frames == 2
-    roi = mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft")
-    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
-           for i, (x, y, r, iron) in enumerate(discs[1:])]
+    reco, meas, roi, fid = _graft_with_fiducials(sc, S, 6, mpisim.Tracer(core_diameter=38e-9), 2)
     cal = quantify(reco, [roi], 10e-15, 1, measurement=meas, system_matrix=S, fiducials=fid)
     tc = cal.info["tracer_correction"]
     assert tc["core"] == pytest.approx(35e-9, abs=1e-12) and cal.info["tracer_core_at_bound"], cal.info
