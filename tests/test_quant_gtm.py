@@ -2,6 +2,8 @@
 exact on data made by the system matrix itself, independent of the ROI's size on simulated data,
 intervals that cover the truth, and the user mistakes it refuses."""
 
+from copy import copy
+
 import numpy as np
 import pytest
 
@@ -9,11 +11,13 @@ import mpisim
 from mpisim import constants as C
 from mpisim.cli import main
 from mpisim.errors import MPISimError
+from mpisim.operator import SystemMatrix
 from mpisim.phantoms import Phantom, phantom_grid, supersampled_fill
 from mpisim.quant import quantify, quantify_sets
 from mpisim.reco.amounts import gtm_amounts
 from mpisim.reco.assemble import assemble
 from mpisim.reco.solve import make_solver
+from mpisim.reco.tracer_correction import TracerCorrection, model_matrix, transfer_function
 from mpisim.frames import as_frames
 from mpisim.systemmatrix import build_system_matrix, default_grid
 
@@ -35,6 +39,18 @@ def _discs(sc, discs, seed, tracer=None, frames=1):
     ph = Phantom(grid, conc, "discs")
     return ph, mpisim.simulate(sc, tracer or mpisim.Tracer(core_diameter=25e-9), ph,
                                mpisim.SimulationSettings.realistic(sc, background_frames=10, seed=seed, frames=frames))
+
+
+def _graft_with_fiducials(sc, S, seed, tracer, frames=1):
+    """A graft disc (3 µg at (2, −2) mm) and two fiducial discs of known iron, measured with ``tracer`` and
+    reconstructed with S → (reco, measurement, the graft's ROI, the fiducials)."""
+    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
+    _, meas = _discs(sc, discs, seed, tracer=tracer, frames=frames)
+    reco = mpisim.reconstruct(meas, S)
+    assert reco.num_frames == frames
+    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
+           for i, (x, y, r, iron) in enumerate(discs[1:])]
+    return reco, meas, mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft"), fid
 
 
 def test_gtm_exact_on_data_of_the_matrix_itself(bruker2d):
@@ -182,19 +198,7 @@ def test_fiducials_calibrate_a_different_tracer(bruker2d):
     view make a calibration line that brings it within 10 %, its interval covering the truth, with the tracer
     correction (their known geometry anchors the fitted spectrum) and without it (the line alone)."""
     sc, tr, S = bruker2d
-    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
-    grid = phantom_grid(sc, resolution=0.25e-3)
-    conc = np.zeros(grid.shape)
-    for x, y, r, iron in discs:
-        f = supersampled_fill(grid, lambda X, Y, Z, x=x, y=y, r=r: (X - x) ** 2 + (Y - y) ** 2 <= r * r, 3)
-        conc += f * iron / C.FE_MOLAR_MASS / (f.sum() * grid.voxel_volume / C.LITRE)
-    sample = mpisim.Tracer(core_diameter=29e-9)
-    meas = mpisim.simulate(sc, sample, Phantom(grid, conc, "fiducials"),
-                           mpisim.SimulationSettings.realistic(sc, background_frames=10, seed=2))
-    reco = mpisim.reconstruct(meas, S)
-    roi = mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft")
-    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
-           for i, (x, y, r, iron) in enumerate(discs[1:])]
+    reco, meas, roi, fid = _graft_with_fiducials(sc, S, 2, mpisim.Tracer(core_diameter=29e-9))
     plain = quantify(reco, [roi], measurement=meas, system_matrix=S)
     assert abs(plain[0].iron / 3e-9 - 1) > 0.2, plain[0].iron
     assert any("no fiducials" in w for w in plain.warnings)
@@ -261,12 +265,7 @@ def test_tracer_correction_recovers_relaxation(bruker2d):
     fiducials finds τ within 2 % and the amount comes within 10 % of the truth, its interval covering it;
     the calibration line alone (tracer correction off) leaves it off by more than 30 %."""
     sc, tr, S = bruker2d
-    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
-    _, meas = _discs(sc, discs, 2, tracer=mpisim.Tracer(core_diameter=25e-9, relaxation_time=2e-6))
-    reco = mpisim.reconstruct(meas, S)
-    roi = mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft")
-    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
-           for i, (x, y, r, iron) in enumerate(discs[1:])]
+    reco, meas, roi, fid = _graft_with_fiducials(sc, S, 2, mpisim.Tracer(core_diameter=25e-9, relaxation_time=2e-6))
     cal = quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=fid)
     assert cal.info["tracer_correction"]["tau"] == pytest.approx(2e-6, rel=0.02)
     assert cal[0].iron == pytest.approx(3e-9, rel=0.10)
@@ -283,26 +282,13 @@ def test_tracer_correction_recovers_relaxation(bruker2d):
     assert any("no tracer correction" in w and "sample outline" in w for w in plain_line.warnings)
     off = quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=fid, tracer_correction="off")
     assert abs(off[0].iron / 3e-9 - 1) > 0.3
-    faint = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"faint{i}"), 1e-18, mpisim.Sphere((x, y, 0.0), r))
-             for i, (x, y, r, _) in enumerate(discs[1:])]          # 1 fg: no signal to anchor a fit on
+    faint = [mpisim.Fiducial(f.roi, 1e-18, f.sample) for f in fid]          # 1 fg: no signal to anchor a fit on
     with pytest.raises(MPISimError, match="below the noise"):
         quantify(reco, [roi], measurement=meas, system_matrix=S, fiducials=faint, tracer_correction="on")
     with pytest.raises(MPISimError, match="needs fiducials"):
         quantify(reco, [roi], measurement=meas, system_matrix=S, tracer_correction="on")
     with pytest.raises(MPISimError, match="auto, on or off"):
         quantify(reco, [roi], measurement=meas, system_matrix=S, tracer_correction="yes")
-
-
-def _graft_with_fiducials(sc, S, seed, tracer, frames=1):
-    """A graft disc (3 µg at (2, −2) mm) and two fiducial discs of known iron, measured with ``tracer`` and
-    reconstructed with S → (reco, measurement, the graft's ROI, the fiducials)."""
-    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
-    _, meas = _discs(sc, discs, seed, tracer=tracer, frames=frames)
-    reco = mpisim.reconstruct(meas, S)
-    assert reco.num_frames == frames
-    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
-           for i, (x, y, r, iron) in enumerate(discs[1:])]
-    return reco, meas, mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft"), fid
 
 
 def test_tracer_correction_on_one_frame_of_several(bruker2d):
@@ -335,8 +321,6 @@ def test_core_beyond_the_search_is_said_on_a_later_frame(bruker2d):
 def test_tracer_correction_factor_is_debye():
     """The correction's factor at a given τ is the tracer model's Debye factor 1/(1 + iωτ) (PHYSICS.md), and its
     transfer function divides only the matrix's bins."""
-    from mpisim.reco.tracer_correction import TracerCorrection, transfer_function
-
     f = np.linspace(0, 1e6, 101)
     tc = TracerCorrection(scale=2.0, tau=1.5e-6)
     assert np.allclose(tc.factor(f), 2.0 * mpisim.Tracer(relaxation_time=1.5e-6).debye_factor(f), rtol=1e-12)
@@ -349,11 +333,6 @@ def test_model_rows_reproduce_the_matrix_and_a_measured_matrix_keeps_its_core(br
     mpisim made: 1e-6); a larger core gives other rows (the point-spread function narrows). A matrix that does
     not record its scanner and tracer (a measured one) gets the spectral correction without a core fit, and the
     output says why in one line."""
-    from copy import copy
-
-    from mpisim.operator import SystemMatrix
-    from mpisim.reco.tracer_correction import model_matrix
-
     sc, tr, S = bruker2d
     rng = np.random.default_rng(0)
     c, k = rng.integers(0, S.num_rx_channels, 40), rng.integers(1, S.bins.size, 40)
@@ -366,13 +345,9 @@ def test_model_rows_reproduce_the_matrix_and_a_measured_matrix_keeps_its_core(br
     acq.scanner = None
     measured = SystemMatrix(None, S.bins, S.frequencies, S.grid, S.snr, None, acq, S.unit, origin="measured.mdf",
                             row_source=S.row_source)
-    discs = [(2e-3, -2e-3, 1.0e-3, 3e-9), (-7e-3, 7e-3, 1.0e-3, 8e-9), (7e-3, 7e-3, 1.0e-3, 2e-9)]
-    _, meas = _discs(sc, discs, 2, tracer=mpisim.Tracer(core_diameter=25e-9, relaxation_time=2e-6))
-    reco = mpisim.reconstruct(meas, measured)
-    fid = [mpisim.Fiducial(mpisim.Sphere((x, y, 0.0), 2.5e-3, f"ref{i}"), iron, mpisim.Sphere((x, y, 0.0), r, f"s{i}"))
-           for i, (x, y, r, iron) in enumerate(discs[1:])]
-    cal = quantify(reco, [mpisim.Sphere((2e-3, -2e-3, 0.0), 2.5e-3, "graft")], measurement=meas,
-                   system_matrix=measured, fiducials=fid)
+    reco, meas, roi, fid = _graft_with_fiducials(sc, measured, 2,
+                                                 mpisim.Tracer(core_diameter=25e-9, relaxation_time=2e-6))
+    cal = quantify(reco, [roi], measurement=meas, system_matrix=measured, fiducials=fid)
     assert cal.info["tracer_correction"]["core"] is None
     assert "measured?" in cal.info["tracer_core_skipped"]
     assert sum("core size was not fitted" in w for w in cal.warnings) == 1, cal.warnings
