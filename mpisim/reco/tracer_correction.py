@@ -210,6 +210,10 @@ CORE_MIN = 5e-9
 MODEL_MISFIT_MAX = 0.05
 """The forward model must reproduce the stored rows (one complex factor per row) to this relative Frobenius
 misfit before its rows stand in for them (mpisim's own matrix: within 1e-5, ``tests/test_quant_gtm.py``)."""
+FACTOR_VOXELS = 512
+""":class:`ModelRows` fits each row's factor model → stored on this many voxels spread evenly over the grid (the
+model for the matrix's own tracer over every voxel was a second pass of the forward model as costly as the rows
+themselves)."""
 CORE_REFINE = 1e-9
 """The best step of the search is refined by full fits of :func:`estimate` at it and ± this (m): the vertex of the
 parabola through their χ², within ± this."""
@@ -292,13 +296,16 @@ class ModelRows:
         key = (np.asarray(cidx).tobytes(), np.asarray(kidx).tobytes(), np.asarray(bins).tobytes())
         if self._last is not None and self._last[0] == key:          # a copy: the reader may edit its rows in place
             return self._last[1].copy(), (self._last[2] if background else None)
-        check_memory(6 * 16 * len(cidx) * self.sm.grid.size, f"the forward model's {len(cidx)} rows beside the stored "
-                     f"ones (both cores' and the factors' temporaries)")
+        check_memory(4 * 16 * len(cidx) * self.sm.grid.size, f"the forward model's {len(cidx)} rows beside the stored "
+                     f"ones")
         stored, bg = self.sm.rows(cidx, kidx, background=True)
         b = np.asarray(bins)[np.asarray(kidx)]
-        alpha = _row_factors(stored, model_rows(self.scanner, self.base, self.sm.grid, cidx, b),
+        n = self.sm.grid.size                       # the factors from voxels spread over the grid: one row needs one
+        cols = np.unique(np.linspace(0, n - 1, min(n, FACTOR_VOXELS)).astype(np.int64))
+        alpha = _row_factors(stored[:, cols], model_rows(self.scanner, self.base, self.sm.grid, cidx, b, cols),
                              f"{self.sm.label}'s tracer cannot be changed")
         dtype = np.result_type(stored.dtype, np.complex64)
+        del stored
         A = (alpha[:, None] * model_rows(self.scanner, self.tracer, self.sm.grid, cidx, b)).astype(dtype)
         self._last = (key, A.copy(), bg)
         return A, (bg if background else None)
