@@ -450,7 +450,8 @@ def main(argv=None):
     ap.add_argument("--retruth", action="store_true",
                     help="recompute the truths of --out (with --seed and --mismatch as it was run) and rewrite it")
     ap.add_argument("--scanners", default=",".join(SCANNERS),
-                    help="comma-separated subset of the family's scanners to run (default: all)")
+                    help="comma-separated subset of the family's scanners to run, or to show with --table "
+                         "(default: all)")
     ap.add_argument("--mismatch", action="store_true",
                     help="the model-mismatch study: the sample's tracer differs from the matrix's (core ± 3–5 nm, "
                          "every other case Debye relaxation 1–3 µs), three fiducials of known iron in each case")
@@ -467,10 +468,12 @@ def main(argv=None):
     if a.retruth:
         rows = retruth(rows, a.seed, a.mismatch)
         _rewrite(a.out, rows)
+    keep = a.scanners.split(",")
     if a.table or a.retruth:
-        table(rows)
+        shown = [r for r in rows if r["scanner"] in keep]          # --scanners: the table of those only
+        table(shown)
         if a.png:
-            plot(rows, a.png)
+            plot(shown, a.png)
         return
     done = {r["case"] for r in rows}
     rng = np.random.default_rng(a.seed)
@@ -480,7 +483,6 @@ def main(argv=None):
             raise SystemExit("--same-tracer goes with --mismatch")
         for c in cases:
             c["sample"] = {"core": c["core"], "relaxation": None}
-    keep = a.scanners.split(",")
     cases = [c for c in cases if c["scanner"] in keep]
     cases.sort(key=lambda c: (c["scanner"], c["core"]))      # one matrix open at a time
     t0 = time.time()
