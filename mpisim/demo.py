@@ -30,7 +30,9 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
     out = Path(out)
     paths = {k: out / f"{k}.mdf" for k in ("measurement", "systemmatrix", "reconstruction")}
     paths["figure"] = out / "demo.png"
-    if out.is_dir() and not overwrite and all(p.name in {q.name for q in paths.values()} for p in out.iterdir()):
+    earlier = out.is_dir() and any(out.iterdir()) and \
+        all(p.name in {q.name for q in paths.values()} for p in out.iterdir())
+    if earlier and not overwrite:
         overwrite = True        # the demo's own folder from an earlier run: rerunning replaces its files
     if out.exists() and not out.is_dir():
         raise MPISimError(f"{out}: --out must be a folder, and this is {'a file' if out.is_file() else 'not a folder'}")
@@ -43,6 +45,8 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
 
     for p in paths.values():
         check_output_path(p, overwrite)
+    if earlier:
+        say(f"replacing the earlier demo's files in {out}/")
     t0 = time.perf_counter()
     sc = mpisim.get_scanner("bruker-2d")
     tr = mpisim.Tracer()
@@ -55,7 +59,7 @@ def run_demo(out="mpisim-demo", overwrite=False, backend="auto", say=print):
     t1 = time.perf_counter()
     grid = default_grid(sc, (25, 25, 1))
     say(f"[2/4] system matrix on a {'x'.join(map(str, grid.shape))} grid over "
-        f"{grid.fov[0] * 1e3:.1f} x {grid.fov[1] * 1e3:.1f} mm (cached after the first run)")
+        f"{grid.fov[0] * 1e3:.1f} x {grid.fov[1] * 1e3:.1f} mm (built once, then served from the cache)")
     S = build_system_matrix(sc, tr, grid, CalibrationSettings(background_frames=10), out=paths["systemmatrix"],
                             overwrite=overwrite, backend=backend, log=lambda m: say("      " + m))
     t2 = time.perf_counter()
