@@ -34,6 +34,8 @@ __all__ = ["Injection", "injection_preset", "region_grid"]
 
 UL = 1e-9
 """One microlitre in m³."""
+FILL_SAMPLES = 4
+"""Sub-voxel points per axis of a part's fill; its edge is soft over their spacing (:func:`_soft`)."""
 
 
 @dataclass(frozen=True)
@@ -104,22 +106,24 @@ class Injection:
         conc = np.zeros(grid.shape)
         per = C.FE_MOLAR_MASS / C.LITRE                  # kg/m³ of iron per mol/L
         tgt = np.asarray(self.target, float)
+        edge = min(s for s, n in zip(grid.spacing, grid.shape) if n > 1) / FILL_SAMPLES
         vol = a["target"] / self.iron_density if a["target"] > 0 else 0.0
         if vol > 0:
             r = (3 * vol / (4 * math.pi)) ** (1 / 3)
             spread = math.sqrt(2 * self.diffusion * max(t, 0.0))
-            conc += _part(grid, lambda X, Y, Z: _ball(X, Y, Z, tgt, r), a["target"], per, spread,
+            conc += _part(grid, lambda X, Y, Z: _ball(X, Y, Z, tgt, r, edge), a["target"], per, spread,
                           (tgt - r - 4 * spread - grid.spacing, tgt + r + 4 * spread + grid.spacing))
         if a["track"] > 0:
             axis = np.subtract(self.entry, self.target)
             axis = axis / np.linalg.norm(axis)
             top = tgt + axis * self.reflux_length
-            conc += _part(grid, lambda X, Y, Z: _cylinder(X, Y, Z, tgt, axis, self.reflux_length, self.needle_radius),
+            conc += _part(grid, lambda X, Y, Z: _cylinder(X, Y, Z, tgt, axis, self.reflux_length, self.needle_radius,
+                                                          edge),
                           a["track"], per, 0.0, (np.minimum(tgt, top) - self.needle_radius - grid.spacing,
                                                  np.maximum(tgt, top) + self.needle_radius + grid.spacing))
         if a["ventricle"] > 0:
             c, rv = np.asarray(self.ventricle[:3], float), float(self.ventricle[3])
-            conc += _part(grid, lambda X, Y, Z: _ball(X, Y, Z, c, rv), a["ventricle"], per, 0.0,
+            conc += _part(grid, lambda X, Y, Z: _ball(X, Y, Z, c, rv, edge), a["ventricle"], per, 0.0,
                           (c - rv - grid.spacing, c + rv + grid.spacing))
         return Phantom(grid, conc, "injection", {"time": float(t), "amounts": a, "injection": self.to_dict()})
 
@@ -136,21 +140,29 @@ class Injection:
         return lo, hi
 
 
-def _ball(X, Y, Z, c, r):
-    return (X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2 <= r * r
+def _soft(depth, width):
+    """Membership (0..1) of a point ``depth`` m inside a surface (negative: outside), linear across a band of
+    ``width`` m centred on it: a part's fill then changes continuously as it grows or moves (a sharp edge
+    sampled at sub-voxel points changes in steps, which an image shows as jumps no injection makes)."""
+    return np.clip(0.5 + depth / width, 0.0, 1.0)
 
 
-def _cylinder(X, Y, Z, start, axis, length, radius):
+def _ball(X, Y, Z, c, r, width):
+    return _soft(r - np.sqrt((X - c[0]) ** 2 + (Y - c[1]) ** 2 + (Z - c[2]) ** 2), width)
+
+
+def _cylinder(X, Y, Z, start, axis, length, radius, width):
     d = np.stack(np.broadcast_arrays(X - start[0], Y - start[1], Z - start[2]))
     along = np.tensordot(axis, d, axes=1)
-    across2 = np.sum(d * d, axis=0) - along ** 2
-    return (along >= 0) & (along <= length) & (across2 <= radius * radius)
+    across = np.sqrt(np.maximum(np.sum(d * d, axis=0) - along ** 2, 0.0))
+    return np.minimum(_soft(radius - across, width), _soft(np.minimum(along, length - along), width))
 
 
 def _part(grid, inside, iron, per, spread, bbox):
     """Concentrations (mol/L) of one part holding ``iron`` kg: its fill fractions on ``grid`` (a part smaller
-    than a voxel still fills the voxels it touches in proportion), blurred by a Gaussian of σ ``spread`` (m)."""
-    frac = supersampled_fill(grid, inside, 4, bbox)
+    than a voxel still fills the voxels it touches in proportion; ``inside`` gives soft memberships,
+    :func:`_soft`), blurred by a Gaussian of σ ``spread`` (m)."""
+    frac = supersampled_fill(grid, inside, FILL_SAMPLES, bbox)
     if not frac.sum() > 0:                               # smaller than the sub-voxel sampling: its nearest voxel
         centre = (np.asarray(bbox[0]) + np.asarray(bbox[1])) / 2
         frac = np.zeros(grid.shape)

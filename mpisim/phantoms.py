@@ -127,8 +127,8 @@ def with_fiducials(phantom, fiducials):
 def supersampled_fill(grid, inside, samples=3, bbox=None):
     """Fraction (0..1) of each voxel inside a shape, by ``samples``³ sub-voxel points.
 
-    inside(x, y, z) → bool array, coordinates in m. ``bbox`` = ((x0, y0, z0), (x1, y1, z1)) in m,
-    when given, bounds the shape: only voxels overlapping it are evaluated (the rest are 0).
+    inside(x, y, z) → bool array (or memberships 0..1: a soft edge), coordinates in m. ``bbox`` = ((x0, y0, z0),
+    (x1, y1, z1)) in m, when given, bounds the shape: only voxels overlapping it are evaluated (the rest are 0).
     """
     sp = grid.spacing
     offs = (np.arange(samples) + 0.5) / samples - 0.5

@@ -38,9 +38,11 @@ def add_parser(sub):
     p.add_argument("--sweeps", default="auto",
                    help="Kaczmarz sweeps per image, or auto: as many as the stopping rule chose on the first "
                         "block (default auto)")
-    p.add_argument("--policy", default="latest", choices=POLICIES,
-                   help="when blocks arrive faster than they are reconstructed: latest (reconstruct the newest, "
-                        "count the others dropped) or all (queue them; the latency grows) (default latest)")
+    p.add_argument("--policy", default="batch", choices=POLICIES,
+                   help="when blocks arrive faster than they are reconstructed: batch (reconstruct all that are in "
+                        "at once, one pass for them all; beyond 16 the oldest are dropped), latest (reconstruct the "
+                        "newest, count the others dropped) or all (queue them one by one; the latency grows) "
+                        "(default batch)")
     p.add_argument("--operator", default="auto", choices=OPERATORS,
                    help="how a block becomes an image: tikhonov (the solution the sweeps converge to, through a "
                         "truncated eigen-decomposition of the rows computed once: two small matrix products per "
@@ -141,7 +143,8 @@ def run(args):
         status(status.latest, final=True)
     for name, w in res.info.get("warnings", {}).items():
         print(f"mpisim live: warning: iron in {name!r} from image {w['block']} (frame {w['frame']}): "
-              f"{w['amount_kg'] * 1e9:.3g} µg", file=sys.stderr)
+              f"{w['amount_kg'] * 1e9:.3g} µg, rising since {w['onset_s']:.1f} s of the stream (z {w['z']:.1f})",
+              file=sys.stderr)
     write_reconstruction(args.out, res.reconstruction(), overwrite=args.overwrite)
     s = res.summary()
     target = args.target or (names[0] if names else None)
