@@ -41,6 +41,8 @@ RAMP_MAX_S = 8.0
 """Candidate onsets lie at most this long before the newest image."""
 RAMP_MIN_S = 0.3
 """… and at least this long."""
+KEPT_S = HISTORY_S + RAMP_MAX_S + 2 * BIN_S
+"""Seconds of bins an :class:`OnsetTest` keeps (all its fits can use): its cost per bin stays flat over a session."""
 SPILL = 0.3
 """A ramp is also more than this fraction of the largest change of slope, at the same onset, in any other followed
 ROI (:class:`OnsetTest`). On the bruker-3d family of ``benchmarks/study_warnings.py`` (seed 2026, 16 injections)
@@ -68,6 +70,9 @@ class OnsetTest:
         self.trace = {j: [] for j in self.watch}
 
     def add(self, t, y):
+        y = np.asarray(y, float)
+        if not (np.isfinite(t) and np.all(np.isfinite(y))):
+            return {}                                # a damaged image does not enter the sums
         k = int(np.floor(t / BIN_S))
         hits = {}
         if self._open is not None and self._open[0] != k:
@@ -76,11 +81,14 @@ class OnsetTest:
             self.y.append(sy / n)
             self.n.append(n)
             self._open = None
+            keep = next(i for i, x in enumerate(self.t) if x > self.t[-1] - KEPT_S)
+            if keep:                                 # only the last KEPT_S seconds are ever fitted
+                del self.t[:keep], self.y[:keep], self.n[:keep]
             hits = self._test()
         if self._open is None:
             self._open = [k, 0.0, np.zeros(len(self.sigma)), 0]
         self._open[1] += t
-        self._open[2] = self._open[2] + np.asarray(y, float)
+        self._open[2] = self._open[2] + y
         self._open[3] += 1
         return hits
 

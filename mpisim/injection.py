@@ -106,7 +106,7 @@ class Injection:
         conc = np.zeros(grid.shape)
         per = C.FE_MOLAR_MASS / C.LITRE                  # kg/m³ of iron per mol/L
         tgt = np.asarray(self.target, float)
-        edge = min(s for s, n in zip(grid.spacing, grid.shape) if n > 1) / FILL_SAMPLES
+        edge = min([s for s, n in zip(grid.spacing, grid.shape) if n > 1] or list(grid.spacing)) / FILL_SAMPLES
         vol = a["target"] / self.iron_density if a["target"] > 0 else 0.0
         if vol > 0:
             r = (3 * vol / (4 * math.pi)) ** (1 / 3)

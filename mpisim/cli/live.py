@@ -53,8 +53,9 @@ def add_parser(sub):
                         "the rest reported as elsewhere), as quantify --roi: [name=]sphere:x,y,z,r, "
                         "[name=]cylinder:x0,y0,z0,x1,y1,z1,r (mm) ...; repeatable, disjoint")
     p.add_argument("--warn", action="append", default=[],
-                   help="name of a --roi to watch (a needle track, a ventricle): warn when iron appears there "
-                        "(its amount over 0.5 s above 5 σ of its noise and above its shape error); repeatable")
+                   help="name of a --roi to watch (a needle track, a ventricle): warn when iron starts to arrive "
+                        "there (a ramp in its amount, z > 6, not explained by spill from the other ROIs: "
+                        "mpisim.alarms); repeatable")
     p.add_argument("--target", default=None,
                    help="name of the --roi that is the target: the report gives the on-target fraction (its iron "
                         "over the iron of all the ROIs) with its interval (default: the first --roi)")
