@@ -19,7 +19,8 @@ Every case keeps the bins the onset test saw, so ``--retest`` gives the test's f
 spill fractions without simulating again (how :data:`mpisim.alarms.ONSET_Z` and :data:`mpisim.alarms.SPILL` were
 chosen). The kept bruker-3d run: ``benchmarks/results/study_warnings_bruker-3d_seed2026.jsonl.gz`` (its first 13
 cases ran with an earlier spill fraction, 0.05, so its "warning" rows are that rule's; ``--retest`` recomputes all
-16 with the current one).
+16 with the current one); the bruker-2d run, 16 cases with the current settings, beside it
+(``study_warnings_bruker-2d_seed2026.jsonl.gz``).
 """
 
 import argparse

@@ -20,7 +20,8 @@ spill; this test looks at the change instead, and needs only that the iron grows
 Its threshold and spill fraction were chosen on a randomized family of injections on bruker-3d
 (``benchmarks/study_warnings.py``: onsets, rates, fractions, positions, with and without reflux and leak; its
 ``--retest`` figures for other settings), and checked on a bruker-2d family and the preset injection of
-``benchmarks/bench_live.py``, neither used to choose them.
+``benchmarks/bench_live.py``, neither used to choose them (bruker-2d: no false alarm in 32 ROIs, 18 of 18
+arrivals flagged, 12 within 2 s).
 """
 
 import numpy as np
