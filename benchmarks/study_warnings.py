@@ -233,6 +233,26 @@ def retest(rows, spills=(0.05, 0.1, 0.2, 0.3), zs=(4.0, 5.0, 6.0, 7.0, 8.0)):
                 print(f"{sc:10} spill {spill:4.2f} z {z:3.1f}: {false:2d} false / {len(d):2d} of {pos} flagged / "
                       f"{sum(x <= 2 for x in d):2d} ≤ 2 s / median {np.median(d) if d else float('nan'):.2f} s, "
                       f"max {max(d) if d else float('nan'):.2f} s")
+        ratios(mine, fits)
+
+
+def ratios(rows, fits, z_crit=6.0):
+    """What the spill fraction separates: each ROI's ramp over the largest other change at the same τ, when its z
+    first passes ``z_crit`` with no spill guard — before an onset or without one (spill), and after it (arrivals)."""
+    spill, real = [], []
+    for r, f in zip(rows, fits):
+        for roi in ("track", "ventricle"):
+            j, onset = r["roi_names"].index(roi), r[roi]["onset_s"]
+            for T, _, z, c, ok in f:
+                fire = ok & (z[:, j] > z_crit) & (c[:, j] > 0)
+                if fire.any():
+                    i = int(np.argmax(np.where(fire, z[:, j], -np.inf)))
+                    ratio = c[i, j] / np.delete(np.abs(c[i]), j).max()
+                    (spill if onset is None or T < onset else real).append(ratio)
+                    break
+    print(f"  ramp / largest other change at the first z > {z_crit:g}: ROIs without an arriving iron "
+          f"{sorted(round(float(x), 2) for x in spill)}; with one, smallest {min(real) if real else float('nan'):.2f} "
+          f"(of {len(real)})")
 
 
 def main(argv=None):

@@ -46,11 +46,11 @@ KEPT_S = HISTORY_S + RAMP_MAX_S + 2 * BIN_S
 """Seconds of bins an :class:`OnsetTest` keeps (all its fits can use): its cost per bin stays flat over a session."""
 SPILL = 0.3
 """A ramp is also more than this fraction of the largest change of slope, at the same onset, in any other followed
-ROI (:class:`OnsetTest`). On the bruker-3d family of ``benchmarks/study_warnings.py`` (seed 2026, 16 injections)
-every reflux or leak flagged had a ramp of at least 0.38 of the largest other change (the target's, which slows as
-iron goes elsewhere); the two ramps that spill made in an ROI with no iron arriving (a ventricle 0.1 mm from the
-track ROI on 2 mm voxels) were 0.19 and 0.21 of it — margins of 1.3 to 1.4 on either side: ROIs drawn closer,
-or coarser voxels, can cross it."""
+ROI (:class:`OnsetTest`). On the bruker-3d family of ``benchmarks/study_warnings.py`` (seed 2026, 16 injections;
+``--table … --retest`` prints these ratios at the first z above 6) every arrival's ramp was at least 0.38 of the
+largest other change (the target's, which slows as iron goes elsewhere), and the ramp that spill made in an ROI with
+no iron arriving (a ventricle 0.1 mm from the track ROI on 2 mm voxels) 0.17 of it; on bruker-2d 0.36 and 0.04.
+The margins are thin: ROIs drawn closer, or coarser voxels, can cross it."""
 
 
 class OnsetTest:
@@ -92,18 +92,6 @@ class OnsetTest:
         self._open[2] = self._open[2] + y
         self._open[3] += 1
         return hits
-
-    def replay(self, t, y, n):
-        """Run the test over bins kept from a session (``t``, ``y`` (bins, k), ``n``), as :meth:`add` would have:
-        {index: the first firing} (a study of the test's settings on recorded sessions)."""
-        first = {}
-        for i in range(len(t)):
-            self.t.append(float(t[i]))
-            self.y.append(np.asarray(y[i], float))
-            self.n.append(float(n[i]))
-            for j, hit in self._test().items():
-                first.setdefault(j, {**hit, "time_s": float(t[i])})
-        return first
 
     def _test(self):
         t, Y, n = np.array(self.t), np.array(self.y), np.array(self.n, float)

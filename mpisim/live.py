@@ -93,8 +93,8 @@ class LiveResult:
     images : (B, N) mol Fe/L, one per reconstructed block; blocks : (B,) their block indices (block k holds
     foreground frames k·average … (k+1)·average − 1); frames : (B,) the stored index of each block's last
     frame; written, done : (B,) s since the epoch (frame written, image ready); seen : foreground frames seen;
-    dropped : foreground frames in blocks skipped (``policy="latest"``, or beyond ``BATCH_MAX``; ``info["frames_left"]``: those seen in
-    no block reconstructed or skipped when the session ended); ended : why the session ended;
+    dropped : foreground frames in blocks skipped (``policy="latest"``, or beyond ``BATCH_MAX``;
+    ``info["frames_left"]``: those seen in no block reconstructed or skipped when the session ended); ended : why the session ended;
     rois : {name: (B,) kg} each followed ROI's iron per image (corrected for spill between ROIs, :class:`_Unmixing`)
     and "elsewhere" (the rest of the image's total); totals : (B,) kg, each image's total iron; info : what the
     set-up chose (rows, λ, operator, ROI noise σ, …), the warnings raised (``info["warnings"]``: ROI → the image
@@ -371,6 +371,7 @@ class _Unmixing:
         self.refresh = max(1, int(round(SHAPE_REFRESH_S / image_time)))
         bg = np.flatnonzero(src.bg[:src.available])
         self.sigma = np.full(len(parts), np.nan)
+        self.sigma_fixed = np.full(len(parts), np.nan)                # σ of :meth:`fixed`, from the same frames
         self.dev = self.dev_total = self.devx = None
         self.shared = 0.0
         if bg.size >= 2:
@@ -381,12 +382,11 @@ class _Unmixing:
             # images keeps its variance, σ² × average / E
             self.shared = pre.average / bg.size
             self._noise()
-            self.sigma_fixed = (self.fixed(self.devx)).std(axis=1, ddof=1)
+            self.sigma_fixed = self.fixed(self.devx).std(axis=1, ddof=1)
         elif warn:
             raise MPISimError(f"--warn needs the noise of the ROIs' amounts, which comes from the stream's background "
                               f"frames: it has {bg.size} (at least 2 needed)")
         self.pending, self.fits = [], 0
-        self.sigma_fixed = getattr(self, "sigma_fixed", np.full(len(parts), np.nan))
         self.onset = OnsetTest(self.sigma_fixed, [self.names.index(n) for n in self.warn]) if self.warn else None
         self.info = {"rois": self.names, "roi_voxels": int(self.S.size), "warn_window": self.window,
                      "roi_method": f"transfer matrix through the reconstruction's resolution, the iron's shape in the "

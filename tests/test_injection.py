@@ -120,7 +120,7 @@ def test_fast_frames_take_the_distribution_interpolated_in_time(scene):
         ref = mpisim.simulate(sc, tr, injection_preset(sc, reflux_onset=9.0).phantom(grid, t + 10.0),
                               mpisim.SimulationSettings()).data[0, 0]
         err = np.abs(m.data[k, 0] - ref).max() / np.abs(ref).max()
-        assert err < 1e-6, (k, err)                       # 3.5e-8 to 7e-8 between steps
+        assert err < 1e-6, (k, err)
 
 
 def test_injection_command(tmp_path, capsys):
