@@ -33,7 +33,7 @@ from .measurement import Measurement
 from .metadata import Provenance
 from .particles import langevin_over_xi
 from .progress import Progress
-from .resources import check_memory
+from .resources import check_memory, keep_heap_pages
 from .scanner import get_scanner
 
 __all__ = ["DTYPES", "FrameSource", "SeriesSource", "SimulationSettings", "simulate_series", "stream_frames", "STREAM_BLOCK_SECONDS", "background_signal", "feedthrough_spectrum", "field_offsets",
@@ -282,6 +282,7 @@ def stream_frames(out, meas, source, pace=1.0, overwrite=False):
     than the sequence writes each block as soon as it is computed. Returns {"frames", "seconds", "behind_s"}:
     how far behind the sequence's clock the last block was written (0 when it kept pace)."""
     check_positive("pace (× real time)", pace)
+    keep_heap_pages()                                  # a block's few MB each step: no page faults again each time
     ft = frame_time(meas)
     per = max(1, int(STREAM_BLOCK_SECONDS / ft))
     N = source.num_frames

@@ -33,9 +33,9 @@ from .errors import MPISimError, check_positive
 from .io.atomic import atomic_path
 from .io.stream import StreamFrames, wait_for
 from .quant import iron_mass_map, roi_weights
-from .resources import NotEnoughMemory, check_memory
+from .resources import NotEnoughMemory, check_memory, keep_heap_pages
 from .reco.amounts import SHAPE_BIAS_FACTOR, check_disjoint
-from .reco.assemble import assemble
+from .reco.assemble import VISIBILITY_MIN, assemble
 from .reco.preprocess import frame_rows
 from .reco.solve import apply, solve
 from .reco.tikhonov import FILTER_FLOOR, TikhonovOperator
@@ -188,6 +188,7 @@ def follow(path, system_matrix, params=None, settings=None, *, rois=(), backend=
     params = params or RecoParams()
     settings = settings or LiveSettings()
     avg = int(settings.average)
+    keep_heap_pages()                                  # every frame's few MB: no page faults again at each frame
     wait_for(str(path), settings.start_timeout)
     with StreamFrames(path) as src:
         fg = _wait_first_block(src, avg, settings)
@@ -254,7 +255,13 @@ class _Session:
         avg = int(settings.average)
         self.params = replace(params, preprocessing=replace(params.preprocessing, average=avg,
                                                             frames=tuple(range(avg))))
-        problem = self.problem = assemble(src, sm, self.params, empty, tf)
+        if settings.operator == "auto" and settings.sweeps != "auto":
+            settings = replace(settings, operator="kaczmarz")     # sweeps asked for: the sweeps it is
+        problem, self.op, pre = _cached_problem(src, sm, self.params, settings, empty, tf)
+        cached = self.op is not None
+        if problem is None:
+            problem = assemble(src, sm, self.params, empty, tf)
+        self.problem = problem
         use = B.resolve(backend)
         first = problem.b[:, 0].copy()
         solver_p = self.params.solver
@@ -262,11 +269,9 @@ class _Session:
         if settings.operator == "tikhonov" and not linear:
             raise MPISimError("the Tikhonov operator needs a linear reconstruction (no positivity constraint, real "
                               "images, Kaczmarz's λ); use --operator kaczmarz")
-        self.op, cached, sol, self.solver = None, False, None, None
-        if settings.operator == "auto" and settings.sweeps != "auto":
-            settings = replace(settings, operator="kaczmarz")     # sweeps asked for: the sweeps it is
-        if settings.operator in ("auto", "tikhonov") and linear and solver_p.lam != "auto":
-            self.op, cached = _tikhonov_or_sweeps(problem, sm, float(solver_p.lam), first, settings.operator)
+        sol, self.solver = None, None
+        if self.op is None and settings.operator in ("auto", "tikhonov") and linear and solver_p.lam != "auto":
+            self.op, cached = _tikhonov_or_sweeps(problem, sm, float(solver_p.lam), first, settings.operator, pre)
         self.sweeps, self.lam = None, float(solver_p.lam) if self.op is not None else None
         if self.op is None:
             sol = solve(problem, solver_p, use, impl)
@@ -279,7 +284,7 @@ class _Session:
         self.A = self.solver.A if self.solver is not None else problem.A
         self.grid, self.src, self.tf = sm.grid, src, tf
         self.per = float(iron_mass_map(1.0, sm.grid.voxel_volume))
-        self.info = {"rows": int(problem.A.shape[0]), "voxels": int(sm.grid.size), "lambda": float(self.lam),
+        self.info = {"rows": int(problem.cidx.size), "voxels": int(sm.grid.size), "lambda": float(self.lam),
                      "sweeps": self.sweeps, "average": avg, "policy": settings.policy, "backend": use,
                      "measurement": src.path, "system_matrix": sm.origin, "frame_time_s": src.frame_time}
         if self.op is not None:
@@ -287,8 +292,10 @@ class _Session:
             op = self.op
             self.info.update({"operator": "tikhonov", "operator_rank": op.rank, "operator_cached": cached,
                               "operator_truncation_error": op.truncation_error, "operator_bytes_per_image": op.nbytes,
+                              "operator_storage": op.storage, "operator_quantization_error": op.quantization_error,
                               "operator_why": f"the Tikhonov solution (what the sweeps converge to) through a "
                                               f"truncated eigen-decomposition of the rows: rank {op.rank} of {op.size}, "
+                                              f"its larger factor as {op.storage}, "
                                               f"{op.nbytes / 1e6:.0f} MB read per image"
                                               f"{' (from the cache)' if cached else ''}"})
             if sol is not None:
@@ -458,46 +465,88 @@ class _Unmixing:
                 "roi_sigma_fixed_kg": self.sigma_fixed.tolist()}
 
 
-def _tikhonov_or_sweeps(problem, sm, lam, check, operator):
+def _cached_problem(src, sm, params, settings, empty, tf):
+    """(problem, operator, pre) of a session whose operator is in the cache: the problem assembled without reading
+    the matrix rows (the selection, the first block's data, the background; the rows an on-disk matrix would drop
+    as zero, and the rows' total-iron visibility that decides positivity, stored with the operator), so the set-up
+    skips reading them — 343 MB for the README's bruker-3d rows, most of the set-up, during which the stream's
+    frames go by unreconstructed. (None, None, pre) when it is not cached (pre: the problem without its rows, whose
+    rows key the operator computed next), (None, None, None) when the session does not take this path (λ chosen by
+    the sweeps, weighted rows, a nonlinear reconstruction or the sweeps asked for)."""
+    sp = params.solver
+    if not (settings.operator in ("auto", "tikhonov") and sp.lam != "auto" and sp.method == "kaczmarz" and
+            sp.enforce_real and sp.enforce_positive in ("auto", False) and params.preprocessing.weighting == "none"):
+        return None, None, None
+    pre = assemble(src, sm, params, empty, tf, matrix=False)
+    loaded = _load_operator(_operator_path(pre, sm, float(sp.lam), before_drop=True))
+    if loaded is None or loaded[1] is None or loaded[1].shape != pre.cidx.shape:
+        return None, None, pre
+    op, kept, visibility = loaded
+    if sp.enforce_positive == "auto" and not visibility >= VISIBILITY_MIN:
+        return None, None, pre
+    return replace(pre, b=pre.b[kept], cidx=pre.cidx[kept], kidx=pre.kidx[kept], visibility=visibility,
+                   positive=False), op, pre
+
+
+def _tikhonov_or_sweeps(problem, sm, lam, check, operator, pre=None):
     """:func:`_tikhonov`, or (None, False) — the sweeps — when its memory is not there and the operator was only
     "auto"."""
     try:
-        return _tikhonov(problem, sm, lam, check)
+        return _tikhonov(problem, sm, lam, check, pre)
     except NotEnoughMemory:
         if operator == "tikhonov":
             raise
         return None, False
 
 
-def _tikhonov(problem, sm, lam, check):
+def _tikhonov(problem, sm, lam, check, pre=None):
     """(:class:`~mpisim.reco.tikhonov.TikhonovOperator` of the problem's rows, whether it came from the cache).
     Operators of a matrix file are cached in mpisim's cache folder (``op-KEY.npz``, :func:`mpisim.cache.cache_dir`),
     keyed by the file (path, size, modification time), the rows, their weights and λ: the first session with a
     matrix computes it (50 s for the README's bruker-3d 19³ rows on 2 cores: ``benchmarks/bench_live.py``), the next
-    ones read it."""
-    key = _operator_key(problem, sm, lam)
-    path = None if key is None else cache.cache_dir() / f"op-{key}.npz"
-    if path is not None and path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                return TikhonovOperator.from_arrays(**{k: z[k] for k in z.files}), True
-        except (OSError, ValueError, KeyError, MPISimError):
-            pass                                   # unreadable: computed again and replaced
+    ones read it. ``pre``: the problem before its rows were read (:func:`_cached_problem`): its rows key the entry,
+    which also keeps which of them the problem kept and their visibility, so a later session finds it without
+    reading the rows."""
+    path = _operator_path(pre if pre is not None else problem, sm, lam, before_drop=pre is not None)
+    loaded = _load_operator(path)
+    if loaded is not None:
+        return loaded[0], True
     M, N = problem.A.shape
     # the Gram matrix and its eigenvectors (N × N float64, and a copy in eigh), P (2M × N float32 at most), a block
     check_memory(3 * N * N * 8 + 2 * M * N * 4 + 2 * 2048 * N * 8, f"the live Tikhonov operator of {N} voxels",
                  hint="use --operator kaczmarz or a coarser grid")
     op = TikhonovOperator(problem.A, problem.weights, lam, check=check)
+    extra = {}
+    if pre is not None:
+        n = int(max(pre.kidx.max(), problem.kidx.max())) + 1
+        extra = {"kept": np.isin(pre.cidx.astype(np.int64) * n + pre.kidx, problem.cidx.astype(np.int64) * n +
+                                 problem.kidx), "visibility": np.float64(problem.visibility)}
     if path is not None:
         with contextlib.suppress(OSError, MPISimError):
             cache.ensure_dir()
             with atomic_path(path, overwrite=True, record=False) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, **op.arrays())
+                np.savez(fh, **op.arrays(), **extra)
     return op, False
 
 
-def _operator_key(problem, sm, lam):
-    """The cache key of a problem's Tikhonov operator, or None (a matrix in memory)."""
+def _load_operator(path):
+    """(operator, kept rows or None, visibility or NaN) of a cache entry, or None (no entry, or one that cannot be
+    read: computed again and replaced)."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            parts = {k: z[k] for k in z.files}
+        kept = parts.pop("kept", None)
+        visibility = float(parts.pop("visibility", np.nan))
+        return TikhonovOperator.from_arrays(**parts), (None if kept is None else kept.astype(bool)), visibility
+    except (OSError, ValueError, KeyError, TypeError, MPISimError):
+        return None
+
+
+def _operator_path(problem, sm, lam, before_drop=False):
+    """The cache file of a problem's Tikhonov operator, or None (a matrix in memory). ``before_drop``: the problem's
+    rows are those selected before an on-disk matrix's zero rows are dropped (:func:`_cached_problem`)."""
     try:
         st = os.stat(sm.origin)
     except (OSError, TypeError, ValueError):
@@ -505,9 +554,10 @@ def _operator_key(problem, sm, lam):
     digest = hashlib.sha256()
     for a in (problem.cidx, problem.kidx, problem.weights if problem.weights is not None else np.zeros(0)):
         digest.update(np.ascontiguousarray(a).tobytes())
-    return cache.make_key({"live_operator": 1, "matrix": [os.path.realpath(sm.origin), st.st_size, st.st_mtime_ns,
-                                                           st.st_ino], "rows": digest.hexdigest(), "lambda": lam,
-                           "floor": FILTER_FLOOR, "voxels": int(sm.grid.size)})
+    key = cache.make_key({"live_operator": 2, "matrix": [os.path.realpath(sm.origin), st.st_size, st.st_mtime_ns,
+                                                          st.st_ino], "rows": digest.hexdigest(), "lambda": lam,
+                          "floor": FILTER_FLOOR, "voxels": int(sm.grid.size), "before_drop": bool(before_drop)})
+    return cache.cache_dir() / f"op-{key}.npz"
 
 
 def _wait_first_block(src, avg, settings):

@@ -101,15 +101,62 @@ def test_the_operator_is_the_tikhonov_solution_and_round_trips():
     A = ((rng.standard_normal((60, 40)) + 1j * rng.standard_normal((60, 40))) * np.logspace(0, -2, 40)).astype(np.complex64)
     w = rng.uniform(0.5, 2.0, 60)
     b = rng.standard_normal(60) + 1j * rng.standard_normal(60)
-    op = TikhonovOperator(A, w, 0.05, floor=1e-9, check=b)
+    op = TikhonovOperator(A, w, 0.05, floor=1e-9, check=b, storage="float32")
     Ar = np.concatenate([A.real * w[:, None], A.imag * w[:, None]]).astype(float)
     lam = 0.05 * float(np.sum(np.abs(A) ** 2 * (w ** 2)[:, None])) / 40
     x = np.linalg.solve(Ar.T @ Ar + lam * np.eye(40), Ar.T @ np.concatenate([(b * w).real, (b * w).imag]))
     np.testing.assert_allclose(op(b), x, rtol=2e-5, atol=1e-6 * np.abs(x).max())
+    assert op.quantization_error == 0
     again = TikhonovOperator.from_arrays(**op.arrays())
     np.testing.assert_array_equal(again(b), op(b))
     coarse = TikhonovOperator(A, w, 0.05, floor=0.5, check=b)
     assert coarse.rank < op.rank and 0 < coarse.truncation_error < 1
+    # the default: P as 16-bit integers, one scale per component; the rounding's share of the error is recorded
+    q = TikhonovOperator(A, w, 0.05, floor=1e-9, check=b)
+    assert q.storage == "int16" and q.Pt.dtype == np.int16 and q.nbytes < op.nbytes
+    err = np.linalg.norm(q(b) - x) / np.linalg.norm(x)
+    assert err < 1e-3 and q.quantization_error == pytest.approx(err, rel=0.05)
+    np.testing.assert_array_equal(TikhonovOperator.from_arrays(**q.arrays())(b), q(b))
+
+
+def test_row_products_compiled_and_numpy_agree():
+    """The compiled products of the live operator (mpisim.cpu_kernels.row_dots: four right-hand sides per pass, then
+    the rest; int16 or float32 rows) against their numpy twin and a float64 product, for 1 to 6 right-hand sides."""
+    pytest.importorskip("numba")
+    from mpisim.cpu_kernels import row_dots
+    from mpisim.reco.tikhonov import row_dots_numpy
+
+    rng = np.random.default_rng(1)
+    for Q in (rng.integers(-32767, 32768, (300, 517)).astype(np.int16),
+              rng.standard_normal((300, 517)).astype(np.float32)):
+        for F in range(1, 7):
+            xt = rng.standard_normal((F, 517)).astype(np.float32)
+            out = np.empty((F, 300), np.float32)
+            row_dots(Q, xt, out)
+            exact = xt.astype(np.float64) @ Q.T.astype(np.float64)
+            scale = np.abs(exact).max()
+            assert np.abs(out - exact).max() < 1e-5 * scale
+            assert np.abs(row_dots_numpy(Q, xt) - exact).max() < 1e-5 * scale
+
+
+def test_a_cached_operator_spares_reading_the_matrix_rows(setup2d, tmp_path, monkeypatch):
+    """The first session computes the operator and caches it with the rows it kept; the next one finds it from the
+    selection alone and never reads the matrix rows (a shorter set-up, fewer frames gone by), with the same images."""
+    _, _, _, S, meas = setup2d
+    path = tmp_path / "s.mdf"
+    _write(path, meas, per=250)
+    settings = LiveSettings(average=10, policy="all")
+    first = follow(path, S, settings=settings)
+    assert first.info["operator_cached"] is False
+    again_sm = mpisim.load_system_matrix(S.origin)
+
+    def no_rows(*a, **k):
+        raise AssertionError("the matrix rows were read")
+
+    monkeypatch.setattr(again_sm, "rows", no_rows)
+    again = follow(path, again_sm, settings=settings)
+    assert again.info["operator_cached"] is True and again.info["rows"] == first.info["rows"]
+    np.testing.assert_array_equal(again.images, first.images)
 
 
 def test_blocks_that_pile_up_are_dropped_and_counted(setup2d, tmp_path):

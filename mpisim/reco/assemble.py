@@ -53,7 +53,7 @@ class Problem:
     background: np.ndarray | None = None
 
 
-def assemble(source, sm, params, empty=None, tf=None):
+def assemble(source, sm, params, empty=None, tf=None, matrix=True):
     """Assemble the problem of reconstructing the frames of ``source`` with ``sm``.
 
     source : a frame source (:class:`~mpisim.frames.MeasurementFrames` or
@@ -62,6 +62,10 @@ def assemble(source, sm, params, empty=None, tf=None):
         :class:`~mpisim.measurement.Measurement` when ``params.preprocessing.background`` names one;
     tf : (C, K) complex correction of the data, the transfer function ``params.preprocessing.transfer_function``
         names (None: the one the data state).
+    matrix : False: stop before the matrix rows are read (unweighted problems only) — a :class:`Problem` with the
+        rows the selection chose (before an on-disk matrix's zero rows are dropped), the data b at them and the
+        background, A, norms2, the noise level and ``positive`` None: what a live session whose operator is cached
+        needs (:mod:`mpisim.live`).
     """
     pre, sel = params.preprocessing, params.selection
     meas = source.head
@@ -79,6 +83,11 @@ def assemble(source, sm, params, empty=None, tf=None):
     cidx, kidx = np.nonzero(mask)
     # the data at those rows, read (and checked) before the matrix rows: a damaged frame stops the command early
     b, peak = frame_rows(source, selected, (cidx, sm.bins[kidx]), background, tf, pre.average)   # (rows, F)
+    if not matrix:
+        if pre.weighting != "none":
+            raise MPISimError(f"a problem without its matrix rows has no {pre.weighting} weights")
+        return Problem(None, b, cidx, kidx, None, None, None, None, None, float("nan"), None,
+                       {"channels": ch.tolist(), **band_info}, background)
     whiten_sm = pre.weighting == "whitening" and sm.num_background_frames >= 2
     A, sm_bg = sm.rows(cidx, kidx, background=True) if whiten_sm else (sm.rows(cidx, kidx), None)
     A, cidx, kidx, b, sm_bg, norms2, zero_rows = _drop_zero_rows(sm, A, cidx, kidx, b, sm_bg)
