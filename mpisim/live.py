@@ -17,11 +17,13 @@ from its last frame written (the stream's ``/_mpisim/stream/written``) to its im
 records no writing times, and its latencies read 0.
 """
 
+import bisect
 import contextlib
 import hashlib
 import os
 import signal
 import time
+import zipfile
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -93,6 +95,9 @@ class LiveResult:
     images : (B, N) mol Fe/L, one per reconstructed block; blocks : (B,) their block indices (block k holds
     foreground frames k·average … (k+1)·average − 1); frames : (B,) the stored index of each block's last
     frame; written, done : (B,) s since the epoch (frame written, image ready); seen : foreground frames seen;
+    arrived : (B,) s since the epoch at which the session first saw each block's last frame in the file (None for a
+    result made without it): ``arrived − written`` is the writer's and the file system's share of the latency,
+    ``done − arrived`` the session's;
     dropped : foreground frames in blocks skipped (``policy="latest"``, or beyond ``BATCH_MAX``;
     ``info["frames_left"]``: those seen in no block reconstructed or skipped when the session ended); ended : why the session ended;
     rois : {name: (B,) kg} each followed ROI's iron per image (corrected for spill between ROIs, :class:`_Unmixing`)
@@ -114,6 +119,7 @@ class LiveResult:
     rois: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     totals: np.ndarray | None = None
+    arrived: np.ndarray | None = None
 
     @property
     def latency(self):
@@ -125,12 +131,15 @@ class LiveResult:
         images, per second between the first image and the last), latency (median, 95th percentile, s) and why
         it ended."""
         lat = self.latency
+        own = self.done - self.arrived if self.arrived is not None else np.zeros(0)
         span = float(self.done[-1] - self.done[0]) if len(self.done) > 1 else float("nan")
         ips = (len(self.blocks) - 1) / span if span > 0 else float("nan")
         return {"blocks": int(len(self.blocks)), "frames_seen": int(self.seen), "frames_dropped": int(self.dropped),
                 "frames_per_second": float(ips * self.info.get("average", 1)), "images_per_second": float(ips),
                 "latency_median_s": float(np.median(lat)) if len(lat) else float("nan"),
                 "latency_p95_s": float(np.percentile(lat, 95)) if len(lat) else float("nan"),
+                "session_latency_median_s": float(np.median(own)) if len(own) else float("nan"),
+                "session_latency_p95_s": float(np.percentile(own, 95)) if len(own) else float("nan"),
                 "ended": self.ended}
 
     def public_info(self):
@@ -200,6 +209,7 @@ def follow(path, system_matrix, params=None, settings=None, *, rois=(), backend=
             ses.info.update(unmix.info)
         out = _Collector(unmix, ses.per, int(fg[0]), src.frame_time)
         out.add(0, fg[avg - 1], src, ses.image0)
+        out.arrivals.see(src.available)
         if on_block:
             on_block(out.progress(src, 0))
         nxt, dropped, last_new, seen = 1, 0, time.monotonic(), src.available
@@ -212,6 +222,7 @@ def follow(path, system_matrix, params=None, settings=None, *, rois=(), backend=
             n = src.refresh()
             if n > seen:
                 seen, last_new = n, time.monotonic()
+                out.arrivals.see(n)
             fg = np.flatnonzero(~src.bg)
             ready = fg.size // avg
             if ready > nxt:
@@ -477,9 +488,12 @@ def _cached_problem(src, sm, params, settings, empty, tf):
     if not (settings.operator in ("auto", "tikhonov") and sp.lam != "auto" and sp.method == "kaczmarz" and
             sp.enforce_real and sp.enforce_positive in ("auto", False) and params.preprocessing.weighting == "none"):
         return None, None, None
+    if _matrix_stat(sm) is None:                               # a matrix in memory: nothing cached
+        return None, None, None
     pre = assemble(src, sm, params, empty, tf, matrix=False)
-    loaded = _load_operator(_operator_path(pre, sm, float(sp.lam), before_drop=True))
-    if loaded is None or loaded[1] is None or loaded[1].shape != pre.cidx.shape:
+    loaded = _load_operator(_operator_path(pre, sm, float(sp.lam), before_drop=True), sm)
+    if loaded is None or loaded[1] is None or loaded[1].shape != pre.cidx.shape or \
+            2 * int(loaded[1].sum()) != loaded[0].Pt.shape[1]:
         return None, None, pre
     op, kept, visibility = loaded
     if sp.enforce_positive == "auto" and not visibility >= VISIBILITY_MIN:
@@ -508,12 +522,13 @@ def _tikhonov(problem, sm, lam, check, pre=None):
     which also keeps which of them the problem kept and their visibility, so a later session finds it without
     reading the rows."""
     path = _operator_path(pre if pre is not None else problem, sm, lam, before_drop=pre is not None)
-    loaded = _load_operator(path)
-    if loaded is not None:
-        return loaded[0], True
+    loaded = _load_operator(path, sm)
     M, N = problem.A.shape
-    # the Gram matrix and its eigenvectors (N × N float64, and a copy in eigh), P (2M × N float32 at most), a block
-    check_memory(3 * N * N * 8 + 2 * M * N * 4 + 2 * 2048 * N * 8, f"the live Tikhonov operator of {N} voxels",
+    if loaded is not None and loaded[0].Pt.shape[1] == 2 * M:
+        return loaded[0], True
+    # the Gram matrix and its eigenvectors (N × N float64, and a copy in eigh), P (2M × N at most) in float32 and
+    # as int16, a block
+    check_memory(3 * N * N * 8 + 2 * M * N * (4 + 2) + 2 * 2048 * N * 8, f"the live Tikhonov operator of {N} voxels",
                  hint="use --operator kaczmarz or a coarser grid")
     op = TikhonovOperator(problem.A, problem.weights, lam, check=check)
     extra = {}
@@ -529,9 +544,9 @@ def _tikhonov(problem, sm, lam, check, pre=None):
     return op, False
 
 
-def _load_operator(path):
-    """(operator, kept rows or None, visibility or NaN) of a cache entry, or None (no entry, or one that cannot be
-    read: computed again and replaced)."""
+def _load_operator(path, sm):
+    """(operator, kept rows or None, visibility or NaN) of a cache entry, or None (no entry, one that cannot be read
+    or one not of ``sm``'s voxels: computed again and replaced)."""
     if path is None or not path.is_file():
         return None
     try:
@@ -539,21 +554,32 @@ def _load_operator(path):
             parts = {k: z[k] for k in z.files}
         kept = parts.pop("kept", None)
         visibility = float(parts.pop("visibility", np.nan))
-        return TikhonovOperator.from_arrays(**parts), (None if kept is None else kept.astype(bool)), visibility
-    except (OSError, ValueError, KeyError, TypeError, MPISimError):
+        op = TikhonovOperator.from_arrays(**parts)
+    except (OSError, ValueError, KeyError, TypeError, EOFError, zipfile.BadZipFile, MPISimError):
+        return None
+    if op.size != sm.grid.size:
+        return None
+    return op, (None if kept is None else kept.astype(bool)), visibility
+
+
+def _matrix_stat(sm):
+    """os.stat of the matrix's file, or None (a matrix in memory, or of several files)."""
+    try:
+        return os.stat(sm.origin)
+    except (OSError, TypeError, ValueError):
         return None
 
 
 def _operator_path(problem, sm, lam, before_drop=False):
     """The cache file of a problem's Tikhonov operator, or None (a matrix in memory). ``before_drop``: the problem's
     rows are those selected before an on-disk matrix's zero rows are dropped (:func:`_cached_problem`)."""
-    try:
-        st = os.stat(sm.origin)
-    except (OSError, TypeError, ValueError):
+    st = _matrix_stat(sm)
+    if st is None:
         return None
     digest = hashlib.sha256()
-    for a in (problem.cidx, problem.kidx, problem.weights if problem.weights is not None else np.zeros(0)):
-        digest.update(np.ascontiguousarray(a).tobytes())
+    for a in (problem.cidx, np.asarray(sm.bins)[problem.kidx], np.asarray(sm.shape),
+              problem.weights if problem.weights is not None else np.zeros(0)):
+        digest.update(np.ascontiguousarray(a, np.float64).tobytes())
     key = cache.make_key({"live_operator": 2, "matrix": [os.path.realpath(sm.origin), st.st_size, st.st_mtime_ns,
                                                           st.st_ino], "rows": digest.hexdigest(), "lambda": lam,
                           "floor": FILTER_FLOOR, "voxels": int(sm.grid.size), "before_drop": bool(before_drop)})
@@ -578,12 +604,32 @@ def _wait_first_block(src, avg, settings):
         time.sleep(settings.poll)
 
 
+class _Arrivals:
+    """When the session first saw each stored frame in the file: the frame counts its looks found, with their times
+    (s since the epoch)."""
+
+    def __init__(self):
+        self.counts, self.times = [], []
+
+    def see(self, count):
+        """A look found ``count`` stored frames (more than before)."""
+        if not self.counts or count > self.counts[-1]:
+            self.counts.append(int(count))
+            self.times.append(time.time())
+
+    def at(self, frame, default):
+        """The time of the first look that found the stored frame ``frame`` (``default`` if none did)."""
+        i = bisect.bisect_right(self.counts, int(frame))
+        return self.times[i] if i < len(self.times) else default
+
+
 class _Collector:
     """The images and times of a session as they come, each ROI's amount and the warnings raised."""
 
     def __init__(self, unmix, per, first=0, frame_time=None):
         self.unmix, self.per, self.first, self.frame_time = unmix, per, first, frame_time or float("nan")
-        self.images, self.blocks, self.frames, self.written, self.done = [], [], [], [], []
+        self.images, self.blocks, self.frames, self.written, self.done, self.arrived = [], [], [], [], [], []
+        self.arrivals = _Arrivals()
         self.amounts, self.totals, self.warnings = [], [], {}
         self.first_fired = {}                          # ROI → {rule: the stored index of the frame it first fired at}
 
@@ -595,6 +641,7 @@ class _Collector:
         self.frames.append(int(frame))
         self.written.append(now if w is None else w)
         self.done.append(now)
+        self.arrived.append(self.arrivals.at(int(frame), now))
         self.totals.append(float(self.images[-1].sum() * self.per))
         u = self.unmix
         if u is not None:
@@ -647,4 +694,4 @@ class _Collector:
                           ended, ses.grid, ses.params, src.head, rois,
                           {**ses.info, **({} if u is None else u.state), "warnings": dict(self.warnings),
                            "_first_fired": self.first_fired},
-                          np.array(self.totals))
+                          np.array(self.totals), np.array(self.arrived))

@@ -19,6 +19,10 @@ __all__ = ["keep_heap_pages", "address_space_left", "available_memory", "cgroup_
 
 HEAP_TOP_PAD = 64 * 2 ** 20
 """Bytes the C heap keeps above what is in use (glibc's M_TOP_PAD) once :func:`keep_heap_pages` has run."""
+HEAP_MMAP_THRESHOLD = 32 * 2 ** 20
+"""Blocks up to this size come from the heap, not from mappings of their own (glibc's M_MMAP_THRESHOLD, its 64-bit
+maximum): setting the pad freezes glibc's moving threshold at its start value (128 KiB), above which every block
+would still be mapped and faulted in afresh."""
 
 _heap_kept = False
 
@@ -28,14 +32,16 @@ def keep_heap_pages():
     at once. A loop that allocates a few MB per step (a live session: every frame's spectra and rows) otherwise
     faults the same pages in again at every step, and on a virtual machine each fault is dear: reading and
     preparing one bruker-3d frame took 9.6 ms with glibc's defaults and 3.3 ms with this on the 2-core machine of
-    ``benchmarks/bench_live.py``. Called by :func:`mpisim.live.follow` and the ``mpisim`` command; once per process;
-    nothing on other C libraries. Returns whether the setting took."""
+    ``benchmarks/bench_live.py``. Called by :func:`mpisim.live.follow` and :func:`mpisim.forward.stream_frames`
+    (``simulate --pace``); the setting is process-wide and stays (up to :data:`HEAP_TOP_PAD` kept per malloc arena);
+    nothing on other C libraries (musl, macOS, Windows). Returns whether the setting took."""
     global _heap_kept
     if _heap_kept or not sys.platform.startswith("linux"):
         return _heap_kept
     try:
         libc = ctypes.CDLL("libc.so.6")
-        _heap_kept = bool(libc.mallopt(-2, HEAP_TOP_PAD))           # M_TOP_PAD
+        _heap_kept = bool(libc.mallopt(-3, HEAP_MMAP_THRESHOLD)) and bool(libc.mallopt(-2, HEAP_TOP_PAD))
+        # (M_MMAP_THRESHOLD, M_TOP_PAD)
     except (OSError, AttributeError):
         _heap_kept = False
     return _heap_kept

@@ -159,6 +159,35 @@ def test_a_cached_operator_spares_reading_the_matrix_rows(setup2d, tmp_path, mon
     np.testing.assert_array_equal(again.images, first.images)
 
 
+def test_the_cached_entry_keeps_which_rows_were_dropped(setup2d, tmp_path):
+    """Rows an on-disk matrix drops as zero after reading are known without reading it: the cache entry keeps which of
+    the selected rows the problem kept (here every third one dropped by hand, as zero rows would be)."""
+    from dataclasses import replace
+
+    from mpisim.live import _cached_problem, _tikhonov
+    from mpisim.reco.assemble import assemble
+    from mpisim.reconstruction import RecoParams
+
+    _, _, _, S, meas = setup2d
+    path = tmp_path / "s.mdf"
+    _write(path, meas, per=250)
+    params = RecoParams()
+    params = replace(params, preprocessing=replace(params.preprocessing, average=10, frames=tuple(range(10))))
+    with StreamFrames(path) as src:
+        pre = assemble(src, S, params, matrix=False)
+        full = assemble(src, S, params)
+        keep = np.arange(full.cidx.size) % 3 != 0
+        sub = replace(full, A=full.A[keep], b=full.b[keep], cidx=full.cidx[keep], kidx=full.kidx[keep])
+        op, cached = _tikhonov(sub, S, 1e-2, sub.b[:, 0], pre)
+        assert not cached
+        problem, again, _ = _cached_problem(src, S, params, LiveSettings(average=10), None, None)
+    assert problem is not None and problem.A is None and not problem.positive
+    np.testing.assert_array_equal(problem.cidx, sub.cidx)
+    np.testing.assert_array_equal(problem.kidx, sub.kidx)
+    np.testing.assert_array_equal(problem.b, sub.b)
+    np.testing.assert_array_equal(again(problem.b[:, 0]), op(sub.b[:, 0]))
+
+
 def test_blocks_that_pile_up_are_dropped_and_counted(setup2d, tmp_path):
     _, _, _, S, meas = setup2d
     path = tmp_path / "s.mdf"

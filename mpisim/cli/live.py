@@ -149,14 +149,7 @@ def run(args):
     write_reconstruction(args.out, res.reconstruction(), overwrite=args.overwrite)
     s = res.summary()
     target = args.target or (names[0] if names else None)
-    doc = {"measurement": args.measurement, "system_matrix": args.sm, **s, "setup": res.public_info(),
-           "target": target, "on_target": res.on_target(target) if target else None,
-           "images": [{"block": int(b), "frame": int(f), "written": float(w), "done": float(d),
-                       "latency_s": float(d - w), "total_kg": float(res.totals[i]),
-                       **{f"{n}_kg": float(v[i]) for n, v in res.rois.items()}}
-                      for i, (b, f, w, d) in enumerate(zip(res.blocks, res.frames, res.written, res.done))],
-           "roi_iron": "kg per image, corrected for spill between the ROIs (transfer matrix through the "
-                       "reconstruction); elsewhere: the image's total minus the ROIs'"}
+    doc = _report(args, res, s, target)
     if args.report:
         with atomic_path(args.report, args.overwrite) as tmp:
             with open(tmp, "w") as fh:
@@ -169,11 +162,26 @@ def run(args):
     print(f"wrote {args.out}: {s['blocks']} image(s) of {settings.average} frame(s) each; {s['frames_seen']} "
           f"foreground frames seen, {s['frames_dropped']} dropped ({settings.policy}), "
           f"{res.info['frames_left']} left at the end; {s['frames_per_second']:.3g} frames/s; latency median "
-          f"{s['latency_median_s'] * 1e3:.3g} ms, 95th percentile {s['latency_p95_s'] * 1e3:.3g} ms; λ "
+          f"{s['latency_median_s'] * 1e3:.3g} ms, 95th percentile {s['latency_p95_s'] * 1e3:.3g} ms (from the frame "
+          f"seen in the file: {s['session_latency_median_s'] * 1e3:.3g} ms, {s['session_latency_p95_s'] * 1e3:.3g} "
+          f"ms); λ "
           f"{res.info['lambda']:g}; {res.info['operator_why']}; set-up {res.info['setup_seconds']:.3g} s; ended: "
           f"{s['ended']}"
           + (_on_target_line(doc["on_target"], target) if target else "")
           + (f"\nwrote {args.report}" if args.report else "") + (f"\nwrote {args.png}" if args.png else ""))
+
+
+def _report(args, res, s, target):
+    """The JSON report: the session's figures ``s``, the set-up, the on-target fraction and every image."""
+    return {"measurement": args.measurement, "system_matrix": args.sm, **s, "setup": res.public_info(),
+            "target": target, "on_target": res.on_target(target) if target else None,
+            "images": [{"block": int(b), "frame": int(f), "written": float(w), "arrived": float(a), "done": float(d),
+                        "latency_s": float(d - w), "total_kg": float(res.totals[i]),
+                        **{f"{n}_kg": float(v[i]) for n, v in res.rois.items()}}
+                       for i, (b, f, w, a, d) in enumerate(zip(res.blocks, res.frames, res.written, res.arrived,
+                                                                res.done))],
+            "roi_iron": "kg per image, corrected for spill between the ROIs (transfer matrix through the "
+                        "reconstruction); elsewhere: the image's total minus the ROIs'"}
 
 
 def _on_target_line(ot, target):

@@ -103,16 +103,19 @@ class StreamWriter:
         self.num_frames = 0
 
     def append(self, frames, is_background):
-        """Append frames (n, J, C, V) with their background flags (n,) bool; readers see them on return."""
+        """Append frames (n, J, C, V) with their background flags (n,) bool; readers see them on return. Each frame's
+        time stamp (``/_mpisim/stream/written``, s since the epoch: where a live session's latency starts) is taken
+        once its data are in the file, flushed, just before the count that makes them visible."""
         frames = np.asarray(frames)
         n0, n = self.num_frames, self.num_frames + frames.shape[0]
         for ds in (self.data, self.bg, self.written):
             ds.resize(n, axis=0)
         self.data[n0:n] = frames
         self.bg[n0:n] = np.asarray(is_background, np.int8)
-        self.written[n0:n] = time.time()
-        for ds in (self.data, self.bg, self.written):
+        for ds in (self.data, self.bg):
             ds.flush()
+        self.written[n0:n] = time.time()
+        self.written.flush()
         self.count[()] = np.int64(n)            # last: the count a reader trusts
         self.count.flush()
         self.num_frames = n

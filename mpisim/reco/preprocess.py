@@ -23,6 +23,8 @@ def measurement_spectra(meas, transfer_function=None):
         raise MPISimError(f"{meas.source if meas.source != '(in memory)' else 'measurement'}: data contain NaN or Inf")
     # average periods → (N, C, K); one period is its own mean (the same values, without a pass over the spectra)
     spec = spec[:, 0] if spec.shape[1] == 1 else spec.mean(axis=1)
+    if np.shares_memory(spec, meas.data):                       # never the caller's own array
+        spec = spec.copy()
     tf = transfer_function if transfer_function is not None else meas.transfer_function
     if tf is not None:
         tf = np.asarray(tf)

@@ -36,7 +36,8 @@ FILTER_FLOOR = 1e-2
 
 STORAGE = ("int16", "float32")
 """How the operator holds P, the factor a frame's data meet (2M × r: 212 MB in float32 for the README's bruker-3d
-rows): as 16-bit integers with one scale per component (the default; half the bytes read per frame, so a frame's
+rows): as 16-bit integers with one scale per component (the default; half of P's bytes, 164 MB read per bruker-3d
+frame instead of 270 MB, so a frame's
 image costs less than the frame period: ``benchmarks/bench_live.py``; the rounding changes an image by about 2e-4 of
 its norm, recorded as ``quantization_error``) or as float32."""
 
@@ -50,7 +51,7 @@ class TikhonovOperator:
     ``relative=False``), through its eigen-decomposition truncated at ``floor`` (module docstring).
 
     storage : how P (the larger factor, 2M × r) is held: ``"int16"`` (the default: each component's column as 16-bit
-    integers with its own scale, half the bytes a frame reads, :data:`STORAGE`) or ``"float32"``.
+    integers with its own scale, half of P's bytes, :data:`STORAGE`) or ``"float32"``.
     rank : components kept; truncation_error : ‖x_r − x‖/‖x‖ on the data ``check`` (M,) given to the
     constructor (None without), the stored P's rounding included; quantization_error : the part of it from P's 16-bit
     storage alone (‖x_int16 − x_float32‖/‖x_float32‖ on ``check``; 0 for float32); lam_abs : the absolute λ."""
@@ -173,6 +174,9 @@ def row_dots(Q, xt):
     """xt (F, K) float32 · Qᵀ for Q (R, K) int16 or float32 → (F, R) float32: the compiled kernel
     (:func:`mpisim.cpu_kernels.row_dots`) when numba is there, else :func:`row_dots_numpy`."""
     xt = np.ascontiguousarray(xt, np.float32)
+    if Q.ndim != 2 or xt.ndim != 2 or Q.shape[1] != xt.shape[1]:
+        raise MPISimError(f"row products: rows of shape {Q.shape} and right-hand sides of shape {xt.shape} do not "
+                          f"match")
     if B.numba_available():
         from ..cpu_kernels import row_dots as kernel
 
