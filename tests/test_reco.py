@@ -518,3 +518,32 @@ def test_one_frame_sweeps_on_the_matrix_as_stored_equal_the_planar_and_numpy_swe
     seen = []
     kaczmarz(A, b, iterations=Kz.PLANAR_AFTER - 1, lam=0.05, stop=lambda it, c: seen.append(it) or it == 2)
     assert seen == [0, 1, 2]
+
+
+def test_one_frame_sweeps_two_rows_per_pass_equal_the_row_by_row_twin():
+    """The single-frame compiled sweeps take two rows per pass over the iterate (the pair's coupling a2·conj(a1)
+    summed in the pass): with an odd number of rows, zero rows among them and any order, planar and as stored, the
+    iterate and the auxiliary v equal the row-by-row numpy twin to rounding."""
+    pytest.importorskip("numba")
+    from mpisim.reco import kaczmarz_cpu as K
+    from mpisim.reco.kaczmarz_base import sweep_numpy
+
+    rng = np.random.default_rng(5)
+    for M, N, dtype in ((41, 30, np.complex64), (40, 33, np.complex128), (1, 7, np.complex64), (2, 7, np.complex64)):
+        A = (rng.standard_normal((M, N)) + 1j * rng.standard_normal((M, N))).astype(dtype)
+        A[M // 3] = 0
+        P = np.ascontiguousarray(np.stack([A.real, A.imag], axis=1))
+        Af = A.view(A.real.dtype).reshape(M, 2 * N)
+        b = A @ rng.random(N).astype(dtype)
+        norms = K.row_norms2(Af)
+        inv = np.where(norms > 0, 1.0 / (norms + 0.01), 0.0)
+        for order in (np.arange(M), rng.permutation(M)):
+            c, v = np.zeros((N, 1), complex), np.zeros((M, 1), complex)
+            for _ in range(3):
+                sweep_numpy(A.astype(complex), b.astype(complex)[:, None], order, inv, 0.1, c, v)
+            for sweep, R in ((K.sweep_single, P), (K.sweep_single_interleaved, Af)):
+                cr, ci, vr, vi = np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)
+                for _ in range(3):
+                    sweep(R, b.real.astype(float), b.imag.astype(float), order, inv, 0.1, cr, ci, vr, vi)
+                np.testing.assert_allclose(cr + 1j * ci, c[:, 0], rtol=0, atol=1e-12 * np.abs(c).max())
+                np.testing.assert_allclose(vr + 1j * vi, v[:, 0], rtol=0, atol=1e-12 * np.abs(v).max())

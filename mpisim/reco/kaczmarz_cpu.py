@@ -9,13 +9,15 @@ v come as separate real/imaginary arrays, float64 (images) or float32 (statistic
 realisations); the iterate's type sets the arithmetic, α is float64 either way. The update with row
 k and the dot product with the next row are fused into one pass over c (same arithmetic, half the
 traffic), and for many frames each pass serves two or three frames, so a matrix element is loaded
-once for all of them.
+once for all of them. One frame's sweep goes further: each pass over c serves two rows (the updates of a
+pair and the dots of the next pair, the coupling a2·conj(a1) of a pair summed in the same pass:
+:func:`_sweep_pairs`), so c is read and written once per two rows.
 """
 
 from numba import njit, prange
 import numpy as np
 
-__all__ = ["row_norms2", "to_planar", "apply_real", "sweep_single", "sweep_multi"]
+__all__ = ["row_norms2", "to_planar", "apply_real", "sweep_single", "sweep_single_interleaved", "sweep_multi"]
 
 
 @njit(cache=True, parallel=True, fastmath=True)
@@ -197,82 +199,17 @@ def _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam):
 
 @njit(cache=True, fastmath=True)
 def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
-    """One sweep over ``order`` for a single right-hand side (c: (N,), v: (M,)); P (M, 2, N) planar."""
-    N = cr.shape[0]
-    prev = -1
-    pr = 0.0
-    pi = 0.0
-    for kk in range(order.shape[0]):
-        k = order[kk]
-        if inv_den[k] == 0.0:
-            continue
-        are = P[k, 0]
-        aim = P[k, 1]
-        sr = 0.0
-        si = 0.0
-        if prev < 0:
-            for j in range(N):
-                ar = np.float64(are[j])
-                ai = np.float64(aim[j])
-                sr += ar * cr[j] - ai * ci[j]
-                si += ar * ci[j] + ai * cr[j]
-        else:
-            sr, si = _dot_update(P[prev, 0], P[prev, 1], pr, pi, are, aim, cr, ci, N, 0.0)
-        pr, pi = _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam)
-        prev = k
-    if prev >= 0:
-        _last_update(P, prev, pr, pi, cr, ci, N)
-
-
-@njit(cache=True, fastmath=True, nogil=True)
-def _dot_update_interleaved(q, pr, pi, a, cr, ci, N):
-    """:func:`_dot_update` on interleaved complex rows (re, im, re, im …: a complex matrix as stored)."""
-    sr = 0.0
-    si = 0.0
-    for j in range(N):
-        qr = q[2 * j]
-        qi = q[2 * j + 1]
-        xr = cr[j] + qr * pr + qi * pi
-        xi = ci[j] + qr * pi - qi * pr
-        cr[j] = xr
-        ci[j] = xi
-        ar = a[2 * j]
-        ai = a[2 * j + 1]
-        sr += ar * xr - ai * xi
-        si += ar * xi + ai * xr
-    return sr, si
+    """One sweep over ``order`` for a single right-hand side (c: (N,), v: (M,)); P (M, 2, N) planar; two rows per
+    pass over c (:func:`_sweep_pairs`)."""
+    _sweep_pairs(P, np.empty((0, 0), P.dtype), True, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi)
 
 
 @njit(cache=True, fastmath=True)
 def sweep_single_interleaved(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
     """:func:`sweep_single` on the complex matrix as stored, Af (M, 2N) its float view (re, im interleaved): no
-    planar copy, so a call on a complex matrix costs no pass over it before its sweeps."""
-    N = cr.shape[0]
-    prev = -1
-    pr = 0.0
-    pi = 0.0
-    for kk in range(order.shape[0]):
-        k = order[kk]
-        if inv_den[k] == 0.0:
-            continue
-        a = Af[k]
-        sr = 0.0
-        si = 0.0
-        if prev < 0:
-            for j in range(N):
-                ar = np.float64(a[2 * j])
-                ai = np.float64(a[2 * j + 1])
-                sr += ar * cr[j] - ai * ci[j]
-                si += ar * ci[j] + ai * cr[j]
-        else:
-            sr, si = _dot_update_interleaved(Af[prev], pr, pi, a, cr, ci, N)
-        pr, pi = _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam)
-        prev = k
-    if prev >= 0:
-        q = Af[prev]
-        for j in range(N):
-            cr[j] += q[2 * j] * pr + q[2 * j + 1] * pi
-            ci[j] += q[2 * j] * pi - q[2 * j + 1] * pr
+    planar copy, so a call on a complex matrix costs no pass over it before its sweeps (each row's parts are taken
+    apart as the sweep reaches it)."""
+    _sweep_pairs(np.empty((0, 2, 0), Af.dtype), Af, False, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -350,3 +287,98 @@ def sweep_multi(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
         f1 = min(F, f0 + size)
         if f1 > f0:
             _sweep_group(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, f0, f1)
+
+
+@njit(cache=True, fastmath=True, nogil=True, inline="always")
+def _pair_step(u1r, u1i, u2r, u2i, b1r, b1i, b2r, b2i, xr, xi, p, s1r, s1i, s2r, s2i, gr, gi):
+    """One element of :func:`_pair_pass`: x = c_j + conj(u1)·α1 + conj(u2)·α2 (the previous pair u), then the sums of
+    the next pair b: b1·x, b2·x and b2·conj(b1). Returns the sums and x."""
+    xr += u1r * p[0] + u1i * p[1] + u2r * p[2] + u2i * p[3]
+    xi += u1r * p[1] - u1i * p[0] + u2r * p[3] - u2i * p[2]
+    return (s1r + b1r * xr - b1i * xi, s1i + b1r * xi + b1i * xr, s2r + b2r * xr - b2i * xi,
+            s2i + b2r * xi + b2i * xr, gr + b2r * b1r + b2i * b1i, gi + b2i * b1r - b2r * b1i, xr, xi)
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _pair_pass(q1re, q1im, q2re, q2im, p, a1re, a1im, a2re, a2im, cr, ci, N, out):
+    """One pass over c for two rows at once: c += conj(q1)·α1 + conj(q2)·α2 for the previous pair (p = α1r, α1i, α2r,
+    α2i), then the dots a1·c and a2·c with the next pair and g = a2·conj(a1), their coupling: out = (s1r, s1i, s2r,
+    s2i, gr, gi). Planar rows (real parts, imaginary parts)."""
+    s1r = s1i = s2r = s2i = gr = gi = 0.0
+    for j in range(N):
+        s1r, s1i, s2r, s2i, gr, gi, cr[j], ci[j] = _pair_step(
+            q1re[j], q1im[j], q2re[j], q2im[j], np.float64(a1re[j]), np.float64(a1im[j]), np.float64(a2re[j]),
+            np.float64(a2im[j]), cr[j], ci[j], p, s1r, s1i, s2r, s2i, gr, gi)
+    out[0], out[1], out[2], out[3], out[4], out[5] = s1r, s1i, s2r, s2i, gr, gi
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _pair_pass_interleaved(q1, q2, p, a1, a2, cr, ci, N, out):
+    """:func:`_pair_pass` on interleaved complex rows (re, im, re, im …: a complex matrix as stored)."""
+    s1r = s1i = s2r = s2i = gr = gi = 0.0
+    for j in range(N):
+        s1r, s1i, s2r, s2i, gr, gi, cr[j], ci[j] = _pair_step(
+            q1[2 * j], q1[2 * j + 1], q2[2 * j], q2[2 * j + 1], np.float64(a1[2 * j]), np.float64(a1[2 * j + 1]),
+            np.float64(a2[2 * j]), np.float64(a2[2 * j + 1]), cr[j], ci[j], p, s1r, s1i, s2r, s2i, gr, gi)
+    out[0], out[1], out[2], out[3], out[4], out[5] = s1r, s1i, s2r, s2i, gr, gi
+
+
+@njit(cache=True, nogil=True)
+def _part(P, Af, planar, k, j, imag):
+    """Element j of row k, its real (``imag`` 0) or imaginary part (1), as float64."""
+    if planar:
+        return np.float64(P[k, imag, j])
+    return np.float64(Af[k, 2 * j + imag])
+
+
+@njit(cache=True, fastmath=True)
+def _sweep_pairs(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
+    """One single-frame sweep, two rows per pass over c (:func:`_pair_pass`): the dot of a pair's second row with c
+    after the first row's update is a2·c + (a2·conj(a1))·α1, its coupling summed in the same pass, so the iterate is
+    read and written once per two rows — the same arithmetic as row by row in another order (equal to rounding; the
+    numpy twin :func:`~mpisim.reco.kaczmarz_base.sweep_numpy`). Rows of the planar P (M, 2, N), or of the interleaved
+    Af (M, 2N) (``planar`` False; P then a stand-in). Rows with ``inv_den`` 0 are skipped; an odd count starts with
+    one row alone."""
+    N = cr.shape[0]
+    n = 0
+    rows = np.empty(order.shape[0], np.int64)
+    for kk in range(order.shape[0]):
+        if inv_den[order[kk]] != 0.0:
+            rows[n] = order[kk]
+            n += 1
+    if n == 0:
+        return
+    p = np.zeros(4)
+    out = np.zeros(6)
+    start = n % 2
+    q1 = q2 = rows[0]                               # (α 0 until a row has been through)
+    if start == 1:                                  # an odd count: the first row alone
+        sr = 0.0
+        si = 0.0
+        for j in range(N):
+            ar = _part(P, Af, planar, q1, j, 0)
+            ai = _part(P, Af, planar, q1, j, 1)
+            sr += ar * cr[j] - ai * ci[j]
+            si += ar * ci[j] + ai * cr[j]
+        p[0], p[1] = _row_step(br, bi, vr, vi, q1, sr, si, inv_den, sqrt_lam)
+    for m in range(start, n, 2):
+        k1 = rows[m]
+        k2 = rows[m + 1]
+        if planar:
+            _pair_pass(P[q1, 0], P[q1, 1], P[q2, 0], P[q2, 1], p, P[k1, 0], P[k1, 1], P[k2, 0], P[k2, 1], cr, ci, N,
+                       out)
+        else:
+            _pair_pass_interleaved(Af[q1], Af[q2], p, Af[k1], Af[k2], cr, ci, N, out)
+        a1r, a1i = _row_step(br, bi, vr, vi, k1, out[0], out[1], inv_den, sqrt_lam)
+        a2r, a2i = _row_step(br, bi, vr, vi, k2, out[2] + out[4] * a1r - out[5] * a1i,
+                             out[3] + out[4] * a1i + out[5] * a1r, inv_den, sqrt_lam)
+        p[0], p[1], p[2], p[3] = a1r, a1i, a2r, a2i
+        q1 = k1
+        q2 = k2
+    for j in range(N):
+        u1r = _part(P, Af, planar, q1, j, 0)
+        u1i = _part(P, Af, planar, q1, j, 1)
+        u2r = _part(P, Af, planar, q2, j, 0)
+        u2i = _part(P, Af, planar, q2, j, 1)
+        cr[j] += u1r * p[0] + u1i * p[1] + u2r * p[2] + u2i * p[3]
+        ci[j] += u1r * p[1] - u1i * p[0] + u2r * p[3] - u2i * p[2]
