@@ -276,8 +276,9 @@ def row_dots(Q, xt, out):
     """out (F, R) float32 = xt (F, K) float32 · Qᵀ for Q (R, K) int16 or float32: the products of the live Tikhonov
     operator (:class:`~mpisim.reco.tikhonov.TikhonovOperator`; an int16 element converted as it is loaded), sums in
     float32 like the BLAS product they replace; rows in parallel, four right-hand sides per pass over a row. No BLAS
-    call in a live session's loop: OpenBLAS's threads spin after each call and took the cores from these (a frame's
-    two products 16.8 ms with BLAS for the second, 9.3 ms with this for both). The numpy twin is
+    call in a live session's loop: OpenBLAS's threads spin after each call and took the cores from these (a bruker-3d
+    frame's two products 16.0 ms with BLAS for the second, 8.0 ms with this for both:
+    ``benchmarks/bench_live_parts.py``). The numpy twin is
     :func:`mpisim.reco.tikhonov.row_dots_numpy`."""
     R = Q.shape[0]
     F = xt.shape[0]
