@@ -18,16 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_kaczmarz import med
 
 
 def median_ms(fn, repeat):
-    fn()
-    ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts) * 1e3)
+    return med(fn, repeat) * 1e3
 
 
 def session(d):

@@ -277,7 +277,7 @@ def row_dots(Q, xt, out):
     operator (:class:`~mpisim.reco.tikhonov.TikhonovOperator`; an int16 element converted as it is loaded), sums in
     float32 like the BLAS product they replace; rows in parallel, four right-hand sides per pass over a row. No BLAS
     call in a live session's loop: OpenBLAS's threads spin after each call and took the cores from these (a bruker-3d
-    frame's two products 16.0 ms with BLAS for the second, 8.0 ms with this for both:
+    frame's two products 15.9–23.7 ms with BLAS for the second, 8.0–9.6 ms with this for both in three of four runs:
     ``benchmarks/bench_live_parts.py``). The numpy twin is
     :func:`mpisim.reco.tikhonov.row_dots_numpy`."""
     R = Q.shape[0]

@@ -31,8 +31,8 @@ def keep_heap_pages():
     """Let the C heap (glibc) keep :data:`HEAP_TOP_PAD` bytes of freed memory instead of handing it back to the kernel
     at once. A loop that allocates a few MB per step (a live session: every frame's spectra and rows) otherwise
     faults the same pages in again at every step, and on a virtual machine each fault is dear: reading and
-    preparing one bruker-3d frame took 4.35 ms with glibc's defaults and 3.71 ms with this on a 2-core VM
-    (``benchmarks/bench_live_parts.py``). Called by :func:`mpisim.live.follow` and :func:`mpisim.forward.stream_frames`
+    preparing one bruker-3d frame took 4.1–4.4 ms with glibc's defaults and 3.7–4.1 ms with this on a 2-core VM
+    (``benchmarks/bench_live_parts.py``, four runs). Called by :func:`mpisim.live.follow` and :func:`mpisim.forward.stream_frames`
     (``simulate --pace``); the setting is process-wide and stays (up to :data:`HEAP_TOP_PAD` kept per malloc arena);
     nothing on other C libraries (musl, macOS, Windows). Returns whether the setting took."""
     global _heap_kept
