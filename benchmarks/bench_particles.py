@@ -1,6 +1,6 @@
 """Particle models: time per voxel-period of each (issue 23, first part).
 
-Usage: python benchmarks/bench_particles.py
+Usage: python benchmarks/bench_particles.py [--neel]   (--neel: only the Néel models' table)
 
 For one drive period of bruker-2d (1632 samples, 12 mT per channel) and 25 nm cores (60 nm
 hydrodynamic), the time to compute one voxel's mean moment over the period with:
@@ -116,6 +116,43 @@ def imaging(workers=2):
     print("no interpolation in offset-field space: every voxel's own field is integrated (interpolation error 0)")
 
 
+def neel_models():
+    """The spectrometer's Néel models (mpisim.neel_brown): one voxel-period of a 1D drive (25 kHz) solved to its
+    periodic state by the matrix continued fraction, operators built and cached first (their build is timed
+    apart), for one core size; the time of a whole MPS is this times the size-quadrature nodes."""
+    from mpisim import neel_brown as nb
+
+    print(f"\nNéel models, one core size, 25 kHz drive along one axis (medians of 3 after a warm-up)")
+    print(f"{'model':58s} {'degree':>7s} {'build s':>8s} {'s per voxel-period':>19s}")
+    omega = 2 * np.pi * 25e3
+    tau_d = 2.6e-8                                                   # 25 nm magnetite, α = 0.1
+    for sigma, xi0 in ((3.0, 5.0), (9.0, 10.0), (9.0, 24.0), (15.0, 24.0)):
+        L = nb.neel_degree(xi0, sigma)
+        K = fp.harmonics_for(xi0, sigma)
+        nb._neel_parts.cache_clear()
+        t0 = time.perf_counter()
+        nb.neel_operators(L, sigma, 0.1)
+        build = time.perf_counter() - t0
+        t = med(lambda: nb.neel_harmonics(xi0, omega * tau_d, sigma, harmonics=K))
+        print(f"{f'neel, random axes (σ {sigma:g}, ξ0 {xi0:g}, {K} harmonics, 8 axes)':58s} {L:7d} {build:8.2f} {t:19.3f}")
+    for sigma, xi0 in ((2.0, 5.0), (5.0, 5.0)):
+        L, La = nb.neel_degree(xi0, sigma), nb.axis_degree(sigma)
+        K = fp.harmonics_for(xi0, sigma)
+        nb.neel_brown_operators.cache_clear()
+        t0 = time.perf_counter()
+        nb.neel_brown_operators(L, La, sigma, 0.1)
+        build = time.perf_counter() - t0
+        t = med(lambda: nb.neel_brown_harmonics(xi0, omega, sigma, tau_d, 20e-6, harmonics=K))
+        print(f"{f'neel-brown (σ {sigma:g}, ξ0 {xi0:g}, τ_B 20 µs, {K} harmonics)':58s} {f'{L}/{La}':>7s} "
+              f"{build:8.2f} {t:19.3f}")
+
+
 if __name__ == "__main__":
-    main()
-    imaging()
+    import sys
+
+    if "--neel" in sys.argv:                                         # the Néel rows alone
+        neel_models()
+    else:
+        main()
+        imaging()
+        neel_models()

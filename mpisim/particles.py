@@ -17,6 +17,7 @@ from . import constants as C
 from .errors import MPISimError, check_int, check_positive
 
 __all__ = ["langevin", "langevin_over_xi", "langevin_derivative", "LANGEVIN_DERIVATIVE_FWHM", "Tracer", "MODELS", "STATES", "cell_label_tracer",
+           "resovist_like_tracer", "perimag_like_tracer", "synomag_like_tracer", "TRACER_PRESETS",
            "default_tracer"]
 
 _SMALL = 0.1  # below this |ξ| the series are used (error < 1e-16 with the terms kept)
@@ -95,6 +96,9 @@ class Tracer:
         Hydrodynamic diameter in m for Brown relaxation τ_B = 3 η V_h / (k_B T).
     viscosity : float
         Carrier viscosity η in Pa·s (default: water at 25 °C, 0.89e-3).
+    damping : float
+        Gilbert damping α of the Néel Fokker–Planck models (dimensionless; the free-diffusion time is
+        τ_D = (1 + α²) µ_s / (2 α γ k_B T)).
     name : str
         Label written to MDF ``/tracer/name``.
     model : str
@@ -118,6 +122,7 @@ class Tracer:
     tau0: float = 1e-9
     hydrodynamic_diameter: float | None = None
     viscosity: float = 0.89e-3
+    damping: float = 0.1
     name: str = "magnetite-25nm"
     state: str = "mobile"
     model: str = "langevin"
@@ -151,6 +156,8 @@ class Tracer:
                 raise MPISimError("tracer hydrodynamic_diameter must be >= core_diameter")
         check_positive("tracer tau0 (s)", self.tau0)
         check_positive("tracer viscosity (Pa·s)", self.viscosity)
+        if not (isinstance(self.damping, (int, float)) and math.isfinite(self.damping) and 1e-4 <= self.damping <= 10):
+            raise MPISimError(f"tracer damping α must be between 1e-4 and 10, got {self.damping}")
 
     # --- single-core quantities -------------------------------------------------------------
     @property
@@ -244,7 +251,8 @@ class Tracer:
         and cache keys written before states existed stay valid)."""
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if getattr(self, f.name) is not None and not (f.name == "state" and self.state == "mobile")
-                and not (f.name == "model" and self.model == "langevin")}
+                and not (f.name == "model" and self.model == "langevin")
+                and not (f.name == "damping" and self.damping == 0.1)}
 
     @classmethod
     def from_dict(cls, d):
@@ -300,6 +308,47 @@ def cell_label_tracer(**kw):
     commercial product: give your tracer's K and hydrodynamic diameter where you know them."""
     kw.setdefault("name", "cell-label-25nm")
     return Tracer(**{"core_diameter": 25e-9, "anisotropy": 4.5e3, "hydrodynamic_diameter": 30e-9, **kw})
+
+
+def resovist_like_tracer(**kw):
+    """A multicore tracer in the manner of Resovist (ferucarbotran), the MPI community's long-standing
+    reference: a broad distribution of magnetically effective cores, hydrodynamic diameter 60 nm.
+
+    Sources and assumptions: the hydrodynamic size, "a particle size of about 60 nm", is from Y.-X. J. Wang,
+    Quant. Imaging Med. Surg. 1 (2011) 35-40 (https://qims.amegroups.org/article/view/21). The core median
+    (20 nm), its log-normal σ (0.15), the effective anisotropy
+    (3 kJ/m³) and α = 0.1 are assumptions in the range MPI simulation studies use, not a fit to a
+    measurement of the product (the distribution is kept narrow enough for the Néel Fokker–Planck model to
+    solve its largest cores in about a minute): fit them to your spectrometer data (``mpisim mps``) before relying on them."""
+    kw.setdefault("name", "resovist-like")
+    return Tracer(**{"core_diameter": 20e-9, "size_sigma": 0.15, "size_nodes": 5, "anisotropy": 3e3,
+                     "hydrodynamic_diameter": 60e-9, **kw})
+
+
+def perimag_like_tracer(**kw):
+    """A multicore dextran tracer in the manner of perimag (micromod): large hydrodynamic diameter (130 nm,
+    the manufacturer's nominal size; not checked against a publication here), so that Brown rotation is slow
+    (τ_B ≈ 0.8 ms in water) and Néel rotation carries the signal. Core median 18 nm, σ 0.12, K = 2.5 kJ/m³:
+    assumptions, not a fit to a measurement of the product (the OpenMPIData tracer notes say only that its
+    signal is comparable to Resovist's)."""
+    kw.setdefault("name", "perimag-like")
+    return Tracer(**{"core_diameter": 18e-9, "size_sigma": 0.12, "size_nodes": 5, "anisotropy": 2.5e3,
+                     "hydrodynamic_diameter": 130e-9, **kw})
+
+
+def synomag_like_tracer(**kw):
+    """A nanoflower tracer in the manner of synomag-D (micromod): large, nearly monodisperse effective cores
+    with a low effective anisotropy, hydrodynamic diameter 50 nm. The OpenMPIData tracer notes report up to
+    twice perimag's signal, which the larger cores give here. Core median 24 nm, σ 0.08, K = 1.5 kJ/m³ and
+    the 50 nm hydrodynamic size (the product's nominal grade) are assumptions, not a fit to a measurement."""
+    kw.setdefault("name", "synomag-like")
+    return Tracer(**{"core_diameter": 24e-9, "size_sigma": 0.08, "size_nodes": 5, "anisotropy": 1.5e3,
+                     "hydrodynamic_diameter": 50e-9, **kw})
+
+
+TRACER_PRESETS = {"cell-label": cell_label_tracer, "resovist-like": resovist_like_tracer,
+                  "perimag-like": perimag_like_tracer, "synomag-like": synomag_like_tracer}
+"""Tracer presets by name (``--tracer NAME``): functions returning a :class:`Tracer`."""
 
 
 def default_tracer(core_diameter=25e-9, **kw):

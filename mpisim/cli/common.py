@@ -4,7 +4,7 @@ from pathlib import Path
 import sys
 
 from ..errors import MPISimError
-from ..particles import Tracer, cell_label_tracer, default_tracer
+from ..particles import TRACER_PRESETS, Tracer, default_tracer
 from ..scanner import PRESETS, get_scanner, read_scanner_toml
 from ..units import BY_UNIT, parse_diameter, parse_quantity
 
@@ -33,12 +33,13 @@ def backend_arg(p):
 def tracer_from_args(args):
     """The tracer the command line describes: ``--tracer`` (a preset) or a magnetite tracer of
     ``--tracer-diameter``, with the relaxation options, in ``--tracer-state``."""
-    if getattr(args, "tracer", None) == "cell-label":
+    preset = getattr(args, "tracer", None)
+    if preset is not None:
         if abs(parse_diameter(args.tracer_diameter) - 25e-9) > 1e-12 or \
                 getattr(args, "relaxation_time", None) is not None:
-            raise MPISimError("--tracer cell-label sets its own core diameter and relaxation: leave out "
+            raise MPISimError(f"--tracer {preset} sets its own core diameter and relaxation: leave out "
                               "--tracer-diameter and --relaxation-time")
-        t = cell_label_tracer()
+        t = TRACER_PRESETS[preset]()
         if getattr(args, "size_sigma", None):
             t = t.with_(size_sigma=float(args.size_sigma))
     else:
@@ -79,9 +80,11 @@ def add_tracer_args(p, model=True):
     p.add_argument("--relaxation-time", default=None, metavar="TAU", help="Debye relaxation time in s (default: none, equilibrium Langevin)")
     p.add_argument("--size-sigma", default=None, type=float, metavar="S",
                    help="σ of a log-normal core-size distribution (default: monodisperse)")
-    p.add_argument("--tracer", default=None, choices=["cell-label"],
+    p.add_argument("--tracer", default=None, choices=list(TRACER_PRESETS),
                    help="a tracer preset: cell-label (25 nm core, Néel and Brown relaxation; "
-                        "mpisim.particles.cell_label_tracer)")
+                        "mpisim.particles.cell_label_tracer), resovist-like, perimag-like, synomag-like (multicore "
+                        "and nanoflower tracers in the manner of the products; their docstrings give the sources "
+                        "and say which values are assumed)")
     p.add_argument("--anisotropy", default=None, metavar="K",
                    help="effective anisotropy constant K in J/m³ (Néel relaxation τ_N = τ0 exp(K V / k_B T))")
     p.add_argument("--hydrodynamic-diameter", default=None, metavar="D",
