@@ -46,7 +46,7 @@ from .errors import MPISimError
 
 __all__ = ["SphereBasis", "neel_operators", "neel_brown_operators", "continued_fraction", "neel_harmonics",
            "neel_brown_harmonics", "neel_degree", "axis_degree", "axis_nodes", "real_harmonics", "MAX_BARRIER",
-           "COUPLED_MAX_BARRIER"]
+           "COUPLED_MAX_BARRIER", "MAX_BYTES", "check_size"]
 
 _EPS = np.zeros((3, 3, 3))
 for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
@@ -115,9 +115,11 @@ class SphereBasis:
         """Matrix of the multiplication by a function given at the nodes, projected on the basis."""
         return (self.Y * (self.weights * values)) @ self.Y.T
 
-    def _generator(self, k, theta=0.1):
-        """𝓛_k from the rotation by ``theta`` about axis k: D_ij = ∫ Y_i(m̂) Y_j(R m̂) dΩ = exp(θ G)_ij, the
-        logarithm per degree from D's eigenvalues e^{imθ} (distinct while ℓθ < π)."""
+    def _generator(self, k):
+        """𝓛_k from the rotation by θ = 2/(L + 1) about axis k: D_ij = ∫ Y_i(m̂) Y_j(R m̂) dΩ = exp(θ G)_ij, the
+        logarithm per degree from D's eigenvalues e^{imθ} (distinct, and no angle wraps, while ℓθ < π: here
+        ℓθ < 2 for every degree)."""
+        theta = 2.0 / (self.lmax + 1)
         c, s = math.cos(theta), math.sin(theta)
         e = np.zeros(3)
         e[k] = 1.0
@@ -182,15 +184,38 @@ def _drift(b, lu, damping):
 def neel_degree(xi_max, sigma):
     """Spherical-harmonic degree of the Néel problem for field energies up to ``xi_max`` and barrier σ: the wells
     of the distribution are about 1/√(ξ + 2σ) wide, and above σ ≈ 10 the barrier crossing (the Néel time, which
-    grows as e^σ) needs the tails resolved as well: L = ⌈8 + 2 √(ξ + 2σ) + max(0, σ − 10)⌉. With the field along
+    grows as e^σ) needs the tails resolved as well: L = ⌈8 + 2 √(ξ + 2σ) + 2 max(0, σ − 10)⌉. With the field along
     the easy axis it is within 1e-4 of the fundamental of the axial moment equations at σ = 5, 10 and 15
-    (``tests/test_neel_brown.py``); 6 degrees more change the harmonics by < 3e-4 at any angle."""
-    return int(math.ceil(8 + 2 * math.sqrt(abs(xi_max) + 2 * sigma) + max(0.0, sigma - 10)))
+    (``tests/test_neel_brown.py``), and 6 degrees more change the harmonics at ψ = 0.9 rad by < 3e-4 (σ = 10);
+    the static moment at an angle is within 3e-6 of the Boltzmann integral at σ = 18 and 20 (measured, not
+    in the suite: those degrees take minutes to build)."""
+    return int(math.ceil(8 + 2 * math.sqrt(abs(xi_max) + 2 * sigma) + 2 * max(0.0, sigma - 10)))
 
 
-MAX_BARRIER = 30.0
-"""Largest anisotropy barrier σ = K V_c/(k_B T) the Néel solvers take (a degree of about 50): beyond it the
-particle is blocked for any drive (Néel time ≳ 10⁶ τ_D·e^{σ−16}) and the equilibrium of its well is the model."""
+MAX_BARRIER = 20.0
+"""Largest anisotropy barrier σ = K V_c/(k_B T) the Néel solver takes (a degree of about 42): beyond it the
+degree grows past what a spectrometer simulation affords, and the particle is blocked for any MPI drive
+(Néel time ≳ 10⁴ τ_D·e^{σ−10}); its well's equilibrium (model ``anisotropic``) is then the better model."""
+
+MAX_BYTES = 2e9
+"""Most memory the continued fraction's matrices S_k (or the coupled model's reduced basis) may take."""
+
+
+def check_size(xi0, sigma, harmonics, coupled=False):
+    """Refuse (one line) a Néel solve whose memory exceeds :data:`MAX_BYTES`: (K + 1) (J/2)² complex matrices for
+    J = (L + 1)² coefficients, times the axis functions for the coupled model."""
+    L = neel_degree(xi0, sigma)
+    J = (L + 1) ** 2
+    if coupled:
+        A = (axis_degree(sigma) + 1) * (axis_degree(sigma) + 2) // 2
+        r = J * A / (L + 1)                               # the axially invariant functions, about
+        need = max((harmonics + 1) * (r / 2) ** 2 * 16, J * A * r * 8)
+    else:
+        need = (harmonics + 1) * (J / 2) ** 2 * 16
+    if need > MAX_BYTES:
+        raise MPISimError(f"the Néel Fokker-Planck solve at field energy ξ = {xi0:.0f}, barrier σ = {sigma:.1f} "
+                          f"(degree {L}, {harmonics} harmonics) needs about {need / 1e9:.0f} GB (at most "
+                          f"{MAX_BYTES / 1e9:.0f}); lower the drive amplitude or the core size")
 
 
 def _check_barrier(sigma):
@@ -206,7 +231,7 @@ def axis_nodes(count=12):
     return (x + 1) / 2, w / 2
 
 
-def continued_fraction(A0, A1, xi0, omega, K, fixed=0, fixed_value=1.0, parity=None):
+def continued_fraction(A0, A1, xi0, omega, K, fixed=0, fixed_value=1.0, parity=None, lstsq=False):
     """Periodic state of dc/dt = (A0 + ξ0 sin(ωt) A1) c whose components ``fixed`` (an index or several) are
     constant, ``fixed_value`` (the normalisation, and any other conserved component: their rows of A0 and
     A1 are zero): the Fourier coefficients C_k (K + 1, J), c(t) = C_0 +
@@ -214,9 +239,12 @@ def continued_fraction(A0, A1, xi0, omega, K, fixed=0, fixed_value=1.0, parity=N
     S_k = (ikω − A0 + a A1 S_{k+1})⁻¹ a A1 (a = ξ0/2i, S_{K+1} = 0), and C_0 from the real equation
     (A0 − ξ0 A1 Im S_1) C_0 = 0.
 
-    ``parity`` (J,) of 0/1: A0 keeps it and A1 flips it (a field odd under m̂ → −m̂, an energy otherwise
-    even), so that the half-wave symmetry of the drive puts harmonic k on the components of parity k mod 2
-    only: each step solves a system of half the size."""
+    ``parity`` (J,) of 0/1, the components' sign under a symmetry that A0 keeps and A1 reverses (here the
+    half-turn about an axis across the drive: it reverses the field and keeps the anisotropy and the
+    precession; inversion m̂ → −m̂ would flip the precession term): the half-wave symmetry of the drive then puts
+    harmonic k on the components of parity k mod 2 only, and each step solves a system of half the size.
+    ``lstsq``: solve the static (k = 0) system in the least-squares sense, for operators with conserved
+    components beyond the fixed ones that the output does not depend on."""
     J = A0.shape[0]
     par = np.zeros(J, int) if parity is None else np.asarray(parity) % 2
     sets = [np.flatnonzero(par == 0), np.flatnonzero(par == 1)]
@@ -242,7 +270,10 @@ def continued_fraction(A0, A1, xi0, omega, K, fixed=0, fixed_value=1.0, parity=N
     C = np.zeros((K + 1, J), complex)
     c0 = np.zeros(even.size)
     c0[f] = fixed_value
-    c0[rest] = np.linalg.solve(M[np.ix_(rest, rest)], -M[np.ix_(rest, f)] @ fixed_value)
+    if lstsq:
+        c0[rest] = np.linalg.lstsq(M[np.ix_(rest, rest)], -M[np.ix_(rest, f)] @ fixed_value, rcond=None)[0]
+    else:
+        c0[rest] = np.linalg.solve(M[np.ix_(rest, rest)], -M[np.ix_(rest, f)] @ fixed_value)
     C[0, even] = c0
     prev = c0.astype(complex)
     for k in range(1, K + 1):
@@ -369,14 +400,14 @@ def neel_brown_harmonics(xi0, omega, sigma, tau_d, tau_b, damping=0.1, harmonics
     A1 = rn * Nj[2] + rb * Rj[2]
     A0r, A1r = Q.T @ (A0 @ Q), Q.T @ (A1 @ Q)
     c0 = Q[0]                                                # the constant function's coordinates
-    fixed = int(np.argmax(np.abs(c0)))
-    if not np.isclose(abs(c0[fixed]), 1.0):
-        raise MPISimError("neel-brown: the constant function is not one invariant basis vector")
+    fixed = int(np.argmax(np.abs(c0)))                       # the (0, 0) block holds the constant alone
     value = 1 / (4 * math.pi) / c0[fixed]                    # c_00 = 1/√4π · 1/√4π for the uniform W
     fixed, value = [fixed], [value]
     if rb == 0.0:            # axes frozen: their distribution (the m̂-degree-0 components) stays uniform
         frozen = np.flatnonzero(np.abs(Q[:bn.size]).sum(axis=0) > 1e-9)
         fixed += [int(i) for i in frozen if i != fixed[0]]
         value += [0.0] * (len(fixed) - 1)
-    C = continued_fraction(A0r, A1r, xi0, omega, harmonics, fixed=fixed, fixed_value=value, parity=parity)
+    # Néel off: the relative orientation's moments ⟨P_ℓ(m̂·n̂)⟩ are conserved too; ⟨m̂⟩ does not depend on them
+    C = continued_fraction(A0r, A1r, xi0, omega, harmonics, fixed=fixed, fixed_value=value, parity=parity,
+                           lstsq=rn == 0.0)
     return C @ (rows[2] @ Q)

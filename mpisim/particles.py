@@ -317,11 +317,12 @@ def resovist_like_tracer(**kw):
     Sources and assumptions: the hydrodynamic size, "a particle size of about 60 nm", is from Y.-X. J. Wang,
     Quant. Imaging Med. Surg. 1 (2011) 35-40 (https://qims.amegroups.org/article/view/21). The core median
     (20 nm), its log-normal σ (0.15), the effective anisotropy
-    (3 kJ/m³) and α = 0.1 are assumptions in the range MPI simulation studies use, not a fit to a
+    (2 kJ/m³) and α = 0.1 are assumptions in the range MPI simulation studies use, not a fit to a
     measurement of the product (the distribution is kept narrow enough for the Néel Fokker–Planck model to
-    solve its largest cores in about a minute): fit them to your spectrometer data (``mpisim mps``) before relying on them."""
+    solve its largest cores in about a minute): compare ``mpisim mps`` of the preset with a spectrometer
+    measurement of your tracer before relying on them."""
     kw.setdefault("name", "resovist-like")
-    return Tracer(**{"core_diameter": 20e-9, "size_sigma": 0.15, "size_nodes": 5, "anisotropy": 3e3,
+    return Tracer(**{"core_diameter": 20e-9, "size_sigma": 0.15, "size_nodes": 5, "anisotropy": 2e3,
                      "hydrodynamic_diameter": 60e-9, **kw})
 
 

@@ -131,7 +131,8 @@ def test_tracer_presets_and_damping_round_trip(capsys):
     (["--model", "neel-brown", "--anisotropy", "5e3", "--hydrodynamic-diameter", "60nm", "--model", "langevin"],
      "use model brown for a free particle"),
     (["--model", "neel-brown", "--anisotropy", "1e3"], "needs the tracer's hydrodynamic_diameter"),
-    (["--model", "neel", "--anisotropy", "5e4"], "outside 0..30"),
+    (["--model", "neel", "--anisotropy", "5e4"], "outside 0..20"),
+    (["--model", "neel", "--tracer-diameter", "30nm", "--anisotropy", "5e3", "--amplitude", "50mT"], "GB (at most 2)"),
 ])
 def test_neel_models_refuse_before_anything_is_solved(tmp_path, capsys, args, needle):
     assert main(["mps", *args, "--png", str(tmp_path / "x.png")]) == 2

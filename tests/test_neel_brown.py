@@ -112,8 +112,10 @@ def test_coupled_model_relaxes_faster_than_either_mechanism_and_its_equilibrium_
 
 
 @pytest.mark.parametrize("call,needle", [
-    (lambda: nb.neel_harmonics(3.0, 0.1, 45.0), "outside 0..30"),
-    (lambda: nb.neel_harmonics(3.0, 0.1, -1.0), "outside 0..30"),
+    (lambda: nb.neel_harmonics(3.0, 0.1, 45.0), "outside 0..20"),
+    (lambda: nb.neel_harmonics(3.0, 0.1, -1.0), "outside 0..20"),
+    (lambda: nb.check_size(80.0, 19.0, 400), r"GB \(at most 2\)"),
+    (lambda: nb.check_size(150.0, 5.0, 400, coupled=True), r"GB \(at most 2\)"),
     (lambda: nb.neel_brown_harmonics(3.0, 1e5, 9.0, 1e-8, 1e-5), "use model brown"),
     (lambda: nb.neel_brown_harmonics(3.0, 1e5, 2.0, np.inf, np.inf), "not both infinite"),
     (lambda: nb.neel_operators(8, 1.0, 0.0), "damping α must be > 0"),
