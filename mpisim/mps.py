@@ -59,6 +59,7 @@ class MPSResult:
     moment: np.ndarray
     harmonics: np.ndarray
     tracer: object
+    damping: float | None = None
 
     @property
     def signal(self):
@@ -73,7 +74,8 @@ class MPSResult:
     def as_dict(self):
         s = self.signal
         return {"model": self.model, "amplitude_T_per_mu0": self.amplitude, "frequency_Hz": self.frequency,
-                "tracer": self.tracer.to_dict(), "A3/A1": self.ratio(3, 1), "A5/A3": self.ratio(5, 3),
+                "tracer": self.tracer.to_dict(), "A3/A1": self.ratio(3, 1),
+                **({"gilbert_damping": self.damping} if self.damping is not None else {}), "A5/A3": self.ratio(5, 3),
                 "signal_harmonics": [float(x) for x in s[:min(s.size, 32)]],
                 "moment_amplitude_Am2_per_kg": float(np.abs(self.moment).max())}
 
@@ -102,7 +104,7 @@ def mps(tracer, amplitude=20e-3, frequency=25e3, model="langevin", samples=512, 
     full[:K + 1] = total
     moment = np.fft.irfft(full * n, n)                        # M(t) = M_0 + 2 Re Σ_k M_k e^{ikωt}
     return MPSResult(model, float(amplitude), float(frequency), t, amplitude * np.sin(omega * t), moment, total,
-                     tracer)
+                     tracer, float(damping) if model.startswith("neel") else None)
 
 
 def check_mps(tracer, amplitude, frequency, model, harmonics=None, damping=None):

@@ -107,6 +107,7 @@ def test_neel_with_random_axes_at_a_slow_drive_is_the_anisotropic_equilibrium():
     the same cores lag (the loop opens) and lose harmonics."""
     tr = Tracer(core_diameter=20e-9, anisotropy=5e3)
     slow, eq = mps(tr, 10e-3, 100.0, "neel"), mps(tr, 10e-3, 100.0, "anisotropic")
+    assert slow.as_dict()["gilbert_damping"] == tr.damping and "gilbert_damping" not in eq.as_dict()
     for k in (1, 3, 5, 7):
         assert abs(slow.harmonics[k] - eq.harmonics[k]) < 2e-4 * abs(eq.harmonics[1]), k
     fast = mps(tr.with_(anisotropy=9e3), 10e-3, 25e3, "neel")
