@@ -140,3 +140,12 @@ def test_neel_models_refuse_before_anything_is_solved(tmp_path, capsys, args, ne
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("extra", [["--tracer-diameter", "25nm"], ["--relaxation-time", "1e-6"]])
+def test_a_preset_refuses_the_options_it_sets_itself(tmp_path, capsys, extra):
+    """Even a value equal to the default is refused with a preset (it would be ignored silently)."""
+    assert main(["mps", "--tracer", "perimag-like", *extra, "--png", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err
+    assert "sets its own core diameter" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.png").exists()

@@ -35,12 +35,11 @@ def tracer_from_args(args):
     ``--tracer-diameter``, with the relaxation options, in ``--tracer-state``."""
     preset = getattr(args, "tracer", None)
     if preset is not None:
-        if abs(parse_diameter(args.tracer_diameter) - 25e-9) > 1e-12 or \
-                getattr(args, "relaxation_time", None) is not None:
+        if getattr(args, "tracer_diameter", None) is not None or getattr(args, "relaxation_time", None) is not None:
             raise MPISimError(f"--tracer {preset} sets its own core diameter and relaxation: leave out "
                               "--tracer-diameter and --relaxation-time")
         t = TRACER_PRESETS[preset]()
-        if getattr(args, "size_sigma", None):
+        if getattr(args, "size_sigma", None) is not None:
             t = t.with_(size_sigma=float(args.size_sigma))
     else:
         t = _magnetite(args)
@@ -62,7 +61,7 @@ def tracer_from_args(args):
 
 
 def _magnetite(args):
-    d = parse_diameter(args.tracer_diameter)
+    d = parse_diameter(args.tracer_diameter if args.tracer_diameter is not None else "25e-9")
     kw = {}
     if getattr(args, "relaxation_time", None) is not None:
         kw["relaxation_time"] = float_or_si(args.relaxation_time, "--relaxation-time", "s")
@@ -75,7 +74,7 @@ def _magnetite(args):
 
 def add_tracer_args(p, model=True):
     """The tracer options; ``model``: also --model (the forward model's particle model; mps has its own)."""
-    p.add_argument("--tracer-diameter", default="25e-9", metavar="D",
+    p.add_argument("--tracer-diameter", default=None, metavar="D",
                    help="median core diameter in m (25e-9, or 25nm; default 25 nm)")
     p.add_argument("--relaxation-time", default=None, metavar="TAU", help="Debye relaxation time in s (default: none, equilibrium Langevin)")
     p.add_argument("--size-sigma", default=None, type=float, metavar="S",
