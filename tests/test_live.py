@@ -3,6 +3,7 @@ frame block, each image against the offline reconstruction of the same frames.""
 
 import json
 import os
+import re
 import threading
 import time
 
@@ -396,14 +397,24 @@ def test_ctrl_c_ends_a_live_session_with_its_outputs(setup2d, tmp_path):
     th = threading.Thread(target=write)
     th.start()
     rep = tmp_path / "r.json"
+    errfile = tmp_path / "err.txt"
     try:
         time.sleep(0.5)
-        p = subprocess.Popen([sys.executable, "-m", "mpisim", "live", str(path), "--sm", str(d / "sm.mdf"), "--out",
-                              str(tmp_path / "o.mdf"), "--report", str(rep), "--average", "10"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(6)
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=60)
+        with open(errfile, "w") as ef:
+            p = subprocess.Popen([sys.executable, "-m", "mpisim", "live", str(path), "--sm", str(d / "sm.mdf"),
+                                  "--out", str(tmp_path / "o.mdf"), "--report", str(rep), "--average", "10"],
+                                 stdout=subprocess.DEVNULL, stderr=ef, text=True)
+            # Ctrl-C once the session has made two images (its status line on stderr says so), not after a fixed
+            # time: on a loaded machine the set-up alone can take longer
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and p.poll() is None:
+                counts = [int(x) for x in re.findall(r"(\d+) images", errfile.read_text())]
+                if counts and max(counts) >= 2:
+                    break
+                time.sleep(0.2)
+            p.send_signal(signal.SIGINT)
+            p.wait(timeout=60)
+        err = errfile.read_text()
     finally:
         stop.set()
         th.join()
