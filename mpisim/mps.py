@@ -130,8 +130,8 @@ def check_mps(tracer, amplitude, frequency, model, harmonics=None, damping=None)
             fp.check_size(xi0, sigma)
             if model in ("neel", "neel-brown"):
                 nb._check_barrier(sigma)
-            if model == "neel-brown" and sigma > nb.COUPLED_MAX_BARRIER:
-                nb.neel_brown_harmonics(xi0, 1.0, sigma, 1.0, 1.0)         # its one-line refusal
+            if model == "neel-brown":
+                nb.check_coupled_barrier(sigma)
             if model in ("neel", "neel-brown"):
                 nb.check_size(xi0, sigma, harmonics or max(32, fp.harmonics_for(xi0, sigma)), model == "neel-brown")
     K = harmonics or max(32, max(fp.harmonics_for(xi0, sigma) for xi0, _, _, sigma in nodes))

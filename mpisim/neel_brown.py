@@ -46,7 +46,8 @@ from .errors import MPISimError
 
 __all__ = ["SphereBasis", "neel_operators", "neel_brown_operators", "continued_fraction", "neel_harmonics",
            "neel_brown_harmonics", "neel_degree", "axis_degree", "axis_nodes", "real_harmonics", "MAX_BARRIER",
-           "COUPLED_MAX_BARRIER", "MAX_BYTES", "check_size"]
+           "COUPLED_MAX_BARRIER", "MAX_BYTES", "check_size",
+           "check_coupled_barrier"]
 
 _EPS = np.zeros((3, 3, 3))
 for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
@@ -310,7 +311,6 @@ def neel_brown_operators(lmax_m, lmax_n, sigma, damping):
 
     bm, bn = SphereBasis(lmax_m), SphereBasis(lmax_n, even=True)
     pm, pn = bm.points, bn.points
-    Im, In = sp.identity(bm.size), sp.identity(bn.size)
 
     def kron(a, c):
         a, c = np.where(np.abs(a) < 1e-13, 0, a), np.where(np.abs(c) < 1e-13, 0, c)
@@ -337,7 +337,6 @@ def neel_brown_operators(lmax_m, lmax_n, sigma, damping):
     Rj = tuple(sum(Jk[k] @ kron(bm.mult(-_cross_e(pm, j)[k]), np.eye(bn.size)) for k in range(3))
                for j in range(3))
     rows = np.kron(bm.moment_rows(), np.eye(bn.size)[0] * math.sqrt(4 * math.pi))
-    del Im, In
     return N0.tocsr(), Nj, R0.tocsr(), Rj, rows, (bm, bn)
 
 
@@ -373,6 +372,14 @@ Brown rotation at MPI frequencies (τ_N/τ_D ≈ 10² at σ = 6, 10⁴ at σ = 1
 in the core) is the better description of a free particle, model ``neel`` of a bound one."""
 
 
+def check_coupled_barrier(sigma):
+    """Refuse (one line) a barrier outside the coupled solver's range 0..:data:`COUPLED_MAX_BARRIER`."""
+    if not (math.isfinite(sigma) and 0 <= sigma <= COUPLED_MAX_BARRIER):
+        raise MPISimError(f"neel-brown: anisotropy barrier σ = K V/(k_B T) = {sigma:.3g} is above "
+                          f"{COUPLED_MAX_BARRIER:g}, where the coupled solver does not converge at an affordable size; "
+                          f"use model brown for a free particle (Néel rotation is slow there) or neel for a bound one")
+
+
 def axis_degree(sigma):
     """Even degree of the n̂ expansion of the coupled model: 2⌈σ⌉ + 2, at least 6 (with the Brown term off the
     coupled model then agrees with :func:`neel_harmonics` within 0.5 % of the fundamental for σ ≤ 5)."""
@@ -386,10 +393,7 @@ def neel_brown_harmonics(xi0, omega, sigma, tau_d, tau_b, damping=0.1, harmonics
     (default :func:`axis_degree`)."""
     if not (tau_d > 0 and tau_b > 0) or (math.isinf(tau_d) and math.isinf(tau_b)):
         raise MPISimError("neel-brown: the Néel and Brown times must be > 0 and not both infinite")
-    if not (math.isfinite(sigma) and 0 <= sigma <= COUPLED_MAX_BARRIER):
-        raise MPISimError(f"neel-brown: anisotropy barrier σ = K V/(k_B T) = {sigma:.3g} is above "
-                          f"{COUPLED_MAX_BARRIER:g}, where the coupled solver does not converge at an affordable size; "
-                          f"use model brown for a free particle (Néel rotation is slow there) or neel for a bound one")
+    check_coupled_barrier(sigma)
     lmax = lmax or neel_degree(xi0, sigma)
     lmax_axis = lmax_axis or axis_degree(sigma)
     N0, Nj, R0, Rj, rows, (bm, bn) = neel_brown_operators(int(lmax), int(lmax_axis), float(sigma), float(damping))
