@@ -18,11 +18,13 @@ scanner's realistic noise and 10 background frames as the README's pipeline reco
 It prints recovered/true per ROI (median, 5th, 95th percentile), the share within ±10 %, the change of the
 amount between ROI radius 1.5 × and 4 ×, and the coverage of the 95 % intervals, for objects at least 10 ×
 the image-domain detection limit of their ROI (Currie, L_D = 3.29 σ of the ROI amount's noise) and below,
-for the default estimator (gtm) and the image sum (roi-sum). ``--out`` streams one JSON line per ROI
+for the default estimator (gtm) and the image sum (roi-sum); also by the ROI's surroundings (the only object of its
+case; other objects, none brighter within two voxels of the ROI's edge; a brighter one that close:
+:func:`surroundings`) and by whether ``quantify``'s crowding line names the ROI. ``--out`` streams one JSON line per ROI
 (``--resume`` continues an interrupted run); ``--table`` reprints the table from such a file. The runs the docs
 show are kept in ``benchmarks/results/`` (``examples/13_quantitation_study.py`` draws their figure).
 
-    python benchmarks/study_quantitation.py --cases 300 --out study.jsonl      # about 25 min on 2 cores
+    python benchmarks/study_quantitation.py --cases 300 --out study.jsonl      # about 31 min on 2 cores (2026-12-07)
 
 ``--mismatch`` runs the model-mismatch family (the sample's tracer differs from the matrix's; three fiducials in
 every case); ``--mismatch --same-tracer`` the same cases with the sample's tracer the matrix's: what the family
@@ -171,6 +173,30 @@ def truth_in(case, sc, roi):
     return total
 
 
+CROWDED_VOXELS = 2.0
+"""An ROI is crowded when an object with more iron than the ROI's truth has its surface within this many voxels of
+the matrix grid (the largest driven spacing) of the ROI's edge."""
+
+
+def surroundings(case, j, roi_radius, voxel):
+    """Where object ``j``'s ROI (a ball of ``roi_radius`` m around it) lies: "alone" (the only object of the case),
+    "crowded" (:data:`CROWDED_VOXELS`; ``voxel`` m) or "others" (other objects, none brighter that close)."""
+    objs = case["objects"]
+    o = objs[j]
+    if len(objs) == 1:
+        return "alone"
+    inside = sum(p["iron"] for p in objs if np.linalg.norm(p["centre"] - o["centre"]) <= roi_radius)
+    near = [p for p in objs if p is not o and p["iron"] > inside and
+            np.linalg.norm(p["centre"] - o["centre"]) - roi_radius - p["radius"] < CROWDED_VOXELS * voxel]
+    return "crowded" if near else "others"
+
+
+def voxel_of(sc, name):
+    """The largest spacing (m) of the study's matrix grid over the scanner's driven axes."""
+    g = grid_of(name, sc)
+    return float(max(g.spacing[i] for i in range(3) if g.shape[i] > 1))
+
+
 def disjoint_factor(objects, factor):
     """The largest factor ≤ ``factor`` whose balls (factor × circumradius) do not overlap."""
     f = factor
@@ -232,6 +258,7 @@ def run_case(case):
             cal = [str(e)]
         t_cal = time.perf_counter() - t0
     rows = []
+    voxel = voxel_of(sc, case["scanner"])
     for rois, role, g, p, c in zip(sets, roles, gtm, plain, cal):
         for k, (roi, rg, rp) in enumerate(zip(rois, g.rois, p.rois)):
             j = int(roi.name[1:])
@@ -242,12 +269,14 @@ def run_case(case):
                    "size_mm": objs[j]["size"] * 1e3, "role": role, "factor": roi.radius / objs[j]["radius"],
                    "roi_radius_voxels": roi.radius / float(np.max([S.grid.spacing[i] for i in range(3)
                                                                     if S.grid.shape[i] > 1])),
-                   "truth": truth_in(case, sc, roi), "gtm": rg.iron, "gtm_noise": rg.iron_sigma,
+                   "truth": truth_in(case, sc, roi), "surroundings": surroundings(case, j, roi.radius, voxel),
+                   "gtm": rg.iron, "gtm_noise": rg.iron_sigma,
                    "gtm_bias": rg.bias_sigma, "gtm_low": rg.iron_low, "gtm_high": rg.iron_high,
                    "sum": rp.iron, "sum_low": rp.iron_low, "sum_high": rp.iron_high,
                    "ld_data": case["ld_data"], "sweeps": reco.info["sweeps"],
                    "stopped": reco.info["stopped_because"], "rows": reco.info["rows"],
-                   "warnings": len(g.warnings), "t_reco": t_reco, "t_quant": t_quant}
+                   "warnings": len(g.warnings), "crowded_warned": roi.name in g.info.get("crowded", ()),
+                   "t_reco": t_reco, "t_quant": t_quant}
             if isinstance(c, str):
                 row.update({"cal": float("nan"), "cal_low": float("nan"), "cal_high": float("nan"),
                             "cal_slope": float("nan"), "cal_error": c})
@@ -270,7 +299,8 @@ def load(path):
 
 
 def retruth(rows, seed, mismatch=False):
-    """The rows with their truths recomputed by :func:`truth_in` from the seeded cases (the same draw)."""
+    """The rows with their truths (:func:`truth_in`) and surroundings (:func:`surroundings`) recomputed from the
+    seeded cases (the same draw)."""
     rng = np.random.default_rng(seed)
     cases = [draw_case(rng, i, mismatch) for i in range(max(r["case"] for r in rows) + 1)]
     scanners = {n: scanner_of(n) for n in {r["scanner"] for r in rows}}
@@ -281,7 +311,9 @@ def retruth(rows, seed, mismatch=False):
         if abs(o["size"] * 1e3 - r["size_mm"]) > 1e-9:
             raise SystemExit(f"case {r['case']} does not match the seed {seed}: wrong --seed or --mismatch")
         roi = mpisim.Sphere(tuple(o["centre"]), r["factor"] * o["radius"])
-        out.append({**r, "truth": truth_in(case, scanners[r["scanner"]], roi)})
+        sc = scanners[r["scanner"]]
+        out.append({**r, "truth": truth_in(case, sc, roi),
+                    "surroundings": surroundings(case, r["object"], roi.radius, voxel_of(sc, r["scanner"]))})
     return out
 
 
@@ -433,6 +465,17 @@ def _groups(rows):
                 yield (f"  {what}, ROI {'< 2' if lo == 0 else '≥ 2'} voxels ≥ 10 L_D",
                        [r for r in strong if bool(r.get("sample_relaxation_us")) == relax
                         and lo <= r.get("roi_radius_voxels", np.nan) < hi])
+    if any("surroundings" in r for r in rows):
+        for where, label in (("alone", "the only object"), ("others", "no brighter object ≤ 2 vx"),
+                             ("crowded", "a brighter object ≤ 2 vx away")):
+            for lo, hi in ((0, 1), (1, np.inf)):
+                yield (f"  {label}, ROI {'< 1' if lo == 0 else '≥ 1'} vx",
+                       [r for r in strong if r.get("surroundings") == where
+                        and lo <= r.get("roi_radius_voxels", np.nan) < hi])
+    if any("crowded_warned" in r for r in rows):
+        yield "  ROI ≥ 1 vx, no crowding line in the output", [r for r in strong if not r.get("crowded_warned")
+                                                            and r.get("roi_radius_voxels", np.nan) >= 1]
+        yield "  the output's crowding line names the ROI", [r for r in strong if r.get("crowded_warned")]
     for lo, hi in ((0, 1), (1, 2), (2, 4), (4, np.inf)):
         yield (f"  ROI radius {lo}–{hi:g} voxels ≥ 10 L_D" if np.isfinite(hi) else f"  ROI radius ≥ {lo} voxels ≥ 10 L_D",
                [r for r in strong if lo <= r.get("roi_radius_voxels", np.nan) < hi])
@@ -448,7 +491,8 @@ def main(argv=None):
     ap.add_argument("--table", action="store_true", help="only print the table of --out")
     ap.add_argument("--png", default=None, help="also write the study's figure")
     ap.add_argument("--retruth", action="store_true",
-                    help="recompute the truths of --out (with --seed and --mismatch as it was run) and rewrite it")
+                    help="recompute the truths and surroundings of --out (with --seed and --mismatch as it was run) "
+                         "and rewrite it")
     ap.add_argument("--scanners", default=",".join(SCANNERS),
                     help="comma-separated subset of the family's scanners to run, or to show with --table "
                          "(default: all)")

@@ -353,3 +353,20 @@ def test_model_rows_reproduce_the_matrix_and_a_measured_matrix_keeps_its_core(br
     assert sum("core size was not fitted" in w for w in cal.warnings) == 1, cal.warnings
     assert cal.info["tracer_correction"]["tau"] == pytest.approx(2e-6, rel=0.02)
     assert cal[0].iron == pytest.approx(3e-9, rel=0.10)
+
+
+def test_crowding_line_names_the_roi_beside_a_brighter_object(bruker2d):
+    """A faint disc 2.5 mm from one 20 times brighter (bruker-2d, 1 mm voxels) and an isolated disc of the faint one's
+    iron: the crowding line names the faint disc's ROI and not the isolated one's, nor the bright one's; a
+    single-ROI set around the faint disc alone (its neighbour then in the rest) is named too."""
+    sc, tr, S = bruker2d
+    discs = [(-3e-3, 2e-3, 0.5e-3, 10e-9), (-0.5e-3, 2e-3, 0.5e-3, 0.5e-9), (4e-3, -5e-3, 0.5e-3, 0.5e-9)]
+    _, meas = _discs(sc, discs, seed=11)
+    reco = mpisim.reconstruct(meas, S)
+    rois = [mpisim.Sphere((x, y, 0.0), 1.2e-3, n) for (x, y, _, _), n in zip(discs, ("bright", "faint", "alone"))]
+    both, alone = quantify_sets(reco, [rois, rois[1:2]], measurement=meas, system_matrix=S)
+    assert both.info["crowded"] == ["faint"]
+    assert alone.info["crowded"] == ["faint"]
+    assert any("beside more iron than they hold" in w and "faint" in w for w in both.warnings)
+    plain = quantify_sets(reco, [rois[2:]], measurement=meas, system_matrix=S)[0]
+    assert plain.info["crowded"] == [] and not any("beside more iron" in w for w in plain.warnings)
