@@ -42,6 +42,7 @@ import numpy as np
 
 from . import constants as C
 from .errors import MPISimError
+from .neel_brown import real_harmonics
 
 __all__ = ["GYROMAGNETIC_RATIO", "MAX_UNKNOWNS", "BrownSphere", "anisotropic_equilibrium", "brown_time", "check_size",
            "harmonics_for", "moment_operators", "neel_diffusion_time", "neel_time", "periodic_response",
@@ -207,24 +208,6 @@ def anisotropic_equilibrium(xi, sigma, angle=None, nodes=None):
 
 # --- Brownian rotation under a field of any direction ------------------------------------------------
 
-def _real_harmonics(lmax, cos_theta, phi):
-    """Orthonormal real spherical harmonics Y_j (j = l² + l + m, m = −l..l) at points (cos θ, φ) → (J, P)."""
-    from scipy.special import sph_harm_y
-
-    theta = np.arccos(np.clip(cos_theta, -1, 1))
-    rows = []
-    for l in range(lmax + 1):
-        for m in range(-l, l + 1):
-            y = sph_harm_y(l, abs(m), theta, phi)
-            if m < 0:
-                rows.append(math.sqrt(2) * (-1) ** m * y.imag)
-            elif m == 0:
-                rows.append(y.real)
-            else:
-                rows.append(math.sqrt(2) * (-1) ** m * y.real)
-    return np.array(rows)
-
-
 class BrownSphere:
     """Brownian rotation of a rigid dipole (no anisotropy) under a field ξ(t) of any direction: the
     Fokker–Planck equation 2τ_B ∂W/∂t = ∇²W − ∇·(W ∇(ξ·m̂)) on the unit sphere, Galerkin in real
@@ -245,7 +228,7 @@ class BrownSphere:
         phi = np.arange(nphi) * 2 * np.pi / nphi
         X, P = np.meshgrid(x, phi, indexing="ij")
         W = (w[:, None] * np.full(nphi, 2 * np.pi / nphi)[None, :]).ravel()
-        Y = _real_harmonics(lmax, X.ravel(), P.ravel())
+        Y = real_harmonics(lmax, X.ravel(), P.ravel())
         s = np.sqrt(1 - X.ravel() ** 2)
         comps = (s * np.cos(P.ravel()), s * np.sin(P.ravel()), X.ravel())
         self.M = [(Y * (W * c)) @ Y.T for c in comps]
