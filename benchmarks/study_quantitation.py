@@ -173,21 +173,21 @@ def truth_in(case, sc, roi):
     return total
 
 
-CROWDED_VOXELS = 2.0
+NEAR_VOXELS = 2.0
 """An ROI is crowded when an object with more iron than the ROI's truth has its surface within this many voxels of
 the matrix grid (the largest driven spacing) of the ROI's edge."""
 
 
 def surroundings(case, j, roi_radius, voxel):
     """Where object ``j``'s ROI (a ball of ``roi_radius`` m around it) lies: "alone" (the only object of the case),
-    "crowded" (:data:`CROWDED_VOXELS`; ``voxel`` m) or "others" (other objects, none brighter that close)."""
+    "crowded" (:data:`NEAR_VOXELS`; ``voxel`` m) or "others" (other objects, none brighter that close)."""
     objs = case["objects"]
     o = objs[j]
     if len(objs) == 1:
         return "alone"
     inside = sum(p["iron"] for p in objs if np.linalg.norm(p["centre"] - o["centre"]) <= roi_radius)
     near = [p for p in objs if p is not o and p["iron"] > inside and
-            np.linalg.norm(p["centre"] - o["centre"]) - roi_radius - p["radius"] < CROWDED_VOXELS * voxel]
+            np.linalg.norm(p["centre"] - o["centre"]) - roi_radius - p["radius"] < NEAR_VOXELS * voxel]
     return "crowded" if near else "others"
 
 
@@ -475,7 +475,8 @@ def _groups(rows):
     if any("crowded_warned" in r for r in rows):
         yield "  ROI ≥ 1 vx, no crowding line in the output", [r for r in strong if not r.get("crowded_warned")
                                                             and r.get("roi_radius_voxels", np.nan) >= 1]
-        yield "  the output's crowding line names the ROI", [r for r in strong if r.get("crowded_warned")]
+        yield "  ROI ≥ 1 vx named by the crowding line", [r for r in strong if r.get("crowded_warned")
+                                                         and r.get("roi_radius_voxels", np.nan) >= 1]
     for lo, hi in ((0, 1), (1, 2), (2, 4), (4, np.inf)):
         yield (f"  ROI radius {lo}–{hi:g} voxels ≥ 10 L_D" if np.isfinite(hi) else f"  ROI radius ≥ {lo} voxels ≥ 10 L_D",
                [r for r in strong if lo <= r.get("roi_radius_voxels", np.nan) < hi])

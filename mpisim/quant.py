@@ -28,7 +28,7 @@ from .units import parse_mass
 __all__ = ["Sphere", "Box", "Cylinder", "Everything", "Chambers", "QuantResult", "RoiResult", "quantify", "parse_roi", "roi_total",
            "sphere_mask", "chamber_rois", "iron_mass_map", "cells_map", "t_quantile", "INTERVAL_COVERS",
            "GTM_COVERS", "ESTIMATORS", "roi_weights", "roi_parts", "ROWS_FEW", "quantify_sets",
-           "Fiducial", "parse_fiducial", "calibration_line"]
+           "Fiducial", "parse_fiducial", "calibration_line", "crowded_rois", "CROWDED_VOXELS"]
 
 
 def iron_mass_map(concentration, voxel_volume):
@@ -881,8 +881,9 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
     per = float(iron_mass_map(1.0, grid.voxel_volume))
     for parsed, g, (own, _geo) in zip(parsed_sets, amounts, regions):
         results, iron, ssig = _gtm_results(g, parsed * K, grid, ipc, tq, reference_iron if ref else None)
-        crowded = crowded_rois(parsed, own[:len(parsed), :grid.size], shape.reshape(K, -1).sum(axis=0) * per,
-                               iron.reshape(K, -1).sum(axis=0), grid)
+        k, N = len(parsed), grid.size
+        crowded = crowded_rois(parsed, [own[c * k:(c + 1) * k, c * N:(c + 1) * N] for c in range(K)],
+                               list(shape.reshape(K, N) * per), iron.reshape(K, k).sum(axis=0), grid)
         if K > 1:
             results = [replace(r, contrast=c) for r, c in zip(results, np.repeat(reco.contrasts, len(parsed)))]
         info = {"estimator": "gtm", "why": "ROI amounts corrected through the reconstruction's own resolution "
@@ -900,24 +901,24 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
 
 
 CROWDED_VOXELS = 2
-"""How far beyond an ROI's edge (voxels of the reconstruction) :func:`crowded_rois` looks for more iron than the ROI
-holds."""
+"""How far beyond an ROI's edge :func:`crowded_rois` looks for more iron than the ROI holds: the ROI's voxels grown
+this many times by one voxel along each axis (a diamond of this radius in voxels of the reconstruction)."""
 
 
-def crowded_rois(parsed, own, iron_map, iron, grid):
-    """Names of the ROIs beside more iron than they hold: the shape prior's iron (``iron_map`` (N,), kg per voxel) within
-    :data:`CROWDED_VOXELS` voxels of an ROI's edge and not owned by it (``own`` (k, N): each ROI's share of each
-    voxel) exceeds its amount ``iron`` (k,) kg. Such an amount carries the neighbour's spill and whatever of the
-    neighbour's signal the system matrix does not model (``benchmarks/study_quantitation.py`` prints the share within
-    10 % for ROIs beside a brighter object)."""
+def crowded_rois(parsed, own, iron_maps, iron, grid):
+    """Names of the ROIs beside more iron than they hold: the shape prior's iron within :data:`CROWDED_VOXELS` voxels
+    of an ROI's edge and not owned by it exceeds the ROI's amount ``iron`` (k,) kg (summed over the contrasts).
+    ``parsed``: the ROIs as ``roi_parts`` gives them (k); ``own``: one (k, N) array per contrast, each ROI's share of
+    each voxel; ``iron_maps``: one (N,) array per contrast, the shape prior's iron in kg per voxel. Such an amount
+    carries the neighbour's spill and whatever of the neighbour's signal the system matrix does not model
+    (``benchmarks/study_quantitation.py`` prints the share within 10 % for the ROIs this names)."""
     out = []
-    for (name, w, _vol, _fn), o, a in zip(parsed, own, iron):
-        inside = np.asarray(w) > 0
-        near = inside.copy()
+    for i, (name, w, _vol, _fn) in enumerate(parsed):
+        near = np.asarray(w) > 0
         for _ in range(CROWDED_VOXELS):
             near = grow_mask(near, grid)
-        beside = float(np.sum(iron_map[near] * (1.0 - np.clip(o[near], 0.0, 1.0))))
-        if beside > max(float(a), 0.0):
+        beside = sum(float(np.sum(m[near] * (1.0 - np.clip(o[i][near], 0.0, 1.0)))) for o, m in zip(own, iron_maps))
+        if beside > max(float(iron[i]), 0.0):
             out.append(name)
     return out
 

@@ -370,3 +370,34 @@ def test_crowding_line_names_the_roi_beside_a_brighter_object(bruker2d):
     assert any("beside more iron than they hold" in w and "faint" in w for w in both.warnings)
     plain = quantify_sets(reco, [rois[2:]], measurement=meas, system_matrix=S)[0]
     assert plain.info["crowded"] == [] and not any("beside more iron" in w for w in plain.warnings)
+
+
+def test_crowded_rois_counts_only_iron_near_the_edge_and_not_owned():
+    """crowded_rois on a 9 × 9 grid: a one-voxel ROI holding 1 kg is named when 1.5 kg it does not own lies two voxels
+    from its edge (along an axis, or one step along each of two), not when it lies three voxels away (beyond
+    CROWDED_VOXELS), nor when the ROI owns it; with two
+    contrasts the iron beside it is summed over both (0.8 + 0.7 kg > 1 kg), each with its own ownership."""
+    from mpisim.quant import CROWDED_VOXELS, crowded_rois
+
+    assert CROWDED_VOXELS == 2
+    g = mpisim.Grid((9, 9, 1), (9e-3, 9e-3, 1e-3))
+    idx = lambda x, y: y * 9 + x                                  # x fastest
+    w = np.zeros(g.size)
+    w[idx(4, 4)] = 1.0
+    parsed = [("roi", w, g.voxel_volume, None)]
+
+    def beside(x, y, kg):
+        m = np.zeros(g.size)
+        m[idx(x, y)] = kg
+        return m
+
+    none = np.zeros((1, g.size))
+    assert crowded_rois(parsed, [none], [beside(6, 4, 1.5)], [1.0], g) == ["roi"]        # the 2nd voxel beyond
+    assert crowded_rois(parsed, [none], [beside(5, 5, 1.5)], [1.0], g) == ["roi"]        # diagonal: 2 steps
+    assert crowded_rois(parsed, [none], [beside(7, 4, 1.5)], [1.0], g) == []            # the 3rd voxel beyond
+    assert crowded_rois(parsed, [none], [beside(6, 4, 0.9)], [1.0], g) == []            # less than it holds
+    owned = none.copy()
+    owned[0, idx(6, 4)] = 1.0
+    assert crowded_rois(parsed, [owned], [beside(6, 4, 1.5)], [1.0], g) == []           # its own content
+    assert crowded_rois(parsed, [none, none], [beside(6, 4, 0.8), beside(4, 6, 0.7)], [1.0], g) == ["roi"]
+    assert crowded_rois(parsed, [none, owned], [beside(4, 6, 0.8), beside(6, 4, 0.7)], [1.0], g) == []
