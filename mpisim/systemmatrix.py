@@ -104,7 +104,11 @@ def frequency_bins(scanner, settings):
 
 
 def cache_key(scanner, tracer, grid, settings):
-    params = {"physics": PHYSICS_VERSION, "scanner": scanner.to_dict(), "tracer": tracer.to_dict(),
+    """(key, the parameters it hashes) of a system matrix in the cache. The tracer's Gilbert damping is left out: only
+    the Néel models of ``mpisim mps`` use it, and none of them is in the imaging forward model, so a matrix does not
+    depend on it (a non-default damping would only miss the cache)."""
+    tr = {k: v for k, v in tracer.to_dict().items() if k != "damping"}
+    params = {"physics": PHYSICS_VERSION, "scanner": scanner.to_dict(), "tracer": tr,
               "grid": grid.to_dict(), "settings": settings.to_dict()}
     if settings.transfer_function:
         params["transfer_function_sha256"] = cache_mod.file_digest(settings.transfer_function)

@@ -233,3 +233,15 @@ def test_system_matrix_operator_passes_the_dot_test(tmp_path):
 
     wrong = Transposed(mem.data, S.bins, S.frequencies, S.grid, S.snr, None, S.acquisition)
     assert dot_test(wrong) > 1e-2
+
+
+def test_cache_key_ignores_the_gilbert_damping_only():
+    """The Gilbert damping (used by the Néel models of `mpisim mps`, none of which images) does not change a matrix's
+    cache key; the core diameter does."""
+    from mpisim.systemmatrix import cache_key
+
+    sc = mpisim.get_scanner("bruker-2d")
+    grid = default_grid(sc, (5, 5, 1))
+    key = lambda tr: cache_key(sc, tr, grid, CalibrationSettings())[0]
+    assert key(mpisim.Tracer(damping=0.3)) == key(mpisim.Tracer())
+    assert key(mpisim.Tracer(core_diameter=24e-9)) != key(mpisim.Tracer())
