@@ -885,11 +885,11 @@ def _gtm(reco, sets, ipc, frame, reference, reference_iron, measurement, system_
         crowded = crowded_rois(parsed, [own[c * k:(c + 1) * k, c * N:(c + 1) * N] for c in range(K)],
                                list(shape.reshape(K, N) * per), iron.reshape(K, k).sum(axis=0), grid)
         if K > 1:
-            results = [replace(r, contrast=c) for r, c in zip(results, np.repeat(reco.contrasts, len(parsed)))]
+            results = [replace(r, contrast=c) for r, c in zip(results, np.repeat(reco.contrasts, k))]
         info = {"estimator": "gtm", "why": "ROI amounts corrected through the reconstruction's own resolution "
                 "(geometric transfer matrix): the image summed over an ROI depends on its size (ringing, resolution)",
                 **shape_info, "transfer_condition": g.info["transfer_condition"],
-                "outside_rois_ng": float(iron_mass_map(g.info["outside_rois"], grid.voxel_volume) * 1e12), "recovery": g.info["recovery"],
+                "outside_rois_ng": float(g.info["outside_rois"] * per * 1e12), "recovery": g.info["recovery"],
                 "crowded": crowded, **corrected}
         scale = results[-1].iron / iron[-1] if ref else 1.0
         out.append(QuantResult(results, scale, 0 if noise is None else int(len(noise)),
