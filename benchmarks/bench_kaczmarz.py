@@ -68,34 +68,48 @@ def cpu(frames):
     layout()
 
 
-def single_frame():
+def single_frame(rounds=5):
     """Issue 24's figures, 2000 × 19³ complex64 rows, one frame: a sweep against a BLAS A·x on the same rows (the
-    sweep on planar rows, and on the matrix as stored), and the fixed cost of a ``kaczmarz()`` call (no sweep: the
-    row norms; the planar copy it skips below ``PLANAR_AFTER`` sweeps), in passes of A·x."""
+    sweep on planar rows and on the matrix as stored, on one thread and split among the threads ``kaczmarz()``
+    uses), and the fixed cost of a ``kaczmarz()`` call (no sweep: the row norms; the planar copy it skips below
+    ``PLANAR_AFTER`` sweeps), in passes of A·x. Each round times every candidate in a block of repeats (a block's
+    median; candidates in turn, so a slow spell of a shared machine touches all of them); the table gives the
+    median and range over the rounds of each candidate's time over the same round's A·x."""
     from mpisim.reco import kaczmarz_cpu as K
-    from mpisim.reco.kaczmarz import PLANAR_AFTER
+    from mpisim.reco.kaczmarz import PLANAR_AFTER, sweep_threads
 
     M, N = 2000, 19**3
     A, b = problem(M, N)
     x = np.ones(N, np.complex64)
-    t_ax = med(lambda: A @ x, 15)
     P = PlanarRows.from_complex(A).planes
     Af = A.view(np.float32).reshape(M, 2 * N)
     inv = 1.0 / K.row_norms2(Af)
     br, bi = b.real.astype(float), b.imag.astype(float)
     order = np.arange(M)
     st = [np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)]
-    t_pl = med(lambda: K.sweep_single(P, br, bi, order, inv, 0.1, *st), 7)
-    t_il = med(lambda: K.sweep_single_interleaved(Af, br, bi, order, inv, 0.1, *st), 7)
-    t_fix = med(lambda: kaczmarz(A, b, 0, 1e-2), 9)
-    t_fix_n = med(lambda: kaczmarz(A, b, 0, 1e-2, row_norms2=inv), 9)
-    t_copy = med(lambda: PlanarRows.from_complex(A), 5)
-    print(f"\nCPU (numba), one frame, 2000 x 19^3 complex64 rows: A·x (BLAS) {t_ax * 1e3:.2f} ms")
-    print(f"  sweep on planar rows   {t_pl * 1e3:6.2f} ms = {t_pl / t_ax:.2f} × A·x")
-    print(f"  sweep as stored        {t_il * 1e3:6.2f} ms = {t_il / t_ax:.2f} × A·x (what kaczmarz() runs below "
-          f"{PLANAR_AFTER} sweeps)")
-    print(f"  kaczmarz() fixed cost  {t_fix * 1e3:6.2f} ms = {t_fix / t_ax:.2f} passes (the row norms); "
-          f"{t_fix_n / t_ax:.2f} with row_norms2 given; the planar copy it skips: {t_copy / t_ax:.1f} passes")
+    T = sweep_threads(N)
+    cands = {"A·x (BLAS)": lambda: A @ x}
+    for t in sorted({1, T}):
+        cands[f"sweep on planar rows, {t} thread{'s' if t > 1 else ''}"] = (
+            lambda t=t: K.sweep_single(P, br, bi, order, inv, 0.1, *st, t))
+        cands[f"sweep as stored, {t} thread{'s' if t > 1 else ''}"] = (
+            lambda t=t: K.sweep_single_interleaved(Af, br, bi, order, inv, 0.1, *st, t))
+    cands["kaczmarz() fixed cost (row norms)"] = lambda: kaczmarz(A, b, 0, 1e-2)
+    cands["kaczmarz() fixed cost, row_norms2 given"] = lambda: kaczmarz(A, b, 0, 1e-2, row_norms2=inv)
+    cands["planar copy (skipped below PLANAR_AFTER)"] = lambda: PlanarRows.from_complex(A)
+    times = {k: [] for k in cands}
+    for _ in range(rounds):
+        for k, fn in cands.items():
+            times[k].append(med(fn, 7))
+    ax = np.array(times["A·x (BLAS)"])
+    print(f"\nCPU (numba), one frame, 2000 x 19^3 complex64 rows, {rounds} rounds: A·x (BLAS) {np.median(ax) * 1e3:.2f} ms "
+          f"(range {ax.min() * 1e3:.2f}–{ax.max() * 1e3:.2f}); kaczmarz() splits one frame's sweep among {T} threads")
+    print(f"{'':42} {'ms':>7} {'× A·x':>6} {'range':>11}")
+    for k in list(cands)[1:]:
+        r = np.array(times[k]) / ax
+        print(f"{k:42} {np.median(times[k]) * 1e3:7.2f} {np.median(r):6.2f} {r.min():5.2f}–{r.max():.2f}")
+    print(f"  (kaczmarz() sweeps as stored below {PLANAR_AFTER} sweeps, on its planar copy from there; reco on rows it"
+          " holds planar)")
 
 
 def layout():

@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -541,9 +543,44 @@ def test_one_frame_sweeps_two_rows_per_pass_equal_the_row_by_row_twin():
             c, v = np.zeros((N, 1), complex), np.zeros((M, 1), complex)
             for _ in range(3):
                 sweep_numpy(A.astype(complex), b.astype(complex)[:, None], order, inv, 0.1, c, v)
-            for sweep, R in ((K.sweep_single, P), (K.sweep_single_interleaved, Af)):
+            for (sweep, R), threads in itertools.product(((K.sweep_single, P), (K.sweep_single_interleaved, Af)),
+                                                         (1, 2, 3)):
                 cr, ci, vr, vi = np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)
                 for _ in range(3):
-                    sweep(R, b.real.astype(float), b.imag.astype(float), order, inv, 0.1, cr, ci, vr, vi)
+                    sweep(R, b.real.astype(float), b.imag.astype(float), order, inv, 0.1, cr, ci, vr, vi, threads)
                 np.testing.assert_allclose(cr + 1j * ci, c[:, 0], rtol=0, atol=1e-12 * np.abs(c).max())
                 np.testing.assert_allclose(vr + 1j * vi, v[:, 0], rtol=0, atol=1e-12 * np.abs(v).max())
+
+
+def test_one_frame_sweep_split_among_threads_runs_alone_when_they_do_not_start():
+    """One frame's sweep split among threads that meet once per pair of rows: asked for more threads than numba
+    runs (here one), the first thread waits for the others, then sweeps alone; the image equals the one-thread
+    sweep's, and a threaded sweep's differs from it by rounding only (its partial sums added in another order)."""
+    numba = pytest.importorskip("numba")
+    from mpisim.reco import kaczmarz_cpu as K
+
+    rng = np.random.default_rng(8)
+    M, N = 30, 3000
+    A = (rng.standard_normal((M, N)) + 1j * rng.standard_normal((M, N))).astype(np.complex64)
+    P = np.ascontiguousarray(np.stack([A.real, A.imag], axis=1))
+    b = A @ rng.random(N).astype(np.complex64)
+    inv = 1.0 / (K.row_norms2(A.view(np.float32).reshape(M, 2 * N)) + 0.01)
+
+    def sweeps(threads):
+        st = [np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)]
+        for _ in range(2):
+            K.sweep_single(P, b.real.astype(float), b.imag.astype(float), np.arange(M), inv, 0.1, *st, threads)
+        return st[0] + 1j * st[1]
+
+    one = sweeps(1)
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        alone = sweeps(2)
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(alone, one)
+    if before >= 2:
+        two = sweeps(2)
+        assert not np.array_equal(two, one)                       # the threads did split the sums
+        np.testing.assert_allclose(two, one, rtol=0, atol=1e-12 * np.abs(one).max())

@@ -52,7 +52,7 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     row_weights : (M,) weights w_k; rows and b are scaled by w_k.
     backend, impl : see module docstring; "auto" = cuda on cupy arrays/backend, numba on the CPU
         when available, numpy otherwise.
-    groups : CPU threads used for many frames (default: all numba threads).
+    groups : CPU threads (default: all numba threads), sharing many frames or one frame's voxels (:func:`sweep_threads`).
     callback : f(sweep, c) after each sweep (numpy/numba implementations).
     stop : f(sweep, c) → bool after each sweep (every implementation; c (N, F) after the
         projections, on the solver's device): True ends the iteration there (a stopping rule).
@@ -98,7 +98,7 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     compiled = not use_gpu and not (impl == "numpy" or (impl == "auto" and not B.numba_available()))
     if compiled and b2.shape[1] == 1 and int(iterations) < PLANAR_AFTER and A.flags.c_contiguous:
         return _kaczmarz_as_stored(A, b2, norms2, iterations, lam, relative_lambda, enforce_real, enforce_positive,
-                                   order, seed, stop, callback)[:, 0 if single else slice(None)]
+                                   order, seed, stop, callback, groups)[:, 0 if single else slice(None)]
     if compiled:
         P = PlanarRows.from_complex(A, in_place=A is not orig)        # the weighted copy is ours to reorder
         return _kaczmarz_planar(P, b2[:, 0] if single else b2, iterations, lam, relative_lambda, enforce_real,
@@ -114,13 +114,13 @@ def kaczmarz(A, b, iterations=3, lam=0.0, *, relative_lambda=True, enforce_real=
     return c[:, 0] if single else c
 
 
-def _kaczmarz_as_stored(A, b2, norms2, iterations, lam, relative_lambda, er, ep, order, seed, stop, callback):
+def _kaczmarz_as_stored(A, b2, norms2, iterations, lam, relative_lambda, er, ep, order, seed, stop, callback, groups):
     """One frame, few sweeps: the compiled sweeps read the complex matrix as stored (no planar copy, which costs
     more than it saves below :data:`PLANAR_AFTER` sweeps)."""
     lam_abs = absolute_lambda(A, lam, relative_lambda, norms2)
     inv_den = np.where(norms2 > 0, 1.0 / (norms2 + lam_abs), 0.0)
     orders = row_orders(A.shape[0], int(iterations), order, seed)
-    return run(InterleavedKaczmarz(A, b2, orders, inv_den, lam_abs, er, ep, stop), callback)
+    return run(InterleavedKaczmarz(A, b2, orders, inv_den, lam_abs, er, ep, stop, groups), callback)
 
 
 def _norms(A, row_norms2, row_weights):
@@ -238,11 +238,12 @@ class PlanarKaczmarz(Alg):
         self.inv = np.ascontiguousarray(inv_den, dtype=np.float64)
         self.groups = int(groups or numba.get_num_threads())
         self.single = F == 1 and real is np.float64
+        self.threads = sweep_threads(N, groups)
 
     def _sweep(self, it):
         if self.single:
             self.K.sweep_single(self.P, self.br[0], self.bi[0], self.orders[it], self.inv, self.sq, self.cr[0],
-                                self.ci[0], self.vr[0], self.vi[0])
+                                self.ci[0], self.vr[0], self.vi[0], self.threads)
         else:
             self.K.sweep_multi(self.P, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr, self.ci, self.vr,
                           self.vi, min(self.groups, self.br.shape[0]))
@@ -258,6 +259,19 @@ class PlanarKaczmarz(Alg):
         return np.ascontiguousarray(self.cr.T) if self.er else (self.cr + 1j * self.ci).T
 
 
+VOXELS_PER_THREAD = 1024
+"""Fewest voxels a thread of one frame's compiled sweep takes: the threads meet once per pair of rows (about 0.1 µs
+on two cores), so a thread's share of a pass must be long against that."""
+
+
+def sweep_threads(N, groups=None):
+    """Threads for one frame's compiled sweep over N voxels: numba's threads (or ``groups``), at most one per
+    :data:`VOXELS_PER_THREAD` voxels."""
+    import numba
+
+    return max(1, min(int(groups or numba.get_num_threads()), N // VOXELS_PER_THREAD))
+
+
 PLANAR_AFTER = 16
 """From this many sweeps on, one frame's compiled sweeps run on a planar copy of a complex matrix (its sweep about a
 pass of A·x faster, the copy costing about 16: 2000 × 19³ complex64 rows, ``benchmarks/bench_kaczmarz.py`` prints
@@ -267,7 +281,7 @@ both); below it they read the matrix as stored, and a call costs one pass (the r
 class InterleavedKaczmarz(Alg):
     """Compiled Kaczmarz sweeps (numba) of one frame on a complex matrix as stored (re, im interleaved)."""
 
-    def __init__(self, A, b, orders, inv_den, lam, er, ep, stop=None):
+    def __init__(self, A, b, orders, inv_den, lam, er, ep, stop=None, groups=None):
         from . import kaczmarz_cpu   # heavy optional libraries: loaded when a compiled sweep runs
 
         super().__init__(len(orders), stop)
@@ -280,10 +294,11 @@ class InterleavedKaczmarz(Alg):
         self.vr, self.vi = np.zeros(M), np.zeros(M)
         self.sq = float(np.sqrt(lam))
         self.inv = np.ascontiguousarray(inv_den, dtype=np.float64)
+        self.threads = sweep_threads(N, groups)
 
     def _sweep(self, it):
         self.K.sweep_single_interleaved(self.Af, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr,
-                                        self.ci, self.vr, self.vi)
+                                        self.ci, self.vr, self.vi, self.threads)
         if self.er:
             self.ci[...] = 0
         if self.ep:

@@ -14,7 +14,10 @@ pair and the dots of the next pair, the coupling a2·conj(a1) of a pair summed i
 :func:`_sweep_pairs`), so c is read and written once per two rows.
 """
 
-from numba import njit, prange
+from llvmlite import ir as llvm_ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 import numpy as np
 
 __all__ = ["row_norms2", "to_planar", "apply_real", "sweep_single", "sweep_single_interleaved", "sweep_multi"]
@@ -197,19 +200,20 @@ def _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam):
     return pr, pi
 
 
-@njit(cache=True, fastmath=True)
-def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
+@njit(cache=True)
+def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads=1):
     """One sweep over ``order`` for a single right-hand side (c: (N,), v: (M,)); P (M, 2, N) planar; two rows per
-    pass over c (:func:`_sweep_pairs`)."""
-    _sweep_pairs(P, np.empty((0, 0), P.dtype), True, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi)
+    pass over c (:func:`_sweep_pairs`), the voxels split among ``threads`` CPU threads (:func:`_sweep_threads`)."""
+    _sweep_threads(P, np.empty((0, 0), P.dtype), True, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads)
 
 
-@njit(cache=True, fastmath=True)
-def sweep_single_interleaved(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
+@njit(cache=True)
+def sweep_single_interleaved(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads=1):
     """:func:`sweep_single` on the complex matrix as stored, Af (M, 2N) its float view (re, im interleaved): no
     planar copy, so a call on a complex matrix costs no pass over it before its sweeps (each row's parts are taken
     apart as the sweep reaches it)."""
-    _sweep_pairs(np.empty((0, 2, 0), Af.dtype), Af, False, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi)
+    _sweep_threads(np.empty((0, 2, 0), Af.dtype), Af, False, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi,
+                   threads)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -331,17 +335,177 @@ def _part(P, Af, planar, k, j, imag):
     return np.float64(Af[k, 2 * j + imag])
 
 
-@njit(cache=True, fastmath=True)
-def _sweep_pairs(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi):
-    """One single-frame sweep, two rows per pass over c (:func:`_pair_pass`): the dot of a pair's second row with c
-    after the first row's update is a2·c + (a2·conj(a1))·α1, its coupling summed in the same pass, so the iterate is
-    read and written once per two rows — the same arithmetic as row by row in another order (equal to rounding; the
-    numpy twin :func:`~mpisim.reco.kaczmarz_base.sweep_numpy`). Rows of the planar P (M, 2, N), or of the interleaved
-    Af (M, 2N) (``planar`` False; P then a stand-in). Rows with ``inv_den`` 0 are skipped; an odd count starts with
-    one row alone."""
+# The threads of one frame's sweep meet once per pair of rows. Their counters are updated with LLVM's atomic
+# instructions (numba has none for the CPU): an add, an acquire load and a compare-and-swap on an int64 element,
+# and the C library's sched_yield for a wait that lasts.
+
+def _item_pointer(context, builder, arrty, arr, idx):
+    ary = context.make_array(arrty)(context, builder, arr)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+
+
+@intrinsic
+def _atomic_add(typingctx, arr, idx, val):
+    """arr[idx] += val atomically (sequentially consistent); returns the old value."""
+    def codegen(context, builder, sig, args):
+        return builder.atomic_rmw("add", _item_pointer(context, builder, sig.args[0], args[0], args[1]), args[2],
+                                  "seq_cst")
+    return arr.dtype(arr, idx, arr.dtype), codegen
+
+
+@intrinsic
+def _atomic_load(typingctx, arr, idx):
+    """arr[idx] read with acquire order: the writes another thread made before its atomic add are seen after it."""
+    def codegen(context, builder, sig, args):
+        return builder.load_atomic(_item_pointer(context, builder, sig.args[0], args[0], args[1]), "acquire", 8)
+    return arr.dtype(arr, idx), codegen
+
+
+@intrinsic
+def _atomic_cas(typingctx, arr, idx, expected, new):
+    """arr[idx] = new if it holds ``expected`` (atomically); returns the value it held."""
+    def codegen(context, builder, sig, args):
+        res = builder.cmpxchg(_item_pointer(context, builder, sig.args[0], args[0], args[1]), args[2], args[3],
+                              "seq_cst", "seq_cst")
+        return builder.extract_value(res, 0)
+    return arr.dtype(arr, idx, arr.dtype, arr.dtype), codegen
+
+
+@intrinsic
+def _prefetch(typingctx, arr, idx):
+    """A hint to bring arr[idx]'s cache line into every cache level (LLVM's prefetch: no fault, no result)."""
+    def codegen(context, builder, sig, args):
+        ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
+        i8p, i32 = llvm_ir.IntType(8).as_pointer(), llvm_ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+    return types.none(arr, idx), codegen
+
+
+@njit(cache=True, nogil=True)
+def _prefetch_pair(P, Af, planar, k1, k2, lo, hi):
+    """Ask for the voxels lo..hi of rows k1 and k2 (the next pair) while the current pass computes, one hint per
+    64-byte line: the pass then reads them from cache instead of starting four streams from memory."""
+    if planar:
+        for j in range(lo, hi, 16):
+            _prefetch(P[k1, 0], j)
+            _prefetch(P[k1, 1], j)
+            _prefetch(P[k2, 0], j)
+            _prefetch(P[k2, 1], j)
+    else:
+        for j in range(2 * lo, 2 * hi, 16):
+            _prefetch(Af[k1], j)
+            _prefetch(Af[k2], j)
+
+
+@intrinsic
+def _sched_yield(typingctx):
+    """The C library's sched_yield(): lets a thread that shares this core run (a waiting thread's courtesy)."""
+    def codegen(context, builder, sig, args):
+        fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.IntType(32), []),
+                                            "sched_yield")
+        return builder.call(fn, [])
+    return types.int32(), codegen
+
+
+SPIN_BEFORE_YIELD = 2000
+"""Polls of a counter before a waiting thread starts yielding its core between polls."""
+
+JOIN_POLLS = 100_000
+"""Polls (the later ones yielding) the first thread of a sweep waits for the others to start; past them it runs the
+sweep alone (``threads`` larger than the threads that run, e.g. numba's pool busy or set to one)."""
+
+
+@njit(cache=True, nogil=True)
+def _wait_until(counter, idx, target, limit):
+    """Poll counter[idx] until it reaches ``target`` (True) or ``limit`` polls have passed (False; no limit: 0)."""
+    polls = 0
+    while _atomic_load(counter, idx) < target:
+        polls += 1
+        if polls > SPIN_BEFORE_YIELD:
+            _sched_yield()
+        if limit > 0 and polls >= limit:
+            return False
+    return True
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _row_alpha(br, bi, k, sr, si, v_r, v_i, inv_den, sqrt_lam):
+    """Row k's step α = (b_k − a_k·c − √λ v_k) / (‖a_k‖² + λ), from v_k read before (no write)."""
+    return (br[k] - sr - sqrt_lam * v_r) * inv_den[k], (bi[k] - si - sqrt_lam * v_i) * inv_den[k]
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, vr, vi, lo, hi, t, T, part, done):
+    """One single-frame sweep over ``rows[:n]`` (rows with ``inv_den`` 0 already left out), two rows per pass over c
+    (:func:`_pair_pass`): the dot of a pair's second row with c after the first row's update is a2·c + (a2·conj(a1))·α1,
+    its coupling summed in the same pass, so the iterate is read and written once per two rows — the same arithmetic
+    as row by row in another order (equal to rounding; the numpy twin :func:`~mpisim.reco.kaczmarz_base.sweep_numpy`).
+    Rows of the planar P (M, 2, N), or of the interleaved Af (M, 2N) (``planar`` False; P then a stand-in). An odd
+    count's first row has been applied by the caller (its α in ``p0``).
+
+    This call covers the voxels lo..hi as thread ``t`` of ``T``: after each pass it posts its partial sums in
+    ``part`` (2, T, 6), counts itself in ``done`` and waits for the others, then every thread forms the same α from
+    the sums in the same order; only thread 0 writes v (each thread reads the pair's v_k before it posts, so no
+    thread reads a v_k that another has written). ``T`` 1: the whole sweep alone, no waiting."""
+    m_len = hi - lo
+    p = p0.copy()
+    out = np.zeros(6)
+    s = np.zeros(6)
+    q1 = q2 = rows[0]                               # (α 0 until a row has been through)
+    idx = 0
+    for m in range(n % 2, n, 2):
+        k1 = rows[m]
+        k2 = rows[m + 1]
+        if m + 3 < n:
+            _prefetch_pair(P, Af, planar, rows[m + 2], rows[m + 3], lo, hi)
+        if planar:
+            _pair_pass(P[q1, 0, lo:hi], P[q1, 1, lo:hi], P[q2, 0, lo:hi], P[q2, 1, lo:hi], p, P[k1, 0, lo:hi],
+                       P[k1, 1, lo:hi], P[k2, 0, lo:hi], P[k2, 1, lo:hi], cr[lo:hi], ci[lo:hi], m_len, out)
+        else:
+            _pair_pass_interleaved(Af[q1, 2 * lo:2 * hi], Af[q2, 2 * lo:2 * hi], p, Af[k1, 2 * lo:2 * hi],
+                                   Af[k2, 2 * lo:2 * hi], cr[lo:hi], ci[lo:hi], m_len, out)
+        v1r, v1i, v2r, v2i = vr[k1], vi[k1], vr[k2], vi[k2]
+        if T == 1:
+            s[:] = out
+        else:
+            slot = idx % 2
+            part[slot, t, :] = out
+            _atomic_add(done, 0, 1)
+            _wait_until(done, 0, T * (idx + 1), 0)
+            s[:] = 0.0
+            for u in range(T):
+                s += part[slot, u]
+        a1r, a1i = _row_alpha(br, bi, k1, s[0], s[1], v1r, v1i, inv_den, sqrt_lam)
+        a2r, a2i = _row_alpha(br, bi, k2, s[2] + s[4] * a1r - s[5] * a1i, s[3] + s[4] * a1i + s[5] * a1r, v2r, v2i,
+                              inv_den, sqrt_lam)
+        if t == 0:
+            vr[k1], vi[k1] = v1r + sqrt_lam * a1r, v1i + sqrt_lam * a1i
+            vr[k2], vi[k2] = v2r + sqrt_lam * a2r, v2i + sqrt_lam * a2i
+        p[0], p[1], p[2], p[3] = a1r, a1i, a2r, a2i
+        q1 = k1
+        q2 = k2
+        idx += 1
+    for j in range(lo, hi):
+        u1r = _part(P, Af, planar, q1, j, 0)
+        u1i = _part(P, Af, planar, q1, j, 1)
+        u2r = _part(P, Af, planar, q2, j, 0)
+        u2i = _part(P, Af, planar, q2, j, 1)
+        cr[j] += u1r * p[0] + u1i * p[1] + u2r * p[2] + u2i * p[3]
+        ci[j] += u1r * p[1] - u1i * p[0] + u2r * p[3] - u2i * p[2]
+
+
+@njit(cache=True, parallel=True)
+def _sweep_threads(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads):
+    """One single-frame sweep (:func:`_sweep_pairs`) with the voxels split among ``threads`` CPU threads that meet
+    once per pair of rows (their partial dot products summed in a fixed order: the same image for the same thread
+    count, equal to rounding across counts). The first thread to start waits for the others (:data:`JOIN_POLLS`) and
+    runs the sweep alone if they do not come, so the sweep never waits on a thread that numba does not run."""
     N = cr.shape[0]
-    n = 0
     rows = np.empty(order.shape[0], np.int64)
+    n = 0
     for kk in range(order.shape[0]):
         if inv_den[order[kk]] != 0.0:
             rows[n] = order[kk]
@@ -349,36 +513,33 @@ def _sweep_pairs(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi
     if n == 0:
         return
     p = np.zeros(4)
-    out = np.zeros(6)
-    start = n % 2
-    q1 = q2 = rows[0]                               # (α 0 until a row has been through)
-    if start == 1:                                  # an odd count: the first row alone
+    if n % 2 == 1:                                  # an odd count: the first row alone
         sr = 0.0
         si = 0.0
         for j in range(N):
-            ar = _part(P, Af, planar, q1, j, 0)
-            ai = _part(P, Af, planar, q1, j, 1)
+            ar = _part(P, Af, planar, rows[0], j, 0)
+            ai = _part(P, Af, planar, rows[0], j, 1)
             sr += ar * cr[j] - ai * ci[j]
             si += ar * ci[j] + ai * cr[j]
-        p[0], p[1] = _row_step(br, bi, vr, vi, q1, sr, si, inv_den, sqrt_lam)
-    for m in range(start, n, 2):
-        k1 = rows[m]
-        k2 = rows[m + 1]
-        if planar:
-            _pair_pass(P[q1, 0], P[q1, 1], P[q2, 0], P[q2, 1], p, P[k1, 0], P[k1, 1], P[k2, 0], P[k2, 1], cr, ci, N,
-                       out)
+        p[0], p[1] = _row_step(br, bi, vr, vi, rows[0], sr, si, inv_den, sqrt_lam)
+    T = max(1, threads)
+    part = np.zeros((2, T, 6))
+    done = np.zeros(8, np.int64)                    # [0] posted partial sums
+    state = np.zeros(16, np.int64)                  # [0] threads started, [8] 0 deciding, 1 together, 2 alone
+    if T == 1:
+        _sweep_pairs(P, Af, planar, br, bi, rows, n, p, inv_den, sqrt_lam, cr, ci, vr, vi, 0, N, 0, 1, part, done)
+        return
+    chunk = ((N + T - 1) // T + 7) // 8 * 8         # whole cache lines of the iterate per thread
+    for t in prange(T):
+        if _atomic_add(state, 0, 1) == 0:
+            together = _wait_until(state, 0, T, JOIN_POLLS)
+            _atomic_cas(state, 8, 0, 1 if together else 2)
+            if not together:
+                _sweep_pairs(P, Af, planar, br, bi, rows, n, p, inv_den, sqrt_lam, cr, ci, vr, vi, 0, N, 0, 1,
+                             part, done)
         else:
-            _pair_pass_interleaved(Af[q1], Af[q2], p, Af[k1], Af[k2], cr, ci, N, out)
-        a1r, a1i = _row_step(br, bi, vr, vi, k1, out[0], out[1], inv_den, sqrt_lam)
-        a2r, a2i = _row_step(br, bi, vr, vi, k2, out[2] + out[4] * a1r - out[5] * a1i,
-                             out[3] + out[4] * a1i + out[5] * a1r, inv_den, sqrt_lam)
-        p[0], p[1], p[2], p[3] = a1r, a1i, a2r, a2i
-        q1 = k1
-        q2 = k2
-    for j in range(N):
-        u1r = _part(P, Af, planar, q1, j, 0)
-        u1i = _part(P, Af, planar, q1, j, 1)
-        u2r = _part(P, Af, planar, q2, j, 0)
-        u2i = _part(P, Af, planar, q2, j, 1)
-        cr[j] += u1r * p[0] + u1i * p[1] + u2r * p[2] + u2i * p[3]
-        ci[j] += u1r * p[1] - u1i * p[0] + u2r * p[3] - u2i * p[2]
+            _wait_until(state, 8, 1, 0)
+        if _atomic_load(state, 8) == 1:
+            lo = min(N, t * chunk)
+            _sweep_pairs(P, Af, planar, br, bi, rows, n, p, inv_den, sqrt_lam, cr, ci, vr, vi, lo,
+                         min(N, lo + chunk), t, T, part, done)
