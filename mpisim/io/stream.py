@@ -175,10 +175,10 @@ class StreamFrames(MeasurementFrames):
             stated = float(self.h[f"{STREAM}/frameTime"][()]) if f"{STREAM}/frameTime" in self.h else None
             self.available = 0
             self.bg = np.zeros(0, bool)
-            self.head = None
+            # a stream's metadata do not change: read once, each refresh's head only counts more frames
+            self._meta = _measurement(self.r, self.info, _Counted(self.lay, 0), None, flags=np.zeros(0, bool))
+            self.head = self._meta
             self.refresh()
-            if self.head is None:
-                self.head = _measurement(self.r, self.info, _Counted(self.lay, 0), None)
             self.frame_time = stated if stated is not None else frame_time(self.head)
         except BaseException:
             self.close()
@@ -217,7 +217,9 @@ class StreamFrames(MeasurementFrames):
             flags = np.concatenate([self.bg[:self.available], new])          # only the new frames' flags are read
             self.bg = flags
             self.available = n
-            self.head = _measurement(self.r, self.info, _Counted(self.lay, n), None, flags=flags)
+            stand_in = self._meta.data
+            self.head = Measurement(**{**self._meta.__dict__, "is_background": flags,
+                                       "data": np.empty((n, *stand_in.shape[1:]), stand_in.dtype)})
         return self.available
 
     @property
