@@ -71,7 +71,8 @@ def cpu(frames):
 def single_frame(rounds=5):
     """Issue 24's figures, 2000 × 19³ complex64 rows, one frame: a sweep against a BLAS A·x on the same rows (the
     sweep on planar rows and on the matrix as stored, on one thread and split among the threads ``kaczmarz()``
-    uses), and the fixed cost of a ``kaczmarz()`` call (no sweep: the row norms; the planar copy it skips below
+    uses; a sweep after the first over the same order, which found the pairs' couplings, and the first itself), and
+    the fixed cost of a ``kaczmarz()`` call (no sweep: the row norms; the planar copy it skips below
     ``PLANAR_AFTER`` sweeps), in passes of A·x. Each round times every candidate in a block of repeats (a block's
     median; candidates in turn, so a slow spell of a shared machine touches all of them); the table gives the
     median and range over the rounds of each candidate's time over the same round's A·x."""
@@ -89,11 +90,14 @@ def single_frame(rounds=5):
     st = [np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)]
     T = sweep_threads(N)
     cands = {"A·x (BLAS)": lambda: A @ x}
+    g = np.empty((M // 2 + 1, 2))
+    K.sweep_single(P, br, bi, order, inv, 0.1, *st, 1, g, False)          # a first sweep: the pairs' couplings
     for t in sorted({1, T}):
-        cands[f"sweep on planar rows, {t} thread{'s' if t > 1 else ''}"] = (
-            lambda t=t: K.sweep_single(P, br, bi, order, inv, 0.1, *st, t))
-        cands[f"sweep as stored, {t} thread{'s' if t > 1 else ''}"] = (
-            lambda t=t: K.sweep_single_interleaved(Af, br, bi, order, inv, 0.1, *st, t))
+        th = f"{t} thread{'s' if t > 1 else ''}"
+        cands[f"sweep on planar rows, {th}"] = lambda t=t: K.sweep_single(P, br, bi, order, inv, 0.1, *st, t, g, True)
+        cands[f"  first sweep of an order, {th}"] = lambda t=t: K.sweep_single(P, br, bi, order, inv, 0.1, *st, t)
+        cands[f"sweep as stored, {th}"] = (
+            lambda t=t: K.sweep_single_interleaved(Af, br, bi, order, inv, 0.1, *st, t, g, True))
     cands["kaczmarz() fixed cost (row norms)"] = lambda: kaczmarz(A, b, 0, 1e-2)
     cands["kaczmarz() fixed cost, row_norms2 given"] = lambda: kaczmarz(A, b, 0, 1e-2, row_norms2=inv)
     cands["planar copy (skipped below PLANAR_AFTER)"] = lambda: PlanarRows.from_complex(A)

@@ -2,7 +2,8 @@
 leaves (``DIR/bruker-3d/sm.mdf`` and ``inj.mdf``; run that first, it also caches the live operator).
 
 1. Reading and preparing a frame (``frame_rows``: read, spectrum, background, rows), 200 frames, in a fresh process
-   with glibc's defaults and in one after :func:`mpisim.resources.keep_heap_pages`.
+   with glibc's defaults and in one after :func:`mpisim.resources.keep_heap_pages`; and a look at the stream that
+   finds one new frame (``StreamFrames.refresh``: its count and flags; the metadata were read when it was opened).
 2. The live operator on one frame: P as int16 in the compiled kernel (the default), P as float32 in the same kernel,
    float32 through two BLAS products (before), and the compiled first product followed by a BLAS second one
    (OpenBLAS's spinning threads against numba's).
@@ -56,6 +57,22 @@ def frames_part(d, keep):
     return float(np.median(ts) * 1e3)
 
 
+def refresh_part(d):
+    """Median ms of a look at the stream that finds one more frame (the file is complete: the count seen so far is
+    set back before each look)."""
+    from mpisim.io.stream import StreamFrames
+
+    with StreamFrames(d / "stream.mdf") as src:
+        bg = src.bg.copy()
+        ts = []
+        for f in range(100, 300):
+            src.available, src.bg = f, bg[:f]
+            t0 = time.perf_counter()
+            src.refresh()
+            ts.append(time.perf_counter() - t0)
+    return float(np.median(ts) * 1e3)
+
+
 def operator_part(d):
     from mpisim.reco.tikhonov import TikhonovOperator, row_dots
 
@@ -96,6 +113,7 @@ def main(argv=None):
         frames[mode] = json.loads(out.strip().splitlines()[-1])
     ops = operator_part(d)
     print("bruker-3d live image, part by part (median ms)")
+    print(f"  a look at the stream finding a new frame       {refresh_part(d):6.2f}")
     print(f"  read and prepare a frame: glibc defaults {frames['default']:.2f}, heap pages kept {frames['keep']:.2f}")
     print(f"  operator, P as int16, both products compiled   {ops['int16 compiled']:6.2f}  ({ops['MB int16']:.0f} MB)")
     print(f"  operator, P as float32, both products compiled {ops['float32 compiled']:6.2f}  ({ops['MB float32']:.0f} MB)")

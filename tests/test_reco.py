@@ -524,8 +524,9 @@ def test_one_frame_sweeps_on_the_matrix_as_stored_equal_the_planar_and_numpy_swe
 
 def test_one_frame_sweeps_two_rows_per_pass_equal_the_row_by_row_twin():
     """The single-frame compiled sweeps take two rows per pass over the iterate (the pair's coupling a2·conj(a1)
-    summed in the pass): with an odd number of rows, zero rows among them and any order, planar and as stored, the
-    iterate and the auxiliary v equal the row-by-row numpy twin to rounding."""
+    summed in the first sweep's passes, then reused): with an odd number of rows, zero rows among them and any order,
+    planar and as stored, on 1–3 threads, the iterate and the auxiliary v equal the row-by-row numpy twin to
+    rounding."""
     pytest.importorskip("numba")
     from mpisim.reco import kaczmarz_cpu as K
     from mpisim.reco.kaczmarz_base import sweep_numpy
@@ -546,8 +547,10 @@ def test_one_frame_sweeps_two_rows_per_pass_equal_the_row_by_row_twin():
             for (sweep, R), threads in itertools.product(((K.sweep_single, P), (K.sweep_single_interleaved, Af)),
                                                          (1, 2, 3)):
                 cr, ci, vr, vi = np.zeros(N), np.zeros(N), np.zeros(M), np.zeros(M)
-                for _ in range(3):
-                    sweep(R, b.real.astype(float), b.imag.astype(float), order, inv, 0.1, cr, ci, vr, vi, threads)
+                g = np.full((M // 2 + 1, 2), np.nan)            # the pairs' couplings: the first sweep's, then reused
+                for it in range(3):
+                    sweep(R, b.real.astype(float), b.imag.astype(float), order, inv, 0.1, cr, ci, vr, vi, threads, g,
+                          it > 0)
                 np.testing.assert_allclose(cr + 1j * ci, c[:, 0], rtol=0, atol=1e-12 * np.abs(c).max())
                 np.testing.assert_allclose(vr + 1j * vi, v[:, 0], rtol=0, atol=1e-12 * np.abs(v).max())
 

@@ -239,11 +239,13 @@ class PlanarKaczmarz(Alg):
         self.groups = int(groups or numba.get_num_threads())
         self.single = F == 1 and real is np.float64
         self.threads = sweep_threads(N, groups)
+        self.couplings = np.empty((M // 2 + 1, 2))        # each pair's a2·conj(a1), from the first sweep of an order
 
     def _sweep(self, it):
         if self.single:
             self.K.sweep_single(self.P, self.br[0], self.bi[0], self.orders[it], self.inv, self.sq, self.cr[0],
-                                self.ci[0], self.vr[0], self.vi[0], self.threads)
+                                self.ci[0], self.vr[0], self.vi[0], self.threads, self.couplings,
+                                it > 0 and self.orders[it] is self.orders[it - 1])
         else:
             self.K.sweep_multi(self.P, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr, self.ci, self.vr,
                           self.vi, min(self.groups, self.br.shape[0]))
@@ -295,10 +297,12 @@ class InterleavedKaczmarz(Alg):
         self.sq = float(np.sqrt(lam))
         self.inv = np.ascontiguousarray(inv_den, dtype=np.float64)
         self.threads = sweep_threads(N, groups)
+        self.couplings = np.empty((M // 2 + 1, 2))        # each pair's a2·conj(a1), from the first sweep of an order
 
     def _sweep(self, it):
         self.K.sweep_single_interleaved(self.Af, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr,
-                                        self.ci, self.vr, self.vi, self.threads)
+                                        self.ci, self.vr, self.vi, self.threads, self.couplings,
+                                        it > 0 and self.orders[it] is self.orders[it - 1])
         if self.er:
             self.ci[...] = 0
         if self.ep:

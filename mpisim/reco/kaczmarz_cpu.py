@@ -201,19 +201,25 @@ def _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam):
 
 
 @njit(cache=True)
-def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads=1):
+def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads=1, couplings=None, known=False):
     """One sweep over ``order`` for a single right-hand side (c: (N,), v: (M,)); P (M, 2, N) planar; two rows per
-    pass over c (:func:`_sweep_pairs`), the voxels split among ``threads`` CPU threads (:func:`_sweep_threads`)."""
-    _sweep_threads(P, np.empty((0, 0), P.dtype), True, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads)
+    pass over c (:func:`_sweep_pairs`), the voxels split among ``threads`` CPU threads (:func:`_sweep_threads`).
+    ``couplings`` (M // 2 + 1, 2): each pair's a2·conj(a1), written by a sweep (``known`` False) and read by a later
+    one over the same order (``known`` True), whose passes then skip that sum."""
+    g = np.empty((order.shape[0] // 2 + 1, 2)) if couplings is None else couplings
+    _sweep_threads(P, np.empty((0, 0), P.dtype), True, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads, g,
+                   known and couplings is not None)
 
 
 @njit(cache=True)
-def sweep_single_interleaved(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads=1):
+def sweep_single_interleaved(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads=1, couplings=None,
+                             known=False):
     """:func:`sweep_single` on the complex matrix as stored, Af (M, 2N) its float view (re, im interleaved): no
     planar copy, so a call on a complex matrix costs no pass over it before its sweeps (each row's parts are taken
     apart as the sweep reaches it)."""
+    g = np.empty((order.shape[0] // 2 + 1, 2)) if couplings is None else couplings
     _sweep_threads(np.empty((0, 2, 0), Af.dtype), Af, False, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi,
-                   threads)
+                   threads, g, known and couplings is not None)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -294,17 +300,20 @@ def sweep_multi(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, groups):
 
 
 @njit(cache=True, fastmath=True, nogil=True, inline="always")
-def _pair_step(u1r, u1i, u2r, u2i, b1r, b1i, b2r, b2i, xr, xi, p, s1r, s1i, s2r, s2i, gr, gi):
+def _pair_step(u1r, u1i, u2r, u2i, b1r, b1i, b2r, b2i, xr, xi, p, s1r, s1i, s2r, s2i, gr, gi, coupling):
     """One element of :func:`_pair_pass`: x = c_j + conj(u1)·α1 + conj(u2)·α2 (the previous pair u), then the sums of
-    the next pair b: b1·x, b2·x and b2·conj(b1). Returns the sums and x."""
+    the next pair b: b1·x, b2·x and (``coupling``) b2·conj(b1). Returns the sums and x."""
     xr += u1r * p[0] + u1i * p[1] + u2r * p[2] + u2i * p[3]
     xi += u1r * p[1] - u1i * p[0] + u2r * p[3] - u2i * p[2]
+    if coupling:
+        gr += b2r * b1r + b2i * b1i
+        gi += b2i * b1r - b2r * b1i
     return (s1r + b1r * xr - b1i * xi, s1i + b1r * xi + b1i * xr, s2r + b2r * xr - b2i * xi,
-            s2i + b2r * xi + b2i * xr, gr + b2r * b1r + b2i * b1i, gi + b2i * b1r - b2r * b1i, xr, xi)
+            s2i + b2r * xi + b2i * xr, gr, gi, xr, xi)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _pair_pass(q1re, q1im, q2re, q2im, p, a1re, a1im, a2re, a2im, cr, ci, N, out):
+def _pair_pass(q1re, q1im, q2re, q2im, p, a1re, a1im, a2re, a2im, cr, ci, N, out, coupling):
     """One pass over c for two rows at once: c += conj(q1)·α1 + conj(q2)·α2 for the previous pair (p = α1r, α1i, α2r,
     α2i), then the dots a1·c and a2·c with the next pair and g = a2·conj(a1), their coupling: out = (s1r, s1i, s2r,
     s2i, gr, gi). Planar rows (real parts, imaginary parts)."""
@@ -312,18 +321,18 @@ def _pair_pass(q1re, q1im, q2re, q2im, p, a1re, a1im, a2re, a2im, cr, ci, N, out
     for j in range(N):
         s1r, s1i, s2r, s2i, gr, gi, cr[j], ci[j] = _pair_step(
             q1re[j], q1im[j], q2re[j], q2im[j], np.float64(a1re[j]), np.float64(a1im[j]), np.float64(a2re[j]),
-            np.float64(a2im[j]), cr[j], ci[j], p, s1r, s1i, s2r, s2i, gr, gi)
+            np.float64(a2im[j]), cr[j], ci[j], p, s1r, s1i, s2r, s2i, gr, gi, coupling)
     out[0], out[1], out[2], out[3], out[4], out[5] = s1r, s1i, s2r, s2i, gr, gi
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _pair_pass_interleaved(q1, q2, p, a1, a2, cr, ci, N, out):
+def _pair_pass_interleaved(q1, q2, p, a1, a2, cr, ci, N, out, coupling):
     """:func:`_pair_pass` on interleaved complex rows (re, im, re, im …: a complex matrix as stored)."""
     s1r = s1i = s2r = s2i = gr = gi = 0.0
     for j in range(N):
         s1r, s1i, s2r, s2i, gr, gi, cr[j], ci[j] = _pair_step(
             q1[2 * j], q1[2 * j + 1], q2[2 * j], q2[2 * j + 1], np.float64(a1[2 * j]), np.float64(a1[2 * j + 1]),
-            np.float64(a2[2 * j]), np.float64(a2[2 * j + 1]), cr[j], ci[j], p, s1r, s1i, s2r, s2i, gr, gi)
+            np.float64(a2[2 * j]), np.float64(a2[2 * j + 1]), cr[j], ci[j], p, s1r, s1i, s2r, s2i, gr, gi, coupling)
     out[0], out[1], out[2], out[3], out[4], out[5] = s1r, s1i, s2r, s2i, gr, gi
 
 
@@ -438,7 +447,8 @@ def _row_alpha(br, bi, k, sr, si, v_r, v_i, inv_den, sqrt_lam):
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, vr, vi, lo, hi, t, T, part, done):
+def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, vr, vi, lo, hi, t, T, part, done,
+                 couplings, known):
     """One single-frame sweep over ``rows[:n]`` (rows with ``inv_den`` 0 already left out), two rows per pass over c
     (:func:`_pair_pass`): the dot of a pair's second row with c after the first row's update is a2·c + (a2·conj(a1))·α1,
     its coupling summed in the same pass, so the iterate is read and written once per two rows — the same arithmetic
@@ -449,7 +459,8 @@ def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, 
     This call covers the voxels lo..hi as thread ``t`` of ``T``: after each pass it posts its partial sums in
     ``part`` (2, T, 6), counts itself in ``done`` and waits for the others, then every thread forms the same α from
     the sums in the same order; only thread 0 writes v (each thread reads the pair's v_k before it posts, so no
-    thread reads a v_k that another has written). ``T`` 1: the whole sweep alone, no waiting."""
+    thread reads a v_k that another has written). ``T`` 1: the whole sweep alone, no waiting. Each pair's coupling
+    goes to ``couplings`` (thread 0), or is read from it when ``known`` (the passes then skip it)."""
     m_len = hi - lo
     p = p0.copy()
     out = np.zeros(6)
@@ -463,10 +474,10 @@ def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, 
             _prefetch_pair(P, Af, planar, rows[m + 2], rows[m + 3], lo, hi)
         if planar:
             _pair_pass(P[q1, 0, lo:hi], P[q1, 1, lo:hi], P[q2, 0, lo:hi], P[q2, 1, lo:hi], p, P[k1, 0, lo:hi],
-                       P[k1, 1, lo:hi], P[k2, 0, lo:hi], P[k2, 1, lo:hi], cr[lo:hi], ci[lo:hi], m_len, out)
+                       P[k1, 1, lo:hi], P[k2, 0, lo:hi], P[k2, 1, lo:hi], cr[lo:hi], ci[lo:hi], m_len, out, not known)
         else:
             _pair_pass_interleaved(Af[q1, 2 * lo:2 * hi], Af[q2, 2 * lo:2 * hi], p, Af[k1, 2 * lo:2 * hi],
-                                   Af[k2, 2 * lo:2 * hi], cr[lo:hi], ci[lo:hi], m_len, out)
+                                   Af[k2, 2 * lo:2 * hi], cr[lo:hi], ci[lo:hi], m_len, out, not known)
         v1r, v1i, v2r, v2i = vr[k1], vi[k1], vr[k2], vi[k2]
         if T == 1:
             s[:] = out
@@ -478,6 +489,10 @@ def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, 
             s[:] = 0.0
             for u in range(T):
                 s += part[slot, u]
+        if known:
+            s[4], s[5] = couplings[idx, 0], couplings[idx, 1]
+        elif t == 0:
+            couplings[idx, 0], couplings[idx, 1] = s[4], s[5]
         a1r, a1i = _row_alpha(br, bi, k1, s[0], s[1], v1r, v1i, inv_den, sqrt_lam)
         a2r, a2i = _row_alpha(br, bi, k2, s[2] + s[4] * a1r - s[5] * a1i, s[3] + s[4] * a1i + s[5] * a1r, v2r, v2i,
                               inv_den, sqrt_lam)
@@ -498,7 +513,7 @@ def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, 
 
 
 @njit(cache=True, parallel=True)
-def _sweep_threads(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads):
+def _sweep_threads(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads, couplings, known):
     """One single-frame sweep (:func:`_sweep_pairs`) with the voxels split among ``threads`` CPU threads that meet
     once per pair of rows (their partial dot products summed in a fixed order: the same image for the same thread
     count, equal to rounding across counts). The first thread to start waits for the others (:data:`JOIN_POLLS`) and
@@ -527,7 +542,8 @@ def _sweep_threads(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, 
     done = np.zeros(8, np.int64)                    # [0] posted partial sums
     state = np.zeros(16, np.int64)                  # [0] threads started, [8] 0 deciding, 1 together, 2 alone
     if T == 1:
-        _sweep_pairs(P, Af, planar, br, bi, rows, n, p, inv_den, sqrt_lam, cr, ci, vr, vi, 0, N, 0, 1, part, done)
+        _sweep_pairs(P, Af, planar, br, bi, rows, n, p, inv_den, sqrt_lam, cr, ci, vr, vi, 0, N, 0, 1, part, done,
+                     couplings, known)
         return
     chunk = ((N + T - 1) // T + 7) // 8 * 8         # whole cache lines of the iterate per thread
     for t in prange(T):
@@ -536,10 +552,10 @@ def _sweep_threads(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, 
             _atomic_cas(state, 8, 0, 1 if together else 2)
             if not together:
                 _sweep_pairs(P, Af, planar, br, bi, rows, n, p, inv_den, sqrt_lam, cr, ci, vr, vi, 0, N, 0, 1,
-                             part, done)
+                             part, done, couplings, known)
         else:
             _wait_until(state, 8, 1, 0)
         if _atomic_load(state, 8) == 1:
             lo = min(N, t * chunk)
             _sweep_pairs(P, Af, planar, br, bi, rows, n, p, inv_den, sqrt_lam, cr, ci, vr, vi, lo,
-                         min(N, lo + chunk), t, T, part, done)
+                         min(N, lo + chunk), t, T, part, done, couplings, known)
