@@ -267,11 +267,12 @@ on two cores), so a thread's share of a pass must be long against that."""
 
 
 def sweep_threads(N, groups=None):
-    """Threads for one frame's compiled sweep over N voxels: numba's threads (or ``groups``), at most one per
-    :data:`VOXELS_PER_THREAD` voxels."""
+    """Threads for one frame's compiled sweep over N voxels: numba's threads (or ``groups``, at most numba's), at
+    most one per :data:`VOXELS_PER_THREAD` voxels."""
     import numba
 
-    return max(1, min(int(groups or numba.get_num_threads()), N // VOXELS_PER_THREAD))
+    n = numba.get_num_threads()
+    return max(1, min(min(int(groups), n) if groups else n, N // VOXELS_PER_THREAD))
 
 
 PLANAR_AFTER = 16

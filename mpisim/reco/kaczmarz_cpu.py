@@ -11,10 +11,13 @@ k and the dot product with the next row are fused into one pass over c (same ari
 traffic), and for many frames each pass serves two or three frames, so a matrix element is loaded
 once for all of them. One frame's sweep goes further: each pass over c serves two rows (the updates of a
 pair and the dots of the next pair, the coupling a2·conj(a1) of a pair summed in the same pass:
-:func:`_sweep_pairs`), so c is read and written once per two rows.
+:func:`_sweep_pairs`), so c is read and written once per two rows, and its voxels are split among the CPU threads,
+which meet once per pair of rows (:func:`_sweep_threads`).
 """
 
-from llvmlite import ir as llvm_ir
+import sys
+
+from llvmlite import binding as llvm_binding, ir as llvm_ir
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -380,6 +383,10 @@ def _atomic_cas(typingctx, arr, idx, expected, new):
     return arr.dtype(arr, idx, arr.dtype, arr.dtype), codegen
 
 
+_PREFETCH = "llvm.prefetch.p0" if llvm_binding.llvm_version_info[0] >= 15 else "llvm.prefetch.p0i8"
+"""The prefetch intrinsic's name: its pointer argument's mangling, opaque from LLVM 15 on."""
+
+
 @intrinsic
 def _prefetch(typingctx, arr, idx):
     """A hint to bring arr[idx]'s cache line into every cache level (LLVM's prefetch: no fault, no result)."""
@@ -387,7 +394,7 @@ def _prefetch(typingctx, arr, idx):
         ptr = _item_pointer(context, builder, sig.args[0], args[0], args[1])
         i8p, i32 = llvm_ir.IntType(8).as_pointer(), llvm_ir.IntType(32)
         fn = cgutils.get_or_insert_function(
-            builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0")
+            builder.module, llvm_ir.FunctionType(llvm_ir.VoidType(), [i8p, i32, i32, i32]), _PREFETCH)
         builder.call(fn, [builder.bitcast(ptr, i8p), i32(0), i32(3), i32(1)])
         return context.get_dummy_value()
     return types.none(arr, idx), codegen
@@ -411,8 +418,11 @@ def _prefetch_pair(P, Af, planar, k1, k2, lo, hi):
 
 @intrinsic
 def _sched_yield(typingctx):
-    """The C library's sched_yield(): lets a thread that shares this core run (a waiting thread's courtesy)."""
+    """The C library's sched_yield(): lets a thread that shares this core run (a waiting thread's courtesy); on
+    Windows, whose C library has none, nothing (the thread keeps polling)."""
     def codegen(context, builder, sig, args):
+        if sys.platform == "win32":
+            return llvm_ir.Constant(llvm_ir.IntType(32), 0)
         fn = cgutils.get_or_insert_function(builder.module, llvm_ir.FunctionType(llvm_ir.IntType(32), []),
                                             "sched_yield")
         return builder.call(fn, [])
@@ -422,9 +432,10 @@ def _sched_yield(typingctx):
 SPIN_BEFORE_YIELD = 2000
 """Polls of a counter before a waiting thread starts yielding its core between polls."""
 
-JOIN_POLLS = 100_000
-"""Polls (the later ones yielding) the first thread of a sweep waits for the others to start; past them it runs the
-sweep alone (``threads`` larger than the threads that run, e.g. numba's pool busy or set to one)."""
+JOIN_POLLS = 100_000 if sys.platform != "win32" else 20_000_000
+"""Polls (the later ones yielding; on Windows all spinning, hence more) the first thread of a sweep waits for the
+others to start; past them it runs the sweep alone (``threads`` larger than the threads that run, e.g. numba's pool
+busy or set to one)."""
 
 
 @njit(cache=True, nogil=True)
@@ -454,7 +465,8 @@ def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, 
     its coupling summed in the same pass, so the iterate is read and written once per two rows — the same arithmetic
     as row by row in another order (equal to rounding; the numpy twin :func:`~mpisim.reco.kaczmarz_base.sweep_numpy`).
     Rows of the planar P (M, 2, N), or of the interleaved Af (M, 2N) (``planar`` False; P then a stand-in). An odd
-    count's first row has been applied by the caller (its α in ``p0``).
+    count's first row has had its step taken by the caller (its α in ``p0``, its v updated; its update of c comes in
+    the first pass).
 
     This call covers the voxels lo..hi as thread ``t`` of ``T``: after each pass it posts its partial sums in
     ``part`` (2, T, 6), counts itself in ``done`` and waits for the others, then every thread forms the same α from
@@ -494,6 +506,8 @@ def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, 
         elif t == 0:
             couplings[idx, 0], couplings[idx, 1] = s[4], s[5]
         a1r, a1i = _row_alpha(br, bi, k1, s[0], s[1], v1r, v1i, inv_den, sqrt_lam)
+        if k2 == k1:                                # a row twice in a row (an order of the caller's): v_k moved
+            v2r, v2i = v1r + sqrt_lam * a1r, v1i + sqrt_lam * a1i
         a2r, a2i = _row_alpha(br, bi, k2, s[2] + s[4] * a1r - s[5] * a1i, s[3] + s[4] * a1i + s[5] * a1r, v2r, v2i,
                               inv_den, sqrt_lam)
         if t == 0:
@@ -515,9 +529,10 @@ def _sweep_pairs(P, Af, planar, br, bi, rows, n, p0, inv_den, sqrt_lam, cr, ci, 
 @njit(cache=True, parallel=True)
 def _sweep_threads(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads, couplings, known):
     """One single-frame sweep (:func:`_sweep_pairs`) with the voxels split among ``threads`` CPU threads that meet
-    once per pair of rows (their partial dot products summed in a fixed order: the same image for the same thread
-    count, equal to rounding across counts). The first thread to start waits for the others (:data:`JOIN_POLLS`) and
-    runs the sweep alone if they do not come, so the sweep never waits on a thread that numba does not run."""
+    once per pair of rows (their partial dot products summed in a fixed order: the same image for the same number of
+    threads that ran, equal to rounding across numbers). The first thread to start waits for the others
+    (:data:`JOIN_POLLS`) and runs the sweep alone if they do not come, so the sweep never waits on a thread that numba
+    does not run. An order that holds a row twice runs on one thread."""
     N = cr.shape[0]
     rows = np.empty(order.shape[0], np.int64)
     n = 0
@@ -537,7 +552,16 @@ def _sweep_threads(P, Af, planar, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, 
             sr += ar * cr[j] - ai * ci[j]
             si += ar * ci[j] + ai * cr[j]
         p[0], p[1] = _row_step(br, bi, vr, vi, rows[0], sr, si, inv_den, sqrt_lam)
+    if couplings.shape[0] < n // 2 + 1 or couplings.shape[1] != 2:     # not this order's: found again
+        couplings = np.empty((n // 2 + 1, 2))
+        known = False
     T = max(1, threads)
+    seen = np.zeros(inv_den.shape[0], np.bool_)
+    for m in range(n):                              # a row twice in the order: its v is read after it was written,
+        if seen[rows[m]]:                           # which the threads do not wait for: one thread
+            T = 1
+            break
+        seen[rows[m]] = True
     part = np.zeros((2, T, 6))
     done = np.zeros(8, np.int64)                    # [0] posted partial sums
     state = np.zeros(16, np.int64)                  # [0] threads started, [8] 0 deciding, 1 together, 2 alone
