@@ -238,14 +238,14 @@ class PlanarKaczmarz(Alg):
         self.inv = np.ascontiguousarray(inv_den, dtype=np.float64)
         self.groups = int(groups or numba.get_num_threads())
         self.single = F == 1 and real is np.float64
-        self.threads = sweep_threads(N, groups)
-        self.couplings = np.empty((M // 2 + 1, 2))        # each pair's a2·conj(a1), from the first sweep of an order
+        if self.single:
+            self.threads, self.couplings = sweep_threads(N, groups), pair_couplings(M)
 
     def _sweep(self, it):
         if self.single:
             self.K.sweep_single(self.P, self.br[0], self.bi[0], self.orders[it], self.inv, self.sq, self.cr[0],
                                 self.ci[0], self.vr[0], self.vi[0], self.threads, self.couplings,
-                                it > 0 and self.orders[it] is self.orders[it - 1])
+                                same_order(self.orders, it))
         else:
             self.K.sweep_multi(self.P, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr, self.ci, self.vr,
                           self.vi, min(self.groups, self.br.shape[0]))
@@ -272,7 +272,18 @@ def sweep_threads(N, groups=None):
     import numba
 
     n = numba.get_num_threads()
-    return max(1, min(min(int(groups), n) if groups else n, N // VOXELS_PER_THREAD))
+    return max(1, min(int(groups or n), n, N // VOXELS_PER_THREAD))
+
+
+def pair_couplings(M):
+    """Room for each pair's coupling a2·conj(a1) over M rows: the first sweep of an order writes it, the next sweeps
+    over the same order read it (:func:`same_order`)."""
+    return np.empty((M // 2 + 1, 2))
+
+
+def same_order(orders, it):
+    """Whether sweep ``it`` runs over the very order of the sweep before (cyclic, shuffle: the same array)."""
+    return it > 0 and orders[it] is orders[it - 1]
 
 
 PLANAR_AFTER = 16
@@ -297,13 +308,12 @@ class InterleavedKaczmarz(Alg):
         self.vr, self.vi = np.zeros(M), np.zeros(M)
         self.sq = float(np.sqrt(lam))
         self.inv = np.ascontiguousarray(inv_den, dtype=np.float64)
-        self.threads = sweep_threads(N, groups)
-        self.couplings = np.empty((M // 2 + 1, 2))        # each pair's a2·conj(a1), from the first sweep of an order
+        self.threads, self.couplings = sweep_threads(N, groups), pair_couplings(M)
 
     def _sweep(self, it):
         self.K.sweep_single_interleaved(self.Af, self.br, self.bi, self.orders[it], self.inv, self.sq, self.cr,
                                         self.ci, self.vr, self.vi, self.threads, self.couplings,
-                                        it > 0 and self.orders[it] is self.orders[it - 1])
+                                        same_order(self.orders, it))
         if self.er:
             self.ci[...] = 0
         if self.ep:

@@ -194,10 +194,15 @@ def _last_update(P, prev, pr, pi, cr, ci, N):
 
 
 @njit(cache=True, fastmath=True, nogil=True)
+def _row_alpha(br, bi, k, sr, si, v_r, v_i, inv_den, sqrt_lam):
+    """Row k's step α = (b_k − a_k·c − √λ v_k) / (‖a_k‖² + λ), from v_k read before (no write)."""
+    return (br[k] - sr - sqrt_lam * v_r) * inv_den[k], (bi[k] - si - sqrt_lam * v_i) * inv_den[k]
+
+
+@njit(cache=True, fastmath=True, nogil=True)
 def _row_step(br, bi, vr, vi, k, sr, si, inv_den, sqrt_lam):
-    """Row k's step α = (b_k − a_k·c − √λ v_k) / (‖a_k‖² + λ) of a single-frame sweep; v_k += √λ α."""
-    pr = (br[k] - sr - sqrt_lam * vr[k]) * inv_den[k]
-    pi = (bi[k] - si - sqrt_lam * vi[k]) * inv_den[k]
+    """Row k's step α (:func:`_row_alpha`) of a single-frame sweep; v_k += √λ α."""
+    pr, pi = _row_alpha(br, bi, k, sr, si, vr[k], vi[k], inv_den, sqrt_lam)
     vr[k] += sqrt_lam * pr
     vi[k] += sqrt_lam * pi
     return pr, pi
@@ -209,9 +214,9 @@ def sweep_single(P, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads=1,
     pass over c (:func:`_sweep_pairs`), the voxels split among ``threads`` CPU threads (:func:`_sweep_threads`).
     ``couplings`` (M // 2 + 1, 2): each pair's a2·conj(a1), written by a sweep (``known`` False) and read by a later
     one over the same order (``known`` True), whose passes then skip that sum."""
-    g = np.empty((order.shape[0] // 2 + 1, 2)) if couplings is None else couplings
+    g = np.empty((0, 2)) if couplings is None else couplings          # too small: found by the sweep
     _sweep_threads(P, np.empty((0, 0), P.dtype), True, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi, threads, g,
-                   known and couplings is not None)
+                   known)
 
 
 @njit(cache=True)
@@ -220,9 +225,9 @@ def sweep_single_interleaved(Af, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, v
     """:func:`sweep_single` on the complex matrix as stored, Af (M, 2N) its float view (re, im interleaved): no
     planar copy, so a call on a complex matrix costs no pass over it before its sweeps (each row's parts are taken
     apart as the sweep reaches it)."""
-    g = np.empty((order.shape[0] // 2 + 1, 2)) if couplings is None else couplings
+    g = np.empty((0, 2)) if couplings is None else couplings
     _sweep_threads(np.empty((0, 2, 0), Af.dtype), Af, False, br, bi, order, inv_den, sqrt_lam, cr, ci, vr, vi,
-                   threads, g, known and couplings is not None)
+                   threads, g, known)
 
 
 @njit(cache=True, fastmath=True, nogil=True)
@@ -449,12 +454,6 @@ def _wait_until(counter, idx, target, limit):
         if limit > 0 and polls >= limit:
             return False
     return True
-
-
-@njit(cache=True, fastmath=True, nogil=True)
-def _row_alpha(br, bi, k, sr, si, v_r, v_i, inv_den, sqrt_lam):
-    """Row k's step α = (b_k − a_k·c − √λ v_k) / (‖a_k‖² + λ), from v_k read before (no write)."""
-    return (br[k] - sr - sqrt_lam * v_r) * inv_den[k], (bi[k] - si - sqrt_lam * v_i) * inv_den[k]
 
 
 @njit(cache=True, fastmath=True, nogil=True)
